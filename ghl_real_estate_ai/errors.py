@@ -1,0 +1,74 @@
+"""Exceptions raised by the service, all under one base.
+
+::
+
+    JorgeError
+    ├── ConfigurationError        a setting is missing or wrong; start-up stops
+    ├── StorageError              the database cannot do what was asked
+    │   └── StorageUnavailableError   the database cannot be reached
+    ├── CacheError                the cache or lock backend failed
+    │   └── LockTimeoutError      a lock was not acquired in time
+    ├── GHLError                  a GHL API call failed for good
+    │   └── GHLRateLimitError     GHL answered 429 after every retry
+    └── WebhookError              a webhook was refused (signature, shape)
+        └── SignatureError        the signature is missing, malformed or wrong
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CacheError",
+    "ConfigurationError",
+    "GHLError",
+    "GHLRateLimitError",
+    "JorgeError",
+    "LockTimeoutError",
+    "SignatureError",
+    "StorageError",
+    "StorageUnavailableError",
+    "WebhookError",
+]
+
+
+class JorgeError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigurationError(JorgeError):
+    """A setting is missing or invalid; the message names the variable and the fix."""
+
+
+class StorageError(JorgeError):
+    """The database could not do what was asked."""
+
+
+class StorageUnavailableError(StorageError):
+    """The database cannot be reached."""
+
+
+class CacheError(JorgeError):
+    """The cache or lock backend failed."""
+
+
+class LockTimeoutError(CacheError):
+    """A lock was not acquired within its timeout."""
+
+
+class GHLError(JorgeError):
+    """A GHL API call failed after its retries."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class GHLRateLimitError(GHLError):
+    """GHL kept answering 429."""
+
+
+class WebhookError(JorgeError):
+    """A webhook was refused."""
+
+
+class SignatureError(WebhookError):
+    """The webhook signature is missing, malformed, stale or does not verify."""

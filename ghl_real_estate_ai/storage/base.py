@@ -1,0 +1,251 @@
+"""The Store protocol and the rows it returns.
+
+One interface, two implementations: :mod:`.sqlite` (aiosqlite, embedded) and
+:mod:`.postgres` (asyncpg pool, production). :func:`ghl_real_estate_ai.storage.open_store`
+picks one from ``DATABASE_URL``. The store knows rows and keys, not
+conversations or HTTP. Times are timezone-aware UTC ``datetime`` values;
+JSON columns come back as ``dict``.
+
+Outbox statuses: ``pending`` -> ``sending`` -> ``sent``; a failed send goes
+back to ``pending`` with a later ``next_attempt_at`` (``failed`` after the last
+attempt). Follow-up statuses: ``pending`` -> ``running`` -> ``done``;
+``cancelled``; ``failed`` (retry later) and ``dead`` (gave up). Webhook event
+statuses: ``received`` -> ``processing`` -> ``processed``; ``ignored``
+(outbound direction, unknown type); ``failed``.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+__all__ = [
+    "Contact",
+    "FollowUp",
+    "Handoff",
+    "Message",
+    "OutboxItem",
+    "Store",
+    "WebhookEvent",
+    "WebhookInsert",
+]
+
+
+@dataclass(slots=True)
+class Contact:
+    """A GHL contact as the bots see it."""
+
+    contact_id: str
+    location_id: str = ""
+    current_bot: str = "lead"
+    temperature: str | None = None
+    tags: list[str] = field(default_factory=list)
+    opted_out: bool = False
+    escalated: bool = False
+    state: dict[str, Any] = field(default_factory=dict)
+    """The conversation state of the contact's bots (JSON), kept across restarts."""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Message:
+    """One inbound or outbound message."""
+
+    id: int
+    contact_id: str
+    direction: str  # "inbound" | "outbound"
+    body: str
+    channel: str
+    created_at: datetime
+    message_id: str | None = None
+
+
+@dataclass(slots=True)
+class WebhookEvent:
+    """A stored webhook delivery."""
+
+    id: int
+    webhook_id: str | None
+    message_id: str | None
+    event_type: str
+    contact_id: str | None
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    received_at: datetime
+    error: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class WebhookInsert:
+    """The answer to :meth:`Store.record_webhook_event`."""
+
+    event_id: int
+    duplicate: bool
+    """True when an event with the same webhookId or messageId was already stored."""
+
+
+@dataclass(slots=True)
+class OutboxItem:
+    """An outbound GHL action written before it is sent."""
+
+    id: int
+    idempotency_key: str
+    kind: str
+    contact_id: str | None
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    last_error: str | None = None
+    response: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Handoff:
+    """One evaluated or executed handoff between bots."""
+
+    id: int
+    contact_id: str
+    source_bot: str
+    target_bot: str
+    confidence: float
+    reason: str
+    outcome: str  # "executed" | "blocked:<reason>" | "in_progress"
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class FollowUp:
+    """A scheduled follow-up step."""
+
+    id: int
+    contact_id: str
+    step: str
+    due_at: datetime
+    status: str
+    attempts: int
+    trace_context: dict[str, str]
+    created_at: datetime
+    last_error: str | None = None
+
+
+class Store(Protocol):
+    """Durable state of the service. Every method is safe to call concurrently."""
+
+    backend: str
+    """``"sqlite"`` or ``"postgresql"``."""
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema."""
+
+    async def close(self) -> None:
+        """Release every connection."""
+
+    async def ping(self) -> None:
+        """Run a trivial query; raise StorageUnavailableError when the database is down."""
+
+    async def schema_version(self) -> int:
+        """The applied schema version."""
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """Run the calls made inside the block in one transaction (same task)."""
+
+    def contact_lock(self, contact_id: str, timeout: float = 30.0) -> AbstractAsyncContextManager[None]:
+        """Serialise holders for one contact, across tasks and processes."""
+
+    # contacts
+    async def get_contact(self, contact_id: str) -> Contact | None: ...
+    async def upsert_contact(self, contact: Contact) -> Contact: ...
+
+    # messages
+    async def add_message(
+        self,
+        contact_id: str,
+        direction: str,
+        body: str,
+        channel: str,
+        *,
+        message_id: str | None = None,
+        created_at: datetime | None = None,
+    ) -> Message: ...
+    async def list_messages(self, contact_id: str, limit: int = 50) -> list[Message]:
+        """Oldest first, the last ``limit`` messages."""
+
+    # webhook events
+    async def record_webhook_event(
+        self,
+        *,
+        webhook_id: str | None,
+        message_id: str | None,
+        event_type: str,
+        contact_id: str | None,
+        payload: dict[str, Any],
+        status: str = "received",
+    ) -> WebhookInsert:
+        """Store a delivery; a duplicate webhookId or messageId is reported, not raised."""
+
+    async def claim_webhook_event(self, event_id: int) -> bool:
+        """Move ``received``/``failed`` to ``processing``; False when someone else has it."""
+
+    async def finish_webhook_event(self, event_id: int, status: str, error: str | None = None) -> None: ...
+    async def get_webhook_event(self, event_id: int) -> WebhookEvent | None: ...
+    async def list_unprocessed_webhook_events(
+        self, older_than: datetime, limit: int = 100
+    ) -> list[WebhookEvent]:
+        """Events still ``received`` or stuck ``processing`` since before ``older_than``."""
+
+    # outbox
+    async def enqueue_outbox(
+        self, idempotency_key: str, kind: str, payload: dict[str, Any], *, contact_id: str | None = None
+    ) -> tuple[OutboxItem, bool]:
+        """Write an item once; returns (item, created). A known key returns the stored item."""
+
+    async def claim_outbox_item(self, item_id: int) -> OutboxItem | None:
+        """``pending`` -> ``sending`` for one item; None when it is not pending."""
+
+    async def claim_due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxItem]:
+        """Claim due ``pending`` items (``sending``), each by exactly one caller."""
+
+    async def mark_outbox_sent(self, item_id: int, response: dict[str, Any] | None = None) -> None: ...
+    async def mark_outbox_failed(
+        self, item_id: int, error: str, next_attempt_at: datetime | None
+    ) -> None:
+        """Back to ``pending`` at ``next_attempt_at``; ``failed`` for good when it is None."""
+
+    async def get_outbox_item(self, item_id: int) -> OutboxItem | None: ...
+    async def list_outbox(self, status: str | None = None, limit: int = 1000) -> list[OutboxItem]: ...
+
+    # handoffs
+    async def record_handoff(
+        self,
+        contact_id: str,
+        source_bot: str,
+        target_bot: str,
+        confidence: float,
+        reason: str,
+        outcome: str,
+        created_at: datetime | None = None,
+    ) -> Handoff: ...
+    async def list_handoffs(self, contact_id: str, since: datetime | None = None) -> list[Handoff]: ...
+
+    # follow-ups
+    async def schedule_followup(
+        self, contact_id: str, step: str, due_at: datetime, trace_context: dict[str, str]
+    ) -> FollowUp: ...
+    async def cancel_followups(self, contact_id: str) -> int:
+        """Cancel every pending step of a contact; returns how many."""
+
+    async def claim_due_followups(self, now: datetime, limit: int = 20) -> list[FollowUp]:
+        """Claim due ``pending``/``failed`` steps (``running``), each by exactly one caller."""
+
+    async def complete_followup(self, followup_id: int) -> None: ...
+    async def fail_followup(self, followup_id: int, error: str, next_attempt_at: datetime | None) -> None:
+        """``failed`` to retry at ``next_attempt_at``; ``dead`` when it is None."""
+
+    async def list_followups(self, contact_id: str | None = None) -> list[FollowUp]: ...
+
