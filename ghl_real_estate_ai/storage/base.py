@@ -212,9 +212,7 @@ class Store(Protocol):
         """Claim due ``pending`` items (``sending``), each by exactly one caller."""
 
     async def mark_outbox_sent(self, item_id: int, response: dict[str, Any] | None = None) -> None: ...
-    async def mark_outbox_failed(
-        self, item_id: int, error: str, next_attempt_at: datetime | None
-    ) -> None:
+    async def mark_outbox_failed(self, item_id: int, error: str, next_attempt_at: datetime | None) -> None:
         """Back to ``pending`` at ``next_attempt_at``; ``failed`` for good when it is None."""
 
     async def get_outbox_item(self, item_id: int) -> OutboxItem | None: ...
@@ -248,4 +246,3 @@ class Store(Protocol):
         """``failed`` to retry at ``next_attempt_at``; ``dead`` when it is None."""
 
     async def list_followups(self, contact_id: str | None = None) -> list[FollowUp]: ...
-

@@ -1,0 +1,162 @@
+"""A global tracer and meter provider whose SDK delegate can be swapped.
+
+OpenTelemetry lets a process set its global ``TracerProvider`` once, and
+tracers handed out before or after that stay bound to whatever provider was
+current then. Our set-up must be idempotent, restartable (shutdown, then set up
+again with other exporters) and testable on a fresh provider per test, and the
+auto-instrumentations grab their tracers early. So the global provider is a
+thin switch: every tracer it hands out asks the switch for the current SDK
+provider when a span starts (one identity check when nothing changed).
+
+Use :func:`install` once (idempotent), then :func:`set_delegate` to point the
+switch at an SDK ``TracerProvider`` (or ``None`` for no-op), and
+:func:`set_meter_delegate` likewise for metrics.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import metrics as metrics_api
+from opentelemetry import trace as trace_api
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanKind, Tracer, TracerProvider
+from opentelemetry.util.types import Attributes
+
+__all__ = [
+    "SwitchTracerProvider",
+    "current_delegate",
+    "current_meter_delegate",
+    "generation",
+    "install",
+    "set_delegate",
+    "set_meter_delegate",
+]
+
+_NOOP_PROVIDER = trace_api.NoOpTracerProvider()
+_lock = threading.Lock()
+_delegate: TracerProvider = _NOOP_PROVIDER
+_meter_delegate: metrics_api.MeterProvider | None = None
+_generation = 0
+_installed: SwitchTracerProvider | None = None
+
+
+def generation() -> int:
+    """A number that changes every time a delegate is swapped."""
+    return _generation
+
+
+def current_delegate() -> TracerProvider:
+    """The SDK provider spans currently go to (a no-op provider when tracing is off)."""
+    return _delegate
+
+
+def current_meter_delegate() -> metrics_api.MeterProvider | None:
+    """The SDK meter provider metrics currently go to, if any."""
+    return _meter_delegate
+
+
+def set_delegate(provider: TracerProvider | None) -> None:
+    """Send spans to ``provider`` from now on (``None``: drop them)."""
+    global _delegate, _generation
+    with _lock:
+        _delegate = provider if provider is not None else _NOOP_PROVIDER
+        _generation += 1
+
+
+def set_meter_delegate(provider: metrics_api.MeterProvider | None) -> None:
+    """Record metrics on ``provider`` from now on (``None``: nowhere)."""
+    global _meter_delegate, _generation
+    with _lock:
+        _meter_delegate = provider
+        _generation += 1
+
+
+def install() -> SwitchTracerProvider:
+    """Make the switch the process's global tracer provider; safe to call again."""
+    global _installed
+    with _lock:
+        if _installed is None:
+            _installed = SwitchTracerProvider()
+            current = trace_api.get_tracer_provider()
+            if isinstance(current, trace_api.ProxyTracerProvider):
+                trace_api.set_tracer_provider(_installed)
+            elif not isinstance(current, SwitchTracerProvider):
+                # Somebody set a provider before us: keep sending spans there.
+                trace_api.set_tracer_provider(_installed)  # logs a warning and keeps theirs
+        return _installed
+
+
+class _SwitchTracer(Tracer):
+    """A tracer that resolves the current delegate's tracer when a span starts."""
+
+    __slots__ = ("_args", "_generation", "_tracer")
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        self._args = args
+        self._generation = -1
+        self._tracer: Tracer = trace_api.NoOpTracer()
+
+    def _current(self) -> Tracer:
+        if self._generation != _generation:
+            self._tracer = _delegate.get_tracer(*self._args)
+            self._generation = _generation
+        return self._tracer
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> Span:
+        return self._current().start_span(
+            name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+        )
+
+    @contextmanager  # type: ignore[override]  # the API declares its own context-manager type
+    def start_as_current_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[Span]:
+        with self._current().start_as_current_span(
+            name,
+            context,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+            end_on_exit,
+        ) as span:
+            yield span
+
+
+class SwitchTracerProvider(TracerProvider):
+    """The global provider: hands out tracers that follow the current delegate."""
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Attributes | None = None,
+    ) -> Tracer:
+        args = (instrumenting_module_name, instrumenting_library_version, schema_url, attributes)
+        return _SwitchTracer(args)
