@@ -121,8 +121,8 @@ class _SwitchTracer(Tracer):
             name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
         )
 
-    @contextmanager  # type: ignore[override]  # the API declares its own context-manager type
-    def start_as_current_span(
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]  # the API declares its own CM type
         self,
         name: str,
         context: Context | None = None,
