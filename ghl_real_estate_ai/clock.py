@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "ensure_utc"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "ensure_utc", "parse_instant"]
 
 
 def ensure_utc(value: datetime, *, name: str = "datetime") -> datetime:
@@ -112,3 +112,27 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock({self._now.isoformat()!r})"
+
+
+def parse_instant(text: str, *, name: str = "time") -> datetime:
+    """Parse an ISO-8601 instant typed by a person: ``2025-01-04T09:00:00Z``, ``...+02:00``, ``2025-01-04``.
+
+    A value without an offset is read as UTC.
+
+    Args:
+        text: the ISO-8601 text.
+        name: what the value is (e.g. ``--now``), for the error message.
+
+    Returns:
+        The instant in UTC.
+
+    Raises:
+        ValueError: one line naming ``name``, showing the bad value and an example of a good one.
+    """
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except (TypeError, ValueError, AttributeError):
+        raise ValueError(
+            f"{name} must be an ISO-8601 time such as '2025-01-04T09:00:00Z', got {text!r}"
+        ) from None
+    return ensure_utc(parsed, name=name)
