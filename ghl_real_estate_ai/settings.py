@@ -168,6 +168,19 @@ class Settings(BaseSettings):
     otel_traces_sampler_arg: float | None = Field(default=None, ge=0, le=1)
     """OTEL_TRACES_SAMPLER_ARG: sampling ratio 0-1 for the ratio samplers."""
 
+    otel_bsp_max_queue_size: int = Field(default=2048, ge=1)
+    """OTEL_BSP_MAX_QUEUE_SIZE: finished spans each exporter keeps while its backend is
+    slow or down; spans beyond it are dropped and counted, never waited for."""
+
+    otel_bsp_schedule_delay: float = Field(default=1000.0, gt=0)
+    """OTEL_BSP_SCHEDULE_DELAY: milliseconds between two exports of queued spans."""
+
+    otel_bsp_max_export_batch_size: int = Field(default=512, ge=1)
+    """OTEL_BSP_MAX_EXPORT_BATCH_SIZE: spans per export call (capped at the queue size)."""
+
+    otel_exporter_otlp_timeout: float = Field(default=3000.0, gt=0)
+    """OTEL_EXPORTER_OTLP_TIMEOUT: milliseconds one OTLP export may take, retries included."""
+
     otel_capture_content: bool = False
     """OTEL_CAPTURE_CONTENT: let message text, phone numbers and e-mail addresses into
     spans and logs. Off: they are redacted for every exporter."""
