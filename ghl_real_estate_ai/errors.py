@@ -10,8 +10,9 @@
     │   └── LockTimeoutError      a lock was not acquired in time
     ├── GHLError                  a GHL API call failed for good
     │   └── GHLRateLimitError     GHL answered 429 after every retry
-    └── WebhookError              a webhook was refused (signature, shape)
-        └── SignatureError        the signature is missing, malformed or wrong
+    ├── WebhookError              a webhook was refused (signature, shape)
+    │   └── SignatureError        the signature is missing, malformed or wrong
+    └── TraceQueryError           a trace query is invalid or its backend cannot answer
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "SignatureError",
     "StorageError",
     "StorageUnavailableError",
+    "TraceQueryError",
     "WebhookError",
 ]
 
@@ -57,9 +59,13 @@ class LockTimeoutError(CacheError):
 class GHLError(JorgeError):
     """A GHL API call failed after its retries."""
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.retry_after = retry_after
+        """Seconds GHL asked us to wait (its ``Retry-After``), when it said."""
 
 
 class GHLRateLimitError(GHLError):
@@ -72,3 +78,7 @@ class WebhookError(JorgeError):
 
 class SignatureError(WebhookError):
     """The webhook signature is missing, malformed, stale or does not verify."""
+
+
+class TraceQueryError(JorgeError):
+    """A trace query has a bad value, or the trace store / Jaeger cannot answer it."""

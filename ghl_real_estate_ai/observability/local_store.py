@@ -1,0 +1,597 @@
+"""The local trace store: finished spans in one SQLite file, and the queries over it.
+
+The embedded default (``OTEL_EXPORTER_TYPE=local``) needs neither Docker nor
+Jaeger: :class:`LocalSpanExporter` is an OpenTelemetry ``SpanExporter`` that
+writes every finished span to ``./data/traces.db``, and
+:class:`LocalTraceReader` answers the :class:`~.query.TraceQuery` questions
+(``jorge traces``, ``jorge slo``, the ``/traces`` page and the Jaeger-shaped
+API) from the same file, from another connection or another process::
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(LocalSpanExporter(Path("data/traces.db"))))
+    ...
+    reader = LocalTraceReader(Path("data/traces.db"))
+    reader.find_traces(tags={"workflow.contact_id": "abc123"})
+
+Layout: a ``spans`` table (ids, name, kind, times, status, service, attributes,
+events and links as JSON; indexed by trace id, start time and service+name), a
+``resources`` table (one row per distinct resource rather than a copy per span)
+and a ``span_attributes`` table holding every attribute as ``key``/``value``
+text, indexed so a ``--tag key=value`` search is an index lookup.
+
+Retention: at most ``max_spans`` spans younger than ``max_age_hours``. Pruning
+runs in batches of short transactions, and only every ``max_spans / 10``
+inserted spans (or once a minute), never per insert, so the table holds at
+most about 1.1 x ``max_spans`` rows and the file stops growing once freed
+pages are being reused. WAL mode and a busy timeout let readers in other
+processes query while the exporter writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from ghl_real_estate_ai.observability.query import (
+    AttributeValue,
+    SpanEvent,
+    SpanLink,
+    SpanRecord,
+    TraceOrder,
+    TraceQuery,
+    TraceQueryError,
+    TraceSummary,
+    attribute_text,
+    datetime_to_ns,
+    normalize_trace_id,
+)
+
+__all__ = [
+    "LocalSpanExporter",
+    "LocalTraceReader",
+    "SpanRecord",
+    "TraceQuery",
+    "TraceSummary",
+]
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    id INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    attributes_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spans (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    status_code TEXT NOT NULL,
+    status_message TEXT,
+    service_name TEXT NOT NULL,
+    scope_name TEXT,
+    resource_id INTEGER,
+    attributes_json TEXT NOT NULL,
+    events_json TEXT,
+    links_json TEXT
+);
+CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
+CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
+CREATE INDEX IF NOT EXISTS spans_by_service_name ON spans (service_name, name);
+CREATE TABLE IF NOT EXISTS span_attributes (
+    span_ref INTEGER NOT NULL,
+    trace_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS span_attributes_by_key_value ON span_attributes (key, value, trace_id);
+CREATE INDEX IF NOT EXISTS span_attributes_by_span ON span_attributes (span_ref);
+CREATE TRIGGER IF NOT EXISTS spans_drop_attributes AFTER DELETE ON spans BEGIN
+    DELETE FROM span_attributes WHERE span_ref = old.id;
+END;
+"""
+
+# Values longer than this stay in the span's JSON but are not indexed: nobody
+# searches by a whole stack trace, and the index stays small.
+_MAX_INDEXED_VALUE = 256
+_PRUNE_BATCH = 5_000
+_AGE_PRUNE_INTERVAL_S = 60.0
+_BUSY_TIMEOUT_MS = 5_000
+# Bound the WAL file too: after a checkpoint SQLite truncates it to this size.
+_JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    conn.isolation_level = None  # explicit BEGIN IMMEDIATE / COMMIT below
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
+    if conn.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+    return conn
+
+
+def _json_value(value: Any) -> AttributeValue:
+    if isinstance(value, tuple | list):
+        return [_json_value(item) for item in value]  # type: ignore[return-value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf; keep the text
+    if isinstance(value, str | bool | int | float):
+        return value
+    return str(value)
+
+
+def _attributes(attributes: Mapping[str, Any] | None) -> dict[str, AttributeValue]:
+    return {key: _json_value(value) for key, value in (attributes or {}).items()}
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class LocalSpanExporter(SpanExporter):
+    """An OpenTelemetry span exporter writing to the local SQLite trace store.
+
+    Thread-safe: the batch processor calls :meth:`export` from its worker
+    thread, a simple processor from whichever thread ends a span. Export never
+    raises; a database problem is logged and reported as ``FAILURE``.
+
+    Args:
+        path: the SQLite file; its folder is created when missing.
+        max_spans: keep at most about this many spans (pruned in batches).
+        max_age_hours: drop spans that started longer ago than this.
+    """
+
+    def __init__(self, path: Path, max_spans: int = 200_000, max_age_hours: float = 72.0) -> None:
+        if max_spans < 1:
+            raise ValueError(f"max_spans must be at least 1, got {max_spans!r}")
+        if not max_age_hours > 0:
+            raise ValueError(f"max_age_hours must be positive, got {max_age_hours!r}")
+        self.path = Path(path)
+        self.max_spans = max_spans
+        self.max_age_ns = int(max_age_hours * 3600 * 1e9)
+        self.prune_every = max(64, max_spans // 10)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._since_prune = 0
+        self._last_prune = 0.0
+        self._resource_ids: dict[str, int] = {}
+        self._failures_logged = 0
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = _connect(self.path)
+            self._prune_locked()  # a store left from an earlier run may be over its limits
+        return self._conn
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Write ``spans`` in one transaction; prune when due."""
+        if self._closed:
+            return SpanExportResult.FAILURE
+        with self._lock:
+            try:
+                conn = self._connection()
+                self._insert(conn, spans)
+                self._since_prune += len(spans)
+                due = time.monotonic() - self._last_prune >= _AGE_PRUNE_INTERVAL_S
+                if self._since_prune >= self.prune_every or due:
+                    self._prune_locked()
+            except (sqlite3.Error, OSError) as exc:
+                # Tracing must never break the app: report, drop this batch.
+                if self._failures_logged < 10:
+                    self._failures_logged += 1
+                    logger.warning("local trace store %s: export failed: %s", self.path, exc)
+                return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def _resource_id(self, conn: sqlite3.Connection, span: ReadableSpan) -> int:
+        text = _dumps(_attributes(span.resource.attributes))
+        digest = hashlib.sha1(text.encode()).hexdigest()
+        cached = self._resource_ids.get(digest)
+        if cached is not None:
+            return cached
+        conn.execute(
+            "INSERT OR IGNORE INTO resources (digest, attributes_json) VALUES (?, ?)", (digest, text)
+        )
+        row = conn.execute("SELECT id FROM resources WHERE digest = ?", (digest,)).fetchone()
+        self._resource_ids[digest] = int(row[0])
+        return int(row[0])
+
+    def _insert(self, conn: sqlite3.Connection, spans: Sequence[ReadableSpan]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            index_rows: list[tuple[int, str, str, str]] = []
+            for span in spans:
+                context = span.context
+                if context is None:
+                    continue
+                trace_id = format(context.trace_id, "032x")
+                start = span.start_time or 0
+                end = span.end_time or start
+                attributes = _attributes(span.attributes)
+                status = span.status.status_code.name
+                kind = span.kind.name
+                service = str(span.resource.attributes.get("service.name", "unknown_service"))
+                events = [
+                    {"name": e.name, "timestamp_ns": e.timestamp, "attributes": _attributes(e.attributes)}
+                    for e in span.events
+                ]
+                links = [
+                    {
+                        "trace_id": format(link.context.trace_id, "032x"),
+                        "span_id": format(link.context.span_id, "016x"),
+                        "attributes": _attributes(link.attributes),
+                    }
+                    for link in span.links
+                ]
+                cursor = conn.execute(
+                    "INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,"
+                    " duration_ns, status_code, status_message, service_name, scope_name, resource_id,"
+                    " attributes_json, events_json, links_json)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        trace_id,
+                        format(context.span_id, "016x"),
+                        format(span.parent.span_id, "016x") if span.parent is not None else None,
+                        span.name,
+                        kind,
+                        start,
+                        end,
+                        max(0, end - start),
+                        status,
+                        span.status.description or None,
+                        service,
+                        span.instrumentation_scope.name if span.instrumentation_scope else None,
+                        self._resource_id(conn, span),
+                        _dumps(attributes),
+                        _dumps(events) if events else None,
+                        _dumps(links) if links else None,
+                    ),
+                )
+                ref = int(cursor.lastrowid or 0)
+                searchable: dict[str, object] = dict(attributes)
+                # The tags Jaeger derives from kind and status are searchable too.
+                if kind != "INTERNAL":
+                    searchable["span.kind"] = kind.lower()
+                if status != "UNSET":
+                    searchable["otel.status_code"] = status
+                if status == "ERROR":
+                    searchable["error"] = True
+                for key, value in searchable.items():
+                    text = attribute_text(value)
+                    if len(text) <= _MAX_INDEXED_VALUE:
+                        index_rows.append((ref, trace_id, key, text))
+            conn.executemany(
+                "INSERT INTO span_attributes (span_ref, trace_id, key, value) VALUES (?, ?, ?, ?)",
+                index_rows,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def prune(self) -> int:
+        """Apply retention now (age, then count); returns how many spans were dropped."""
+        with self._lock:
+            if self._closed:
+                return 0
+            self._connection()
+            return self._prune_locked()
+
+    def _delete_batches(self, conn: sqlite3.Connection, sql: str, bound: int) -> int:
+        deleted = 0
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                count = conn.execute(sql, (bound, _PRUNE_BATCH)).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            deleted += count
+            if count < _PRUNE_BATCH:
+                return deleted
+
+    def _prune_locked(self) -> int:
+        conn = self._conn
+        if conn is None:
+            return 0
+        cutoff_ns = time.time_ns() - self.max_age_ns
+        deleted = self._delete_batches(
+            conn,
+            "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE start_ns < ? LIMIT ?)",
+            cutoff_ns,
+        )
+        row = conn.execute(
+            "SELECT id FROM spans ORDER BY id DESC LIMIT 1 OFFSET ?", (self.max_spans,)
+        ).fetchone()
+        if row is not None:
+            deleted += self._delete_batches(
+                conn,
+                "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE id <= ? ORDER BY id LIMIT ?)",
+                int(row[0]),
+            )
+        if deleted:
+            conn.execute(
+                "DELETE FROM resources WHERE NOT EXISTS"
+                " (SELECT 1 FROM spans WHERE spans.resource_id = resources.id)"
+            )
+            self._resource_ids.clear()
+        self._since_prune = 0
+        self._last_prune = time.monotonic()
+        return deleted
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Nothing is buffered here: every export is committed before it returns."""
+        return True
+
+    def shutdown(self) -> None:
+        """Close the database; later exports fail without raising."""
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+
+
+_SPAN_COLUMNS = (
+    "s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.start_ns, s.end_ns, s.status_code,"
+    " s.status_message, s.service_name, s.scope_name, s.attributes_json, s.events_json, s.links_json,"
+    " r.attributes_json"
+)
+_SPAN_FROM = "spans AS s LEFT JOIN resources AS r ON r.id = s.resource_id"
+
+
+def _record(row: Sequence[Any]) -> SpanRecord:
+    events = [
+        SpanEvent(name=e["name"], timestamp_ns=int(e["timestamp_ns"]), attributes=e.get("attributes", {}))
+        for e in (json.loads(row[12]) if row[12] else [])
+    ]
+    links = [
+        SpanLink(trace_id=link["trace_id"], span_id=link["span_id"], attributes=link.get("attributes", {}))
+        for link in (json.loads(row[13]) if row[13] else [])
+    ]
+    return SpanRecord(
+        trace_id=row[0],
+        span_id=row[1],
+        parent_span_id=row[2],
+        name=row[3],
+        kind=row[4],
+        start_ns=int(row[5]),
+        end_ns=int(row[6]),
+        status_code=row[7],
+        status_message=row[8],
+        service_name=row[9],
+        scope_name=row[10],
+        attributes=json.loads(row[11]),
+        events=events,
+        links=links,
+        resource=json.loads(row[14]) if row[14] else {},
+    )
+
+
+class LocalTraceReader(TraceQuery):
+    """Queries over the local trace store; safe beside a writing exporter.
+
+    A missing file is an empty store (nothing has been traced yet). Each call
+    opens its own short-lived connection, so one reader can serve many threads.
+
+    Args:
+        path: the SQLite file the :class:`LocalSpanExporter` writes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _open(self) -> sqlite3.Connection | None:
+        if not self.path.exists():
+            return None
+        try:
+            return _connect(self.path)
+        except sqlite3.Error as exc:
+            raise TraceQueryError(
+                f"cannot read the trace store {str(self.path)!r}: {exc}; "
+                "check TRACE_STORE_PATH points at a traces.db file"
+            ) from None
+
+    def _rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        conn = self._open()
+        if conn is None:
+            return []
+        try:
+            return list(conn.execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            raise TraceQueryError(f"trace store {str(self.path)!r} query failed: {exc}") from None
+        finally:
+            conn.close()
+
+    def count(self) -> int:
+        """How many spans the store holds."""
+        rows = self._rows("SELECT count(*) FROM spans")
+        return int(rows[0][0]) if rows else 0
+
+    def services(self) -> list[str]:
+        """Service names that have spans, sorted."""
+        return [row[0] for row in self._rows("SELECT DISTINCT service_name FROM spans ORDER BY 1")]
+
+    def operations(self, service: str) -> list[str]:
+        """Span names stored for ``service``, sorted."""
+        rows = self._rows("SELECT DISTINCT name FROM spans WHERE service_name = ? ORDER BY 1", (service,))
+        return [row[0] for row in rows]
+
+    def find_traces(
+        self,
+        service: str | None = None,
+        operation: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        min_duration_ms: float | None = None,
+        max_duration_ms: float | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 20,
+        order: TraceOrder = "duration",
+    ) -> list[TraceSummary]:
+        """Traces matching every filter; see :mod:`.query` for the semantics.
+
+        Raises:
+            TraceQueryError: a bad ``limit`` or ``order``, or an unreadable store.
+        """
+        if limit < 1:
+            raise TraceQueryError(f"limit must be at least 1, got {limit!r}")
+        if order not in ("duration", "time"):
+            raise TraceQueryError(f"order {order!r} is not valid: use 'duration' or 'time'")
+        min_ns = None if min_duration_ms is None else int(min_duration_ms * 1e6)
+        max_ns = None if max_duration_ms is None else int(max_duration_ms * 1e6)
+
+        # Each filter is a set of trace ids; the answer is their intersection,
+        # so each one can use its own index.
+        candidates: list[str] = []
+        params: list[object] = []
+        if service is not None or operation is not None:
+            clauses = []
+            if service is not None:
+                clauses.append("service_name = ?")
+                params.append(service)
+            if operation is not None:
+                clauses.append("name = ?")
+                params.append(operation)
+                if min_ns is not None:
+                    clauses.append("duration_ns >= ?")
+                    params.append(min_ns)
+                if max_ns is not None:
+                    clauses.append("duration_ns <= ?")
+                    params.append(max_ns)
+            candidates.append("SELECT trace_id FROM spans WHERE " + " AND ".join(clauses))
+        for key, value in (tags or {}).items():
+            candidates.append("SELECT trace_id FROM span_attributes WHERE key = ? AND value = ?")
+            params.extend((key, attribute_text(value)))
+        if since is not None or until is not None:
+            clauses = []
+            if since is not None:
+                clauses.append("start_ns >= ?")
+                params.append(datetime_to_ns(since))
+            if until is not None:
+                clauses.append("start_ns <= ?")
+                params.append(datetime_to_ns(until))
+            candidates.append("SELECT trace_id FROM spans WHERE " + " AND ".join(clauses))
+        if not candidates:
+            candidates.append("SELECT trace_id FROM spans")
+
+        having: list[str] = []
+        if operation is None:
+            if min_ns is not None:
+                having.append("max(end_ns) - min(start_ns) >= ?")
+                params.append(min_ns)
+            if max_ns is not None:
+                having.append("max(end_ns) - min(start_ns) <= ?")
+                params.append(max_ns)
+        ordering = "max(end_ns) - min(start_ns) DESC" if order == "duration" else "min(start_ns) DESC"
+        sql = (
+            "SELECT trace_id FROM spans WHERE trace_id IN ("
+            + " INTERSECT ".join(candidates)
+            + ") GROUP BY trace_id"
+            + (" HAVING " + " AND ".join(having) if having else "")
+            + f" ORDER BY {ordering}, trace_id LIMIT ?"
+        )
+        params.append(limit)
+        trace_ids = [row[0] for row in self._rows(sql, params)]
+        if not trace_ids:
+            return []
+
+        marks = ",".join("?" * len(trace_ids))
+        rows = self._rows(
+            "SELECT trace_id, span_id, parent_span_id, name, service_name, start_ns, end_ns, status_code"
+            f" FROM spans WHERE trace_id IN ({marks})",
+            trace_ids,
+        )
+        grouped: dict[str, list[tuple[Any, ...]]] = {}
+        for row in rows:
+            grouped.setdefault(row[0], []).append(row)
+        summaries = []
+        for trace_id in trace_ids:
+            spans = grouped.get(trace_id)
+            if not spans:
+                continue  # pruned between the two queries
+            ids = {row[1] for row in spans}
+            roots = [row for row in spans if row[2] not in ids] or spans
+            root = min(roots, key=lambda row: row[5])
+            start = min(row[5] for row in spans)
+            summaries.append(
+                TraceSummary(
+                    trace_id=trace_id,
+                    root_name=root[3],
+                    root_service=root[4],
+                    start_ns=int(start),
+                    duration_ns=int(max(row[6] for row in spans) - start),
+                    span_count=len(spans),
+                    error_count=sum(1 for row in spans if row[7] == "ERROR"),
+                    services=tuple(sorted({row[4] for row in spans})),
+                )
+            )
+        return summaries
+
+    def get_trace(self, trace_id: str) -> list[SpanRecord]:
+        """Every stored span of ``trace_id`` ordered by start; empty when unknown.
+
+        Raises:
+            TraceQueryError: ``trace_id`` is not hex.
+        """
+        wanted = normalize_trace_id(trace_id)
+        rows = self._rows(
+            f"SELECT {_SPAN_COLUMNS} FROM {_SPAN_FROM} WHERE s.trace_id = ? ORDER BY s.start_ns, s.id",
+            (wanted,),
+        )
+        return [_record(row) for row in rows]
+
+    def spans(self, since: datetime | None = None) -> Iterator[SpanRecord]:
+        """Stream every span started at or after ``since``, oldest first."""
+        conn = self._open()
+        if conn is None:
+            return
+        try:
+            sql = f"SELECT {_SPAN_COLUMNS} FROM {_SPAN_FROM}"
+            params: tuple[object, ...] = ()
+            if since is not None:
+                sql += " WHERE s.start_ns >= ?"
+                params = (datetime_to_ns(since),)
+            cursor = conn.execute(sql + " ORDER BY s.start_ns", params)
+            while True:
+                batch = cursor.fetchmany(1000)
+                if not batch:
+                    break
+                yield from (_record(row) for row in batch)
+        except sqlite3.Error as exc:
+            raise TraceQueryError(f"trace store {str(self.path)!r} query failed: {exc}") from None
+        finally:
+            conn.close()

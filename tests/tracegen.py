@@ -1,0 +1,157 @@
+"""Real spans for the trace store tests, made with the OpenTelemetry SDK.
+
+Tests describe a trace as a tree of :class:`Node` (name, offset and duration in
+milliseconds, attributes, error) and :func:`emit` starts and ends real SDK
+spans with exactly those times, so figures computed by hand from the tree are
+the figures the store must give back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+
+MS = 1_000_000
+
+
+@dataclass
+class Node:
+    """One span to emit: offsets and durations in ms relative to the trace start."""
+
+    name: str
+    start_ms: float
+    duration_ms: float
+    attributes: dict[str, object] = field(default_factory=dict)
+    children: list[Node] = field(default_factory=list)
+    kind: SpanKind = SpanKind.INTERNAL
+    error: str | None = None
+    links: list[SpanContext] = field(default_factory=list)
+    events: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+
+
+def make_provider(exporter: SpanExporter, service: str = "enterprisehub") -> TracerProvider:
+    """A fresh SDK provider exporting synchronously to ``exporter``."""
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service, "deployment.environment": "test"})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def emit(provider: TracerProvider, root: Node, *, base_ns: int | None = None) -> str:
+    """Emit the tree under ``root``; returns the trace id (32 hex digits)."""
+    tracer = provider.get_tracer("tests.tracegen")
+    base = base_ns if base_ns is not None else time.time_ns() - 60 * 1_000_000_000
+    context = _emit(tracer, root, base, None)
+    return format(context.trace_id, "032x")
+
+
+def _emit(tracer: trace.Tracer, node: Node, base: int, parent: trace.Span | None) -> SpanContext:
+    ctx = trace.set_span_in_context(parent) if parent is not None else None
+    start = base + int(node.start_ms * MS)
+    span = tracer.start_span(
+        node.name,
+        context=ctx,
+        kind=node.kind,
+        attributes=node.attributes,  # type: ignore[arg-type]
+        links=[Link(link) for link in node.links],
+        start_time=start,
+    )
+    for name, attributes in node.events:
+        span.add_event(name, attributes, timestamp=start + MS)  # type: ignore[arg-type]
+    for child in node.children:
+        _emit(tracer, child, base, span)
+    if node.error:
+        span.set_status(Status(StatusCode.ERROR, node.error))
+    span.end(end_time=start + int(node.duration_ms * MS))
+    return span.get_span_context()
+
+
+def node_attrs(bot: str, node: str, contact: str, **extra: object) -> dict[str, object]:
+    """The standard workflow attributes of a node span."""
+    attrs: dict[str, object] = {
+        "workflow.bot_type": bot,
+        "workflow.node_name": node,
+        "workflow.contact_id": contact,
+        "workflow.success": True,
+    }
+    attrs.update(extra)
+    return attrs
+
+
+def handoff_journey(contact: str, *, temperature: str = "hot", outcome: str = "executed") -> Node:
+    """Example 2 of the guide: a webhook whose lead is handed to the buyer bot."""
+    handoff = {
+        "handoff.source_bot": "lead",
+        "handoff.target_bot": "buyer",
+        "handoff.contact_id": contact,
+        "handoff.confidence": 0.85,
+        "handoff.reason": "buyer_intent_detected",
+        "handoff.outcome": outcome,
+    }
+    return Node(
+        "POST /api/v1/webhooks/ghl",
+        0,
+        350,
+        {"http.method": "POST", "http.route": "/api/v1/webhooks/ghl", "http.status_code": 200},
+        kind=SpanKind.SERVER,
+        children=[
+            Node(
+                "lead_bot.analyze_intent",
+                5,
+                100,
+                node_attrs("lead_bot", "analyze_intent", contact, **{"workflow.temperature": temperature}),
+                children=[Node("intent_decoder.analyze_lead", 10, 80, {"intent.buyer_confidence": 0.85})],
+                events=[("intent_detected", {"intent_type": "buyer", "confidence": 0.85})],
+            ),
+            Node(
+                "handoff.lead_to_buyer",
+                110,
+                150,
+                handoff,
+                children=[
+                    Node("jorge.handoff.evaluate_handoff", 112, 50),
+                    Node(
+                        "jorge.handoff.execute_handoff",
+                        165,
+                        100,
+                        children=[
+                            Node(
+                                "POST",
+                                168,
+                                90,
+                                {"http.method": "POST", "url.path": f"/contacts/{contact}/tags"},
+                                kind=SpanKind.CLIENT,
+                            )
+                        ],
+                    ),
+                ],
+            ),
+            Node(
+                "buyer_bot.process_buyer_conversation",
+                250,
+                100,
+                {"workflow.bot_type": "buyer_bot", "workflow.contact_id": contact},
+                children=[
+                    Node(
+                        "buyer_bot.analyze_buyer_intent",
+                        252,
+                        40,
+                        node_attrs("buyer_bot", "analyze_buyer_intent", contact),
+                    ),
+                    Node(
+                        "buyer_bot.generate_buyer_response",
+                        292,
+                        58,
+                        node_attrs("buyer_bot", "generate_buyer_response", contact),
+                    ),
+                ],
+            ),
+        ],
+    )
