@@ -1,0 +1,394 @@
+"""Keep message text, phone numbers and e-mail addresses out of spans and logs.
+
+Contacts write their phone number, e-mail and life story into SMS; none of it
+may reach a trace backend or a log file unless ``OTEL_CAPTURE_CONTENT=true``
+(DESIGN 4). Redaction happens where telemetry leaves the process, so it covers
+our spans and the auto-instrumentations' alike:
+
+* wrap every span exporter: ``RedactingSpanExporter(OTLPSpanExporter(...))``;
+  it hands the inner exporter redacted copies, in the export thread, never on
+  the request path;
+* add :class:`RedactingLogFilter` to every log handler.
+
+What is removed when content capture is off:
+
+* in every string value (attributes, event and link attributes, span names,
+  status descriptions, log lines): e-mail addresses become ``[REDACTED_EMAIL]``
+  and phone numbers (US forms such as ``(555) 123-4567``, ``555.123.4567``,
+  ``+1 555 123 4567``, ``5551234567``, and E.164 such as ``+447911123456``)
+  become ``[REDACTED_PHONE]``;
+* the whole value of content keys (:data:`CONTENT_KEYS`, and keys ending in one
+  of :data:`CONTENT_SUFFIXES`, such as ``message.body``), which becomes ``[REDACTED]``;
+* query-string values and user:password of URL attributes (:data:`URL_KEYS`:
+  ``url.full``, ``http.url``, ``http.target``...); all of ``url.query``;
+  string literals of SQL in ``db.statement``/``db.query.text``.
+
+Always removed, even with content capture on: credentials (:data:`SECRET_KEYS`,
+matched on the last segment of the key, e.g. ``http.request.header.authorization``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, Status
+
+__all__ = [
+    "CONTENT_KEYS",
+    "CONTENT_SUFFIXES",
+    "REDACTED",
+    "REDACTED_EMAIL",
+    "REDACTED_PHONE",
+    "SECRET_KEYS",
+    "URL_KEYS",
+    "RedactingLogFilter",
+    "RedactingSpanExporter",
+    "redact_attributes",
+    "redact_span",
+    "redact_text",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+REDACTED: Final = "[REDACTED]"
+"""Replaces the whole value of a content or secret key."""
+
+REDACTED_EMAIL: Final = "[REDACTED_EMAIL]"
+"""Replaces an e-mail address inside a string."""
+
+REDACTED_PHONE: Final = "[REDACTED_PHONE]"
+"""Replaces a phone number inside a string."""
+
+CONTENT_KEYS: Final = frozenset(
+    {
+        "body",
+        "message",
+        "text",
+        "content",
+        "email",
+        "email_address",
+        "phone",
+        "phone_number",
+        "subject",
+        "html",
+        "prompt",
+        "completion",
+        "reply",
+        "message.body",
+        "message.text",
+        "gen_ai.prompt",
+        "gen_ai.completion",
+    }
+)
+"""Keys whose whole value is conversation content or contact details."""
+
+CONTENT_SUFFIXES: Final = (
+    ".body",
+    ".text",
+    ".content",
+    ".message",
+    ".email",
+    ".email_address",
+    ".phone",
+    ".phone_number",
+    ".subject",
+    ".html",
+    ".prompt",
+    ".completion",
+)
+"""Key endings that mark content (``exception.message`` is exempt: it is pattern-redacted)."""
+
+_PATTERN_ONLY_KEYS: Final = frozenset({"exception.message", "exception.stacktrace", "exception.type"})
+
+SECRET_KEYS: Final = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api_key",
+        "apikey",
+        "x-honeycomb-team",
+        "password",
+        "secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "x-ghl-signature",
+        "x-wh-signature",
+    }
+)
+"""Last key segments holding credentials; redacted whatever OTEL_CAPTURE_CONTENT says."""
+
+URL_KEYS: Final = frozenset({"url.full", "http.url", "http.target", "url.original"})
+"""Keys holding a URL or path: query values and user info are removed, the rest pattern-redacted."""
+
+_QUERY_KEYS: Final = frozenset({"url.query"})
+_SQL_KEYS: Final = frozenset({"db.statement", "db.query.text"})
+
+_EMAIL: Final = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# Candidate phone numbers; _phone_or_keep checks the digit count (7-15, E.164's bound,
+# and 10-11 for the US forms) so dates, prices and versions survive.
+_PHONE: Final = re.compile(
+    r"""
+    (?<![\w+])
+    (?:
+        \+\d[\d\s().-]{5,20}\d                               # +<country> ... (E.164, any separators)
+      | (?:1[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]?\d{4}     # US: (555) 123-4567, 1-555-123-4567
+    )
+    (?![\w])
+    """,
+    re.VERBOSE,
+)
+_SQL_LITERAL: Final = re.compile(r"'(?:[^']|'')*'")
+
+
+def _phone_or_keep(match: re.Match[str]) -> str:
+    found = match.group(0)
+    digits = sum(char.isdigit() for char in found)
+    if found.startswith("+"):
+        return REDACTED_PHONE if 7 <= digits <= 15 else found
+    return REDACTED_PHONE if digits in (10, 11) else found
+
+
+def redact_text(value: str) -> str:
+    """Replace e-mail addresses and phone numbers inside ``value``.
+
+    Args:
+        value: any text.
+
+    Returns:
+        The text with ``[REDACTED_EMAIL]`` / ``[REDACTED_PHONE]`` in their place.
+    """
+    if "@" in value:
+        value = _EMAIL.sub(REDACTED_EMAIL, value)
+    if sum(char.isdigit() for char in value) >= 7:
+        value = _PHONE.sub(_phone_or_keep, value)
+    return value
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return tuple(REDACTED for _ in value)
+    return REDACTED
+
+
+def _last_segment(key: str) -> str:
+    return key.rsplit(".", 1)[-1].lower()
+
+
+def _is_content_key(key: str) -> bool:
+    lowered = key.lower()
+    if lowered in _PATTERN_ONLY_KEYS:
+        return False
+    return lowered in CONTENT_KEYS or lowered.endswith(CONTENT_SUFFIXES)
+
+
+def _redact_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return redact_text(value)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = netloc.rsplit("@", 1)[1]
+    query = _redact_query(parts.query) if parts.query else ""
+    cleaned = SplitResult(parts.scheme, netloc, redact_text(parts.path), query, "")
+    return urlunsplit(cleaned)
+
+
+def _redact_query(query: str) -> str:
+    names = []
+    for pair in query.split("&"):
+        name = pair.split("=", 1)[0]
+        names.append(f"{redact_text(name)}={REDACTED}" if name else REDACTED)
+    return "&".join(names)
+
+
+def _redact_string(key: str, value: str) -> str:
+    lowered = key.lower()
+    if lowered in URL_KEYS:
+        return _redact_url(value)
+    if lowered in _QUERY_KEYS:
+        return _redact_query(value)
+    if lowered in _SQL_KEYS:
+        return redact_text(_SQL_LITERAL.sub("'?'", value))
+    return redact_text(value)
+
+
+def _redact_value(key: str, value: Any, capture_content: bool) -> Any:
+    if _last_segment(key) in SECRET_KEYS:
+        return _whole(value)
+    if capture_content:
+        return value
+    if _is_content_key(key):
+        return _whole(value)
+    if isinstance(value, str):
+        return _redact_string(key, value)
+    if isinstance(value, tuple | list) and any(isinstance(item, str) for item in value):
+        return tuple(_redact_string(key, item) if isinstance(item, str) else item for item in value)
+    return value
+
+
+def redact_attributes(attributes: Mapping[str, Any] | None, capture_content: bool = False) -> dict[str, Any]:
+    """A redacted copy of span, event or link attributes.
+
+    Args:
+        attributes: the attributes (``None`` gives ``{}``).
+        capture_content: keep content, phone numbers and e-mails (secrets still go).
+
+    Returns:
+        A new dict; the input is not changed.
+    """
+    if not attributes:
+        return {}
+    return {key: _redact_value(key, value, capture_content) for key, value in attributes.items()}
+
+
+def redact_span(span: ReadableSpan, capture_content: bool = False) -> ReadableSpan:
+    """A copy of ``span`` with redacted name, attributes, events, links and status text.
+
+    Ids, parent, kind, times, resource and instrumentation scope are kept as they are.
+
+    Args:
+        span: a finished span.
+        capture_content: keep content, phone numbers and e-mails (secrets still go).
+
+    Returns:
+        A new ``ReadableSpan``.
+    """
+    events = [
+        Event(
+            event.name if capture_content else redact_text(event.name),
+            redact_attributes(event.attributes, capture_content),
+            event.timestamp,
+        )
+        for event in span.events
+    ]
+    links = [Link(link.context, redact_attributes(link.attributes, capture_content)) for link in span.links]
+    status = span.status
+    if status.description and not capture_content:
+        status = Status(status.status_code, redact_text(status.description))
+    return ReadableSpan(
+        name=span.name if capture_content else redact_text(span.name),
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=redact_attributes(span.attributes, capture_content),
+        events=events,
+        links=links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _capture_setting(capture_content: bool | None) -> bool:
+    if capture_content is not None:
+        return capture_content
+    from ghl_real_estate_ai.settings import Settings
+
+    return Settings().otel_capture_content
+
+
+class RedactingSpanExporter(SpanExporter):
+    """A span exporter that hands ``inner`` redacted copies of every span.
+
+    Args:
+        inner: the real exporter (OTLP, console, local store...).
+        capture_content: keep content (``OTEL_CAPTURE_CONTENT``); ``None`` reads
+            ``Settings().otel_capture_content`` once, now.
+    """
+
+    def __init__(self, inner: SpanExporter, capture_content: bool | None = None) -> None:
+        self.inner = inner
+        self.capture_content = _capture_setting(capture_content)
+        self._failures = 0
+        self._lock = threading.Lock()
+
+    @property
+    def dropped_spans(self) -> int:
+        """Spans left out because redacting them failed (never exported unredacted)."""
+        return self._failures
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Redact ``spans`` and export the copies through the inner exporter."""
+        cleaned: list[ReadableSpan] = []
+        for span in spans:
+            try:
+                cleaned.append(redact_span(span, self.capture_content))
+            except Exception:
+                # Better lose a span than leak one: drop it, count it, say so once.
+                with self._lock:
+                    self._failures += 1
+                    first = self._failures == 1
+                if first:
+                    _LOGGER.warning("could not redact span %r; dropped it", span.name, exc_info=True)
+        if not cleaned:
+            return SpanExportResult.SUCCESS
+        return self.inner.export(cleaned)
+
+    def shutdown(self) -> None:
+        """Shut the inner exporter down."""
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the inner exporter."""
+        return self.inner.force_flush(timeout_millis)
+
+
+_STANDARD_RECORD_KEYS: Final = frozenset(
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+)
+
+
+class RedactingLogFilter(logging.Filter):
+    """A log filter that redacts the message, its arguments, exception text and ``extra`` fields.
+
+    Add it to a handler (``handler.addFilter(RedactingLogFilter())``): the record
+    it lets through has the final message with e-mails and phone numbers
+    replaced and no arguments left to re-insert them.
+
+    Args:
+        capture_content: keep content; ``None`` reads ``Settings().otel_capture_content`` once.
+    """
+
+    def __init__(self, capture_content: bool | None = None) -> None:
+        super().__init__()
+        self.capture_content = _capture_setting(capture_content)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact ``record`` in place; always lets it through."""
+        if self.capture_content:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:
+            # A broken format string: logging reports it itself when it formats the record.
+            return True
+        record.msg = redact_text(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info)
+        for key, value in list(record.__dict__.items()):
+            if key in _STANDARD_RECORD_KEYS:
+                continue
+            if _is_content_key(key):
+                record.__dict__[key] = _whole(value)
+            elif isinstance(value, str):
+                record.__dict__[key] = _redact_string(key, value)
+        return True
