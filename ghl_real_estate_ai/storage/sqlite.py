@@ -1,0 +1,390 @@
+"""The embedded Store: one SQLite file through aiosqlite.
+
+Built by :func:`ghl_real_estate_ai.storage.open_store` for ``sqlite:///path``
+URLs; call ``await store.open()`` before use and ``await store.close()`` after.
+
+How it stays correct with several processes on one file:
+
+- WAL journal (readers never block the writer), ``foreign_keys=ON`` and a busy
+  timeout, so a writer waits for another process's write instead of failing.
+- Claims run as ``BEGIN IMMEDIATE`` + ``UPDATE ... RETURNING``: the write lock
+  is taken before the due rows are read, so two claimers never get one row.
+- :meth:`SQLiteStore.contact_lock` is a lease row in the ``locks`` table (owner
+  token + expiry, renewed while held, stolen once expired after a crash).
+
+Every statement runs in aiosqlite's worker thread, so its span is opened here,
+in the calling coroutine, around the awaited call: it nests under the caller's
+current span. Span name ``<VERB> <table>``, kind CLIENT, with ``db.system``,
+``db.operation``, ``db.sql.table`` and ``db.statement`` (placeholders only,
+never the values, which can hold personal data). Transaction control
+(``BEGIN``/``COMMIT``/``ROLLBACK``) and pragmas are not traced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+
+from ghl_real_estate_ai.errors import StorageError, StorageUnavailableError
+from ghl_real_estate_ai.storage._sql import (
+    Backoff,
+    KeyedLocks,
+    SQLStore,
+    TxState,
+    lock_timeout_error,
+)
+from ghl_real_estate_ai.storage.schema import MIGRATIONS, Migration, bootstrap_sql
+
+__all__ = ["SQLiteStore"]
+
+logger = logging.getLogger(__name__)
+
+TRACER_NAME = "ghl_real_estate_ai.storage"
+_JSON_COLUMNS = frozenset({"tags", "state", "payload", "response", "trace_context"})
+_VERB = re.compile(r"^\s*(\w+)")
+_TABLE_PATTERNS = {
+    "SELECT": re.compile(r"\bFROM\s+(\w+)", re.IGNORECASE),
+    "DELETE": re.compile(r"\bFROM\s+(\w+)", re.IGNORECASE),
+    "INSERT": re.compile(r"\bINTO\s+(\w+)", re.IGNORECASE),
+    "UPDATE": re.compile(r"^\s*UPDATE\s+(\w+)", re.IGNORECASE),
+    "CREATE": re.compile(r"\b(?:TABLE(?:\s+IF\s+NOT\s+EXISTS)?|ON)\s+(\w+)", re.IGNORECASE),
+}
+
+
+@lru_cache(maxsize=512)
+def _describe(sql: str) -> tuple[str, dict[str, str]] | None:
+    """Span name and attributes of a statement; None for statements not traced."""
+    match = _VERB.match(sql)
+    verb = match.group(1).upper() if match else ""
+    pattern = _TABLE_PATTERNS.get(verb)
+    if pattern is None:
+        return None
+    attributes = {
+        "db.system": "sqlite",
+        "db.operation": verb,
+        "db.statement": " ".join(sql.split()),
+    }
+    table_match = pattern.search(sql)
+    if table_match is None:
+        return verb, attributes
+    attributes["db.sql.table"] = table_match.group(1)
+    return f"{verb} {table_match.group(1)}", attributes
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        # Fixed-width ISO text in UTC sorts and compares like the instant it names.
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in row.keys():  # noqa: SIM118 - sqlite3.Row is not iterable by key
+        value = row[key]
+        if value is not None:
+            if key in _JSON_COLUMNS:
+                value = json.loads(value)
+            elif key.endswith("_at"):
+                value = datetime.fromisoformat(value)
+        out[key] = value
+    return out
+
+
+class SQLiteStore(SQLStore):
+    """The Store protocol on one SQLite file (see the module docstring)."""
+
+    backend = "sqlite"
+    dialect = "sqlite"
+
+    def __init__(
+        self,
+        database_url: str,
+        path: Path | str,
+        *,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        tracer_provider: TracerProvider | None = None,
+        busy_timeout: float = 10.0,
+        lock_lease: float = 30.0,
+    ) -> None:
+        """Describe the store; nothing is opened until :meth:`open`.
+
+        Args:
+            database_url: the DATABASE_URL it came from (named in errors).
+            path: the database file, or ``":memory:"``.
+            migrations: the schema steps (tests pass a prefix to simulate an old database).
+            tracer_provider: where the statement spans go; the global provider when None.
+            busy_timeout: seconds a statement waits for another process's write lock.
+            lock_lease: seconds a contact lease lasts without renewal (a crashed
+                holder's lease is stolen after this).
+        """
+        super().__init__(database_url, migrations=migrations)
+        self.path = path
+        self._tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
+        self._busy_timeout = busy_timeout
+        self._lock_lease = lock_lease
+        self._conn: aiosqlite.Connection | None = None
+        self._conn_lock = asyncio.Lock()
+        self._tx: ContextVar[TxState | None] = ContextVar(f"sqlite_tx_{id(self)}", default=None)
+        self._local_locks = KeyedLocks()
+
+    # --- life cycle -----------------------------------------------------------
+    async def open(self) -> None:
+        """Open the file (creating its folder), set the pragmas and migrate the schema."""
+        if self._conn is not None:
+            return
+        if self.path != ":memory:":
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._unavailable(exc) from None
+        try:
+            conn = await aiosqlite.connect(str(self.path), timeout=self._busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from None
+        try:
+            conn.row_factory = sqlite3.Row
+            await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            await conn.execute_fetchall("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise self._unavailable(exc) from None
+        self._conn = conn
+        try:
+            await self._migrate()
+        except BaseException:
+            self._conn = None
+            await conn.close()
+            raise
+
+    async def _migrate(self) -> None:
+        async with self._conn_lock:
+            conn = self._require_conn()
+            # The write lock first: a second process opening the same file at the
+            # same moment waits here, then finds every version applied.
+            await self._control(conn, "BEGIN IMMEDIATE")
+            try:
+                await self._run(conn, bootstrap_sql("sqlite"), ())
+                rows = await self._run(conn, "SELECT MAX(version) AS version FROM schema_version", ())
+                current = rows[0]["version"] or 0
+                for migration in self._migrations:
+                    if migration.version <= current:
+                        continue
+                    for statement in migration.statements("sqlite"):
+                        await self._run(conn, statement, ())
+                    await self._run(
+                        conn,
+                        "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                        (migration.version, migration.description, datetime.now(UTC)),
+                    )
+                await self._control(conn, "COMMIT")
+            except BaseException:
+                await self._rollback(conn)
+                raise
+
+    async def close(self) -> None:
+        """Close the connection (waits for a running transaction); safe to call twice."""
+        async with self._conn_lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await conn.close()
+
+    async def ping(self) -> None:
+        """Run ``SELECT 1``; StorageUnavailableError when the store is closed or the file is gone."""
+        await self._query("SELECT 1")
+
+    # --- statements -------------------------------------------------------------
+    def _unavailable(self, exc: BaseException | str) -> StorageUnavailableError:
+        return StorageUnavailableError(f"cannot open the database at DATABASE_URL={self.safe_url!r}: {exc}")
+
+    def _require_conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StorageUnavailableError(
+                f"the store for DATABASE_URL={self.safe_url!r} is not open: call `await store.open()` first"
+            )
+        return self._conn
+
+    async def _run(self, conn: aiosqlite.Connection, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        params = [_encode(a) for a in args]
+        described = _describe(sql)
+        if described is None:
+            return await self._execute(conn, sql, params)
+        name, attributes = described
+        span = self._tracer.start_span(name, kind=SpanKind.CLIENT)
+        try:
+            if span.is_recording():
+                span.set_attributes(attributes)
+            return await self._execute(conn, sql, params)
+        except BaseException as exc:
+            if span.is_recording():
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            span.end()
+
+    async def _execute(self, conn: aiosqlite.Connection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        try:
+            rows = await conn.execute_fetchall(sql, params)
+        except sqlite3.OperationalError as exc:
+            if "unable to open" in str(exc) or "disk I/O" in str(exc):
+                raise self._unavailable(exc) from None
+            raise self._failed(sql, exc) from None
+        except sqlite3.Error as exc:
+            raise self._failed(sql, exc) from None
+        except ValueError as exc:  # aiosqlite: "Connection closed" after close()
+            raise self._unavailable(exc) from None
+        return [_decode(r) for r in rows]
+
+    def _failed(self, sql: str, exc: sqlite3.Error) -> StorageError:
+        described = _describe(sql)
+        what = described[0] if described else sql.split(None, 1)[0]
+        return StorageError(f"{what} failed on DATABASE_URL={self.safe_url!r}: {exc}")
+
+    async def _control(self, conn: aiosqlite.Connection, sql: str) -> None:
+        await self._execute(conn, sql, [])
+
+    async def _rollback(self, conn: aiosqlite.Connection) -> None:
+        # Nothing to undo when the failed statement already ended the transaction.
+        if conn.in_transaction:
+            with suppress(StorageError):
+                await self._control(conn, "ROLLBACK")
+
+    async def _query(
+        self, sql: str, args: Sequence[Any] = (), *, exclusive: bool = False
+    ) -> list[dict[str, Any]]:
+        tx = self._tx.get()
+        if tx is not None and tx.active:
+            async with tx.lock:
+                return await self._run(tx.conn, sql, args)
+        async with self._conn_lock:
+            conn = self._require_conn()
+            if not exclusive:
+                return await self._run(conn, sql, args)
+            await self._control(conn, "BEGIN IMMEDIATE")
+            try:
+                rows = await self._run(conn, sql, args)
+                await self._control(conn, "COMMIT")
+            except BaseException:
+                await self._rollback(conn)
+                raise
+            return rows
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Run the calls of the block (and of tasks it starts) in one ``BEGIN IMMEDIATE`` transaction.
+
+        A nested block joins the outer one. The write lock is held for the whole
+        block, so keep it short and never wait inside it for another process.
+        """
+        outer = self._tx.get()
+        if outer is not None and outer.active:
+            yield
+            return
+        async with self._conn_lock:
+            conn = self._require_conn()
+            await self._control(conn, "BEGIN IMMEDIATE")
+            state = TxState(conn)
+            token = self._tx.set(state)
+            try:
+                yield
+            except BaseException:
+                state.active = False
+                async with state.lock:
+                    await self._rollback(conn)
+                raise
+            else:
+                state.active = False
+                async with state.lock:
+                    try:
+                        await self._control(conn, "COMMIT")
+                    except BaseException:
+                        await self._rollback(conn)
+                        raise
+            finally:
+                self._tx.reset(token)
+
+    # --- contact lock -------------------------------------------------------------
+    def contact_lock(self, contact_id: str, timeout: float = 30.0) -> AbstractAsyncContextManager[None]:
+        """Serialise holders of one contact across tasks and processes (a lease row).
+
+        Args:
+            contact_id: the contact.
+            timeout: seconds to wait for the lock.
+
+        Raises:
+            LockTimeoutError: another holder kept it for ``timeout`` seconds.
+        """
+        return self._hold_contact(contact_id, timeout)
+
+    @asynccontextmanager
+    async def _hold_contact(self, contact_id: str, wait: float) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        name = f"contact:{contact_id}"
+        error = lock_timeout_error(contact_id, wait)
+        async with self._local_locks.hold(name, deadline, error):
+            token = secrets.token_hex(16)
+            await self._take_lease(name, token, deadline, error)
+            renewer = asyncio.create_task(self._renew_lease(name, token), name=f"lease {name}")
+            try:
+                yield
+            finally:
+                renewer.cancel()
+                # wait() neither raises the renewer's CancelledError nor swallows ours.
+                await asyncio.wait({renewer})
+                try:
+                    await self._query("DELETE FROM locks WHERE name = ? AND owner = ?", (name, token))
+                except StorageError as exc:
+                    # The lease then simply expires; nothing else to do.
+                    logger.warning("could not release lock %s: %s", name, exc)
+
+    async def _take_lease(self, name: str, token: str, deadline: float, error: Exception) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = Backoff()
+        while True:
+            now = datetime.now(UTC)
+            row = await self._one(
+                """INSERT INTO locks (name, owner, expires_at) VALUES (?, ?, ?)
+                   ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+                   WHERE locks.expires_at < ?
+                   RETURNING owner""",
+                (name, token, now + timedelta(seconds=self._lock_lease), now),
+            )
+            if row is not None:
+                return
+            if loop.time() >= deadline:
+                raise error
+            await backoff.sleep(deadline)
+
+    async def _renew_lease(self, name: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self._lock_lease / 3)
+            try:
+                row = await self._one(
+                    "UPDATE locks SET expires_at = ? WHERE name = ? AND owner = ? RETURNING name",
+                    (datetime.now(UTC) + timedelta(seconds=self._lock_lease), name, token),
+                )
+            except StorageError as exc:
+                logger.warning("could not renew lock %s: %s", name, exc)
+                continue
+            if row is None:
+                logger.warning("lock %s was lost: its lease expired and another holder took it", name)
+                return
