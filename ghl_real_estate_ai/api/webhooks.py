@@ -1,0 +1,254 @@
+"""``POST /api/v1/webhooks/ghl``: durable intake of GHL webhooks, then the bots, in the request.
+
+GHL retries a webhook only when it gets 429 and treats every other answer as
+final, so this route answers 2xx only once the event is stored, and 429 when
+it cannot be stored. Checks run cheapest and safest first, and nothing is
+stored before the signature verifies:
+
+====  =============================================================
+413   ``Content-Length`` or the bytes read exceed WEBHOOK_MAX_BODY_BYTES
+415   the content type is not JSON
+401   the signature is missing, wrong, or its timestamp is stale (5 min)
+400   the body is not UTF-8 JSON
+422   the body does not fit the schema; ``errors`` name the fields
+429   the event could not be stored (database down...); ``Retry-After``
+200   ``duplicate``: a known ``webhookId``/``messageId``, not processed again
+200   ``ignored``: outbound direction or another event type, stored only
+200   ``processed``; or ``queued`` when processing failed or another worker
+      holds it: the event is stored and the background worker retries it
+====  =============================================================
+
+Processing runs inside the request so the request's trace holds the whole bot
+flow. A processing failure still answers 200: the event is durably stored, and
+answering anything else would either lose it (GHL does not retry a 500) or
+make GHL redeliver what we already hold (a 429).
+
+The app provides ``app.state.settings``, ``app.state.store`` and
+``app.state.processor`` (an :class:`EventProcessor`); ``app.state.webhook_verifier``
+is optional (built from the settings on first use otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from opentelemetry import trace
+from pydantic import ValidationError
+
+from ghl_real_estate_ai.errors import ConfigurationError, SignatureError, StorageError
+from ghl_real_estate_ai.integrations.ghl.webhook import (
+    ED25519_HEADER,
+    HMAC_HEADER,
+    RSA_HEADER,
+    EventProcessor,
+    InboundMessage,
+    WebhookVerifier,
+    parse_webhook,
+    process_claimed_event,
+    webhook_json_schema,
+)
+from ghl_real_estate_ai.settings import Settings
+from ghl_real_estate_ai.storage.base import Store
+
+__all__ = ["RETRY_AFTER_SECONDS", "WEBHOOK_PATH", "EventProcessor", "router"]
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/api/v1/webhooks/ghl"
+RETRY_AFTER_SECONDS = 60
+"""What a 429 asks GHL to wait (GHL itself waits about ten minutes between retries)."""
+
+router = APIRouter()
+
+_STATUS_BODY = {
+    "type": "object",
+    "properties": {"status": {"type": "string"}, "event_id": {"type": "integer"}},
+    "required": ["status"],
+}
+_ERROR_BODY = {
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "error": {"type": "string"}},
+            },
+        },
+    },
+    "required": ["detail"],
+}
+
+
+def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "stored (and processed, ignored or a duplicate)",
+        "content": _json_content(_STATUS_BODY),
+    },
+    400: {"description": "the body is not UTF-8 JSON", "content": _json_content(_ERROR_BODY)},
+    401: {"description": "bad, missing or stale signature", "content": _json_content(_ERROR_BODY)},
+    413: {"description": "body larger than WEBHOOK_MAX_BODY_BYTES", "content": _json_content(_ERROR_BODY)},
+    415: {"description": "content type is not JSON", "content": _json_content(_ERROR_BODY)},
+    422: {"description": "the body does not fit the schema", "content": _json_content(_ERROR_BODY)},
+    429: {"description": "could not store the event; retry later", "content": _json_content(_ERROR_BODY)},
+}
+
+
+def _refuse(status: int, detail: str, **extra: Any) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 429 else None
+    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it grows past ``limit`` (nothing more is read)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _verifier(request: Request, settings: Settings) -> WebhookVerifier:
+    state = request.app.state
+    verifier = getattr(state, "webhook_verifier", None)
+    if not isinstance(verifier, WebhookVerifier):
+        verifier = WebhookVerifier.from_settings(settings)
+        state.webhook_verifier = verifier
+    return verifier
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "error": err["msg"]} for err in exc.errors()
+    ]
+
+
+@router.post(
+    WEBHOOK_PATH,
+    summary="Receive a GHL InboundMessage webhook",
+    responses=_RESPONSES,
+    openapi_extra={
+        "requestBody": {"required": True, "content": _json_content(webhook_json_schema())},
+        "parameters": [
+            {"name": h, "in": "header", "required": False, "schema": {"type": "string"}}
+            for h in (ED25519_HEADER, RSA_HEADER, HMAC_HEADER)
+        ],
+    },
+)
+async def receive_ghl_webhook(request: Request) -> JSONResponse:
+    """Store a GHL webhook durably, then run the bots on it (see the module docstring)."""
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    span = trace.get_current_span()
+    limit = settings.webhook_max_body_bytes
+
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            return _refuse(400, f"Content-Length {declared!r} is not a number")
+        if int(declared) > limit:
+            return _refuse(413, f"body of {int(declared)} bytes exceeds WEBHOOK_MAX_BODY_BYTES={limit}")
+    if not _is_json(request.headers.get("content-type")):
+        return _refuse(
+            415, f"content type {request.headers.get('content-type')!r} is not JSON: send application/json"
+        )
+    raw = await _read_limited(request, limit)
+    if raw is None:
+        return _refuse(413, f"body exceeds WEBHOOK_MAX_BODY_BYTES={limit}")
+
+    try:
+        verifier = _verifier(request, settings)
+    except ConfigurationError as exc:
+        # Our key is broken, not the sender's request: 429 keeps GHL retrying while it is fixed.
+        logger.error("webhook refused, the verifier cannot be built: %s", exc)
+        return _refuse(429, "webhook verification is misconfigured on this server; retry later")
+    try:
+        scheme = verifier.verify(raw, request.headers)
+    except SignatureError as exc:
+        logger.warning("webhook refused: %s", exc)
+        return _refuse(401, str(exc))
+
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return _refuse(400, f"body is not valid JSON: {exc}")
+
+    if scheme != "unsigned":
+        try:
+            verifier.check_fresh(data)
+        except SignatureError as exc:
+            logger.warning("webhook refused: %s", exc)
+            return _refuse(401, str(exc))
+
+    try:
+        message = parse_webhook(data)
+    except ValidationError as exc:
+        errors = _field_errors(exc)
+        names = ", ".join(e["field"] for e in errors)
+        return _refuse(422, f"webhook body does not fit the InboundMessage schema: {names}", errors=errors)
+
+    span.set_attribute("webhook.signature", scheme)
+    span.set_attribute("webhook.event_type", message.type)
+    if message.contact_id:
+        span.set_attribute("workflow.contact_id", message.contact_id)
+    return await _store_and_process(request, store, message, data)
+
+
+async def _store_and_process(
+    request: Request, store: Store, message: InboundMessage, data: dict[str, Any]
+) -> JSONResponse:
+    span = trace.get_current_span()
+    status = "received" if message.should_process else "ignored"
+    try:
+        inserted = await store.record_webhook_event(
+            webhook_id=message.webhook_id,
+            message_id=message.message_id,
+            event_type=message.type,
+            contact_id=message.contact_id,
+            payload=data,
+            status=status,
+        )
+    except StorageError as exc:
+        logger.error("webhook not stored, answering 429 so GHL retries: %s", exc)
+        return _refuse(429, "the event could not be stored; retry later")
+    span.set_attribute("webhook.event_id", inserted.event_id)
+    if inserted.duplicate:
+        span.set_attribute("webhook.outcome", "duplicate")
+        return JSONResponse({"status": "duplicate", "event_id": inserted.event_id})
+    if status == "ignored":
+        span.set_attribute("webhook.outcome", "ignored")
+        return JSONResponse({"status": "ignored", "event_id": inserted.event_id})
+
+    processor: EventProcessor = request.app.state.processor
+    try:
+        claimed = await store.claim_webhook_event(inserted.event_id)
+        if not claimed:  # the worker took it between our insert and claim
+            span.set_attribute("webhook.outcome", "queued")
+            return JSONResponse({"status": "queued", "event_id": inserted.event_id})
+        outcome = await process_claimed_event(store, processor, inserted.event_id, message)
+    except StorageError as exc:
+        # Stored already: the worker picks it up once the database answers again.
+        logger.error("webhook event %d stored but not processed: %s", inserted.event_id, exc)
+        outcome = "retry"
+    span.set_attribute("webhook.outcome", outcome)
+    answer = {"processed": "processed", "failed": "failed"}.get(outcome, "queued")
+    return JSONResponse({"status": answer, "event_id": inserted.event_id})

@@ -1,0 +1,657 @@
+"""A GHL-compatible sandbox: a real ASGI app speaking the LeadConnector API v2.
+
+The embedded mode serves it at ``/sandbox/ghl`` and points the GHL client at it
+(through ``httpx.ASGITransport``), so the bots run with no GHL account while
+every call still goes through httpx. Tests and benchmarks use it the same way,
+or over TCP with :func:`serve_in_thread`::
+
+    app = create_sandbox_app(latency_ms=50)
+    with serve_in_thread(app) as base_url:   # "http://127.0.0.1:<port>"
+        ...                                   # point a GHLClient at base_url
+
+Inside the app, the API paths are GHL's own (``POST /conversations/messages``,
+``POST|DELETE /contacts/{id}/tags``, ``POST /contacts/{id}/tasks``,
+``GET /contacts/{id}``, ``GET /calendars/{id}/free-slots``,
+``POST /calendars/events/appointments``), with GHL's request and response
+shapes, its ``Version`` and ``Authorization`` checks (400/401 with GHL-style
+``{"statusCode", "message"}`` bodies), a 100-requests-per-10-s limit answered
+with 429 and ``X-RateLimit-*`` headers. It keeps contacts (created on first
+sight), tags, messages, tasks and appointments in memory.
+
+Inspection and control (not recorded, no auth):
+
+* ``GET /``: what the sandbox holds and serves;
+* ``GET /_calls`` / ``DELETE /_calls``: every API call (method, path, query,
+  JSON body, status, time), oldest first;
+* ``GET /_faults`` / ``POST /_faults {"failure_rate": 1.0, "latency_ms": 50}``:
+  failure injection (503) and added latency, changeable at run time;
+* ``GET /_state`` / ``DELETE /_state``: contacts, messages, tasks, appointments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import uvicorn
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ghl_real_estate_ai.integrations.ghl.client import CONTACTS_VERSION, CONVERSATIONS_VERSION
+
+__all__ = [
+    "CONTACTS_VERSION",
+    "CONVERSATIONS_VERSION",
+    "SandboxState",
+    "create_sandbox_app",
+    "get_sandbox_state",
+    "serve_in_thread",
+]
+
+
+_STATUS_TEXT = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    503: "Service Unavailable",
+}
+
+
+def _expected_version(path: str) -> str | None:
+    if path.startswith(("/conversations", "/calendars")):
+        return CONVERSATIONS_VERSION
+    if path.startswith("/contacts"):
+        return CONTACTS_VERSION
+    return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+@dataclass
+class SandboxState:
+    """Everything the sandbox holds; ``app.state.sandbox`` (see :func:`get_sandbox_state`)."""
+
+    location_id: str
+    calendar_timezone: str
+    api_key: str | None
+    latency_ms: float = 0.0
+    failure_rate: float = 0.0
+    rate_limit: int = 100
+    rate_interval_ms: int = 10_000
+    slot_minutes: int = 30
+    business_hours: tuple[int, int] = (9, 17)
+    contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    conversations: dict[str, str] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    appointments: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    rng: random.Random = field(default_factory=random.Random)
+    _hits: deque[float] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def contact(self, contact_id: str) -> dict[str, Any]:
+        """The contact, created on first sight like a lead arriving from GHL."""
+        found = self.contacts.get(contact_id)
+        if found is None:
+            found = {
+                "id": contact_id,
+                "locationId": self.location_id,
+                "firstName": None,
+                "lastName": None,
+                "email": None,
+                "phone": None,
+                "tags": [],
+                "dateAdded": _iso(_now()),
+            }
+            self.contacts[contact_id] = found
+        return found
+
+    def take_rate_slot(self) -> tuple[bool, int, float]:
+        """Count one request in the sliding window: (allowed, remaining, seconds until a slot frees)."""
+        now = time.monotonic()
+        window = self.rate_interval_ms / 1000.0
+        with self._lock:
+            while self._hits and now - self._hits[0] >= window:
+                self._hits.popleft()
+            if len(self._hits) >= self.rate_limit:
+                return False, 0, window - (now - self._hits[0])
+            self._hits.append(now)
+            return True, self.rate_limit - len(self._hits), 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        """Contacts, messages, tasks and appointments as JSON."""
+        return {
+            "contacts": list(self.contacts.values()),
+            "messages": self.messages,
+            "tasks": self.tasks,
+            "appointments": self.appointments,
+        }
+
+    def clear(self) -> None:
+        """Forget every record and call (faults and limits stay)."""
+        self.contacts.clear()
+        self.conversations.clear()
+        self.messages.clear()
+        self.tasks.clear()
+        self.appointments.clear()
+        self.calls.clear()
+        with self._lock:
+            self._hits.clear()
+
+
+def get_sandbox_state(app: FastAPI) -> SandboxState:
+    """The state of a sandbox app built by :func:`create_sandbox_app`."""
+    state = app.state.sandbox
+    assert isinstance(state, SandboxState)
+    return state
+
+
+def _ghl_error(status: int, message: str | list[str], headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"statusCode": status, "message": message, "error": _STATUS_TEXT.get(status, "Error")}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class _GHLGate:
+    """ASGI middleware in front of the API routes: auth, Version, rate limit, faults, call log.
+
+    It reads the body once to log it, then replays it to the routes.
+    """
+
+    def __init__(self, app: ASGIApp, state: SandboxState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        root = scope.get("root_path", "")
+        path: str = scope["path"]
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        version = _expected_version(path)
+        if version is None:  # inspection paths and docs
+            await self.app(scope, receive, send)
+            return
+
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        state = self.state
+        status_box: list[int] = []
+
+        async def replay() -> Message:
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        allowed, remaining, wait = state.take_rate_slot()
+        limit_headers = {
+            "X-RateLimit-Max": str(state.rate_limit),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Interval-Milliseconds": str(state.rate_interval_ms),
+        }
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_box.append(message["status"])
+                extra = [(k.lower().encode(), v.encode()) for k, v in limit_headers.items()]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        response = self._refusal(headers, path, version, allowed, wait, limit_headers)
+        if response is None and state.latency_ms > 0:
+            await asyncio.sleep(state.latency_ms / 1000.0)
+        if response is None and state.failure_rate > 0 and state.rng.random() < state.failure_rate:
+            response = _ghl_error(503, "Service Unavailable (sandbox fault injection)", limit_headers)
+        if response is not None:
+            await response(scope, replay, send_with_headers)
+        else:
+            await self.app(scope, replay, send_with_headers)
+        state.calls.append(
+            {
+                "method": scope["method"],
+                "path": path,
+                "query": scope.get("query_string", b"").decode("latin-1"),
+                "body": _json_or_text(raw),
+                "version": headers.get("version"),
+                "status": status_box[0] if status_box else None,
+                "time": _now().isoformat(),
+            }
+        )
+
+    def _refusal(
+        self,
+        headers: dict[str, str],
+        path: str,
+        version: str,
+        allowed: bool,
+        wait: float,
+        limit_headers: dict[str, str],
+    ) -> JSONResponse | None:
+        auth = headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _ghl_error(401, "Invalid JWT", limit_headers)
+        if self.state.api_key is not None and token.strip() != self.state.api_key:
+            return _ghl_error(401, "Invalid JWT", limit_headers)
+        sent_version = headers.get("version")
+        if sent_version is None:
+            return _ghl_error(400, "Version header was not found", limit_headers)
+        if sent_version != version:
+            return _ghl_error(
+                400, f"Version {sent_version!r} is not supported on {path}; use {version!r}", limit_headers
+            )
+        if not allowed:
+            return _ghl_error(
+                429,
+                "Too many requests",
+                {**limit_headers, "Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        return None
+
+
+def _json_or_text(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+# --- request bodies (GHL's camelCase) ---------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class SendMessageBody(_Body):
+    type: Literal["SMS", "Email", "WhatsApp", "GMB", "IG", "FB", "Custom", "Live_Chat"]
+    contact_id: str = Field(min_length=1)
+    message: str | None = None
+    subject: str | None = None
+    html: str | None = None
+
+
+class TagsBody(_Body):
+    tags: list[str] = Field(min_length=1)
+
+
+class TaskBody(_Body):
+    title: str = Field(min_length=1)
+    body: str | None = None
+    due_date: datetime
+    completed: bool = False
+    assigned_to: str | None = None
+
+    @field_validator("due_date")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("dueDate must carry a timezone offset")
+        return value
+
+
+class AppointmentBody(_Body):
+    calendar_id: str = Field(min_length=1)
+    location_id: str = Field(min_length=1)
+    contact_id: str = Field(min_length=1)
+    start_time: datetime
+    end_time: datetime | None = None
+    title: str | None = None
+    appointment_status: str = "confirmed"
+
+    @field_validator("start_time", "end_time")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("times must carry a timezone offset")
+        return value
+
+
+class FaultsBody(BaseModel):
+    failure_rate: float | None = Field(default=None, ge=0, le=1)
+    latency_ms: float | None = Field(default=None, ge=0, le=60_000)
+
+
+def _slots(
+    state: SandboxState, calendar_id: str, start: datetime, end: datetime, tz: ZoneInfo
+) -> dict[str, list[str]]:
+    """Business-hour slots on weekdays between start and end, minus booked ones."""
+    booked = {
+        datetime.fromisoformat(a["startTime"]).astimezone(UTC)
+        for a in state.appointments
+        if a["calendarId"] == calendar_id and a["appointmentStatus"] != "cancelled"
+    }
+    first, last = state.business_hours
+    step = timedelta(minutes=state.slot_minutes)
+    days: dict[str, list[str]] = {}
+    day: date = start.astimezone(tz).date()
+    while day <= end.astimezone(tz).date():
+        if day.weekday() < 5:
+            moment = datetime(day.year, day.month, day.day, first, tzinfo=tz)
+            close = datetime(day.year, day.month, day.day, last, tzinfo=tz)
+            while moment < close:
+                if start <= moment <= end and moment.astimezone(UTC) not in booked:
+                    days.setdefault(day.isoformat(), []).append(moment.isoformat())
+                moment += step
+        day += timedelta(days=1)
+    return days
+
+
+def create_sandbox_app(
+    *,
+    latency_ms: float = 0,
+    failure_rate: float = 0,
+    calendar_timezone: str = "America/Los_Angeles",
+    location_id: str = "sandbox-location",
+    api_key: str | None = None,
+    rate_limit: int = 100,
+    seed: int | None = None,
+) -> FastAPI:
+    """Build a GHL sandbox app.
+
+    Args:
+        latency_ms: delay added to every API answer (changeable at ``/_faults``).
+        failure_rate: share of API calls answered 503, 0-1 (changeable at ``/_faults``).
+        calendar_timezone: IANA zone of the calendars' business hours (9-17, weekdays).
+        location_id: the location new contacts belong to.
+        api_key: when set, the only Bearer token accepted; otherwise any non-empty one.
+        rate_limit: requests allowed per 10 s before 429 (GHL's is 100).
+        seed: seed of the failure-injection random generator (reproducible runs).
+
+    Returns:
+        The app; its state is ``get_sandbox_state(app)``.
+
+    Raises:
+        ValueError: a bad argument (named in the message).
+    """
+    if not 0 <= failure_rate <= 1:
+        raise ValueError(f"failure_rate must be within 0-1, got {failure_rate!r}")
+    if latency_ms < 0:
+        raise ValueError(f"latency_ms must be >= 0, got {latency_ms!r}")
+    try:
+        ZoneInfo(calendar_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown calendar_timezone {calendar_timezone!r}: use an IANA name") from None
+    state = SandboxState(
+        location_id=location_id,
+        calendar_timezone=calendar_timezone,
+        api_key=api_key,
+        latency_ms=latency_ms,
+        failure_rate=failure_rate,
+        rate_limit=rate_limit,
+        rng=random.Random(seed),
+    )
+    app = FastAPI(title="GHL sandbox", description="A GHL LeadConnector API v2 stand-in.")
+    app.state.sandbox = state
+    app.add_middleware(_GHLGate, state=state)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return _ghl_error(exc.status_code, str(exc.detail))
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc'] if p not in ('body', 'query', 'path'))}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        return _ghl_error(422, problems)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+    # --- GHL API ---------------------------------------------------------------
+
+    @app.post("/conversations/messages")
+    async def send_message(body: SendMessageBody) -> JSONResponse:
+        if body.type == "Email" and not (body.html or body.message):
+            return _ghl_error(422, ["html or message is required for Email"])
+        if body.type != "Email" and not body.message:
+            return _ghl_error(422, [f"message is required for {body.type}"])
+        state.contact(body.contact_id)
+        conversation_id = state.conversations.setdefault(body.contact_id, uuid.uuid4().hex[:20])
+        message_id = uuid.uuid4().hex[:20]
+        record: dict[str, Any] = {
+            "id": message_id,
+            "conversationId": conversation_id,
+            "contactId": body.contact_id,
+            "locationId": state.location_id,
+            "type": body.type,
+            "direction": "outbound",
+            "message": body.message,
+            "subject": body.subject,
+            "html": body.html,
+            "dateAdded": _iso(_now()),
+        }
+        state.messages.append(record)
+        answer: dict[str, Any] = {
+            "conversationId": conversation_id,
+            "messageId": message_id,
+            "message": "Message queued successfully.",
+            "msg": "Message queued successfully.",
+        }
+        if body.type == "Email":
+            answer["emailMessageId"] = message_id
+        return JSONResponse(answer)
+
+    @app.get("/contacts/{contact_id}")
+    async def get_contact(contact_id: str) -> dict[str, Any]:
+        return {"contact": state.contact(contact_id)}
+
+    @app.post("/contacts/{contact_id}/tags", status_code=201)
+    async def add_tags(contact_id: str, body: TagsBody) -> dict[str, Any]:
+        contact = state.contact(contact_id)
+        for tag in body.tags:
+            if tag not in contact["tags"]:
+                contact["tags"].append(tag)
+        return {"tags": list(contact["tags"])}
+
+    @app.delete("/contacts/{contact_id}/tags")
+    async def remove_tags(contact_id: str, body: TagsBody) -> dict[str, Any]:
+        contact = state.contact(contact_id)
+        contact["tags"] = [t for t in contact["tags"] if t not in body.tags]
+        return {"tags": list(contact["tags"])}
+
+    @app.post("/contacts/{contact_id}/tasks", status_code=201)
+    async def create_task(contact_id: str, body: TaskBody) -> dict[str, Any]:
+        state.contact(contact_id)
+        task = {
+            "id": uuid.uuid4().hex[:20],
+            "contactId": contact_id,
+            "title": body.title,
+            "body": body.body,
+            "dueDate": body.due_date.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "completed": body.completed,
+            "assignedTo": body.assigned_to,
+        }
+        state.tasks.append(task)
+        return {"task": task}
+
+    @app.get("/calendars/{calendar_id}/free-slots")
+    async def free_slots(
+        calendar_id: str,
+        start_date: int = Query(alias="startDate", ge=0, le=10**14),
+        end_date: int = Query(alias="endDate", ge=0, le=10**14),
+        timezone: str | None = None,
+    ) -> JSONResponse:
+        zone_name = timezone or state.calendar_timezone
+        try:
+            tz = ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            return _ghl_error(422, [f"timezone {zone_name!r} is not a valid IANA time zone"])
+        start = datetime.fromtimestamp(start_date / 1000, tz=UTC)
+        end = datetime.fromtimestamp(end_date / 1000, tz=UTC)
+        if end < start:
+            return _ghl_error(422, ["endDate must not be before startDate"])
+        if end - start > timedelta(days=31):
+            return _ghl_error(422, ["the range between startDate and endDate must be 31 days or less"])
+        days = _slots(state, calendar_id, start, end, tz)
+        answer: dict[str, Any] = {day: {"slots": slots} for day, slots in days.items()}
+        answer["traceId"] = uuid.uuid4().hex
+        return JSONResponse(answer)
+
+    @app.post("/calendars/events/appointments", status_code=201)
+    async def book_appointment(body: AppointmentBody) -> JSONResponse:
+        start = body.start_time.astimezone(UTC)
+        taken = any(
+            a["calendarId"] == body.calendar_id
+            and a["appointmentStatus"] != "cancelled"
+            and datetime.fromisoformat(a["startTime"]).astimezone(UTC) == start
+            for a in state.appointments
+        )
+        if taken:
+            return _ghl_error(400, "The slot you have selected is no longer available.")
+        state.contact(body.contact_id)
+        end = body.end_time or body.start_time + timedelta(minutes=state.slot_minutes)
+        appointment = {
+            "id": uuid.uuid4().hex[:20],
+            "calendarId": body.calendar_id,
+            "locationId": body.location_id,
+            "contactId": body.contact_id,
+            "title": body.title or "Appointment",
+            "startTime": body.start_time.isoformat(),
+            "endTime": end.isoformat(),
+            "appointmentStatus": body.appointment_status,
+            "dateAdded": _iso(_now()),
+        }
+        state.appointments.append(appointment)
+        return JSONResponse(appointment, status_code=201)
+
+    # --- inspection and control ----------------------------------------------------
+
+    @app.get("/")
+    async def index() -> dict[str, Any]:
+        return {
+            "name": "GHL sandbox",
+            "about": "A GoHighLevel API v2 stand-in; every call below is recorded.",
+            "location_id": state.location_id,
+            "calendar_timezone": state.calendar_timezone,
+            "faults": {"failure_rate": state.failure_rate, "latency_ms": state.latency_ms},
+            "counts": {
+                "calls": len(state.calls),
+                "contacts": len(state.contacts),
+                "messages": len(state.messages),
+                "tasks": len(state.tasks),
+                "appointments": len(state.appointments),
+            },
+            "inspect": ["GET _calls", "DELETE _calls", "GET|POST _faults", "GET|DELETE _state"],
+            "api": [
+                "POST conversations/messages",
+                "GET contacts/{contactId}",
+                "POST|DELETE contacts/{contactId}/tags",
+                "POST contacts/{contactId}/tasks",
+                "GET calendars/{calendarId}/free-slots",
+                "POST calendars/events/appointments",
+            ],
+        }
+
+    @app.get("/_calls")
+    async def list_calls() -> dict[str, Any]:
+        return {"count": len(state.calls), "calls": state.calls}
+
+    @app.delete("/_calls")
+    async def clear_calls() -> dict[str, Any]:
+        count = len(state.calls)
+        state.calls.clear()
+        return {"cleared": count}
+
+    @app.get("/_faults")
+    async def get_faults() -> dict[str, float]:
+        return {"failure_rate": state.failure_rate, "latency_ms": state.latency_ms}
+
+    @app.post("/_faults")
+    async def set_faults(body: FaultsBody) -> dict[str, float]:
+        if body.failure_rate is not None:
+            state.failure_rate = body.failure_rate
+        if body.latency_ms is not None:
+            state.latency_ms = body.latency_ms
+        return {"failure_rate": state.failure_rate, "latency_ms": state.latency_ms}
+
+    @app.get("/_state")
+    async def get_state() -> dict[str, Any]:
+        return state.snapshot()
+
+    @app.delete("/_state")
+    async def clear_state() -> dict[str, str]:
+        state.clear()
+        return {"status": "cleared"}
+
+    return app
+
+
+@contextmanager
+def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free port in a background thread.
+
+    For tests and benchmarks that need a real TCP server (the sandbox, or the
+    service itself).
+
+    Args:
+        app: the ASGI app; its lifespan runs in the server's own event loop.
+        host: interface to bind.
+
+    Yields:
+        The base URL, e.g. ``http://127.0.0.1:54321``.
+
+    Raises:
+        RuntimeError: the server did not start within 10 s.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="auto", ws="none", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(5)
+            sock.close()
+            raise RuntimeError(f"the server for {app!r} did not start on {host}:{port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

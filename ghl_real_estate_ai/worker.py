@@ -1,0 +1,177 @@
+"""The in-app background worker: retries the outbox and picks up webhook events left behind.
+
+Every ``poll_seconds`` it runs its jobs in order, each isolated (one failing
+job is logged and the others still run):
+
+1. ``outbox``: :meth:`Outbox.deliver_due` sends the actions whose retry time came;
+2. ``webhooks``: events stored but not processed (still ``received`` because a
+   processing attempt failed or the process died before claiming them, or
+   stuck ``processing`` for more than ``stuck_after``: a crash) are claimed and
+   run through the same path as the webhook route.
+
+More periodic work (e.g. the follow-up runner) joins with :meth:`add_job`::
+
+    worker = BackgroundWorker(store, outbox, processor, poll_seconds=settings.followup_poll_seconds)
+    worker.add_job("followups", runner.run_due)
+    await worker.run_once()      # at start-up: catch up before serving
+    worker.start()
+    ...
+    await worker.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from opentelemetry import trace
+from pydantic import ValidationError
+
+from ghl_real_estate_ai.integrations.ghl.webhook import EventProcessor, parse_webhook, process_claimed_event
+from ghl_real_estate_ai.outbox import Outbox, utcnow
+from ghl_real_estate_ai.storage.base import Store
+
+__all__ = ["BackgroundWorker", "Job"]
+
+logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+
+Job = Callable[[], Awaitable[Any]]
+"""A periodic job: an async callable with no arguments; its result is logged at debug level."""
+
+
+class BackgroundWorker:
+    """Runs periodic jobs in one asyncio task.
+
+    Args:
+        store: the store holding webhook events.
+        outbox: delivers due outbox items.
+        processor: runs the bots for a webhook event.
+        poll_seconds: pause between runs.
+        clock: the current time (tests pass their own).
+        stuck_after: how long an event may sit ``received``/``processing`` before
+            the worker takes it; also the pause before a failed event is retried.
+        max_event_attempts: processing attempts before an event is ``failed`` for good.
+        batch: events and outbox items handled per run.
+        stop_grace: seconds :meth:`stop` lets a running pass finish before cancelling it.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        outbox: Outbox,
+        processor: EventProcessor,
+        *,
+        poll_seconds: float,
+        clock: Callable[[], datetime] = utcnow,
+        stuck_after: timedelta = timedelta(minutes=2),
+        max_event_attempts: int = 5,
+        batch: int = 50,
+        stop_grace: float = 5.0,
+    ) -> None:
+        if poll_seconds <= 0:
+            raise ValueError(f"poll_seconds must be > 0, got {poll_seconds!r}")
+        self.store = store
+        self.outbox = outbox
+        self.processor = processor
+        self.poll_seconds = poll_seconds
+        self.clock = clock
+        self.stuck_after = stuck_after
+        self.max_event_attempts = max_event_attempts
+        self.batch = batch
+        self.stop_grace = stop_grace
+        self.jobs: list[tuple[str, Job]] = [
+            ("outbox", self.deliver_outbox),
+            ("webhooks", self.reprocess_events),
+        ]
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    def add_job(self, name: str, job: Job) -> None:
+        """Run ``job`` on every pass, after the jobs already there."""
+        if any(existing == name for existing, _ in self.jobs):
+            raise ValueError(f"a worker job named {name!r} exists already: pick another name")
+        self.jobs.append((name, job))
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._task is not None and not self._task.done()
+
+    async def run_once(self) -> dict[str, Any]:
+        """Run every job once, in order.
+
+        Returns:
+            Each job's result by name (None for a job that raised; its error is logged).
+        """
+        results: dict[str, Any] = {}
+        for name, job in self.jobs:
+            try:
+                results[name] = await job()
+            except Exception:
+                logger.exception("worker job %r failed; the next pass retries it", name)
+                results[name] = None
+        return results
+
+    async def deliver_outbox(self) -> int:
+        """Send due outbox items; returns how many were delivered."""
+        return await self.outbox.deliver_due(self.clock(), self.batch)
+
+    async def reprocess_events(self) -> int:
+        """Process stored events nobody finished; returns how many were processed."""
+        cutoff = self.clock() - self.stuck_after
+        events = await self.store.list_unprocessed_webhook_events(cutoff, self.batch)
+        processed = 0
+        for event in events:
+            if not await self.store.claim_webhook_event(event.id, stale_before=cutoff):
+                continue  # another replica, or the request itself, has it
+            with _tracer.start_as_current_span(
+                "worker.process_webhook_event",
+                attributes={"webhook.event_id": event.id, "webhook.attempt": event.attempts + 1},
+            ):
+                try:
+                    message = parse_webhook(event.payload)
+                except ValidationError as exc:
+                    # Stored payloads passed validation once; a model change could break that.
+                    await self.store.finish_webhook_event(
+                        event.id, "failed", f"payload no longer valid: {exc}"
+                    )
+                    logger.error("webhook event %d has an unreadable payload: %s", event.id, exc)
+                    continue
+                outcome = await process_claimed_event(
+                    self.store, self.processor, event.id, message, max_attempts=self.max_event_attempts
+                )
+            if outcome == "processed":
+                processed += 1
+        return processed
+
+    def start(self) -> None:
+        """Start the periodic loop in a task (no-op when it runs already)."""
+        if self.running:
+            return
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(), name="jorge-background-worker")
+
+    async def stop(self) -> None:
+        """Stop the loop: let a running pass finish for ``stop_grace`` seconds, then cancel it."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.stop_grace)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            logger.warning("background worker cancelled after a %.1fs grace period", self.stop_grace)
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            await self.run_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.poll_seconds)
