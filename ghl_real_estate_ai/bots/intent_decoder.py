@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from ghl_real_estate_ai.observability.workflow_tracing import async_workflow_span
+
 __all__ = [
     "BUYER_WEIGHTS",
     "SELLER_WEIGHTS",
@@ -907,8 +909,6 @@ async def decode_lead_intent(
     Returns:
         The intent.
     """
-    from ghl_real_estate_ai.observability.workflow_tracing import async_workflow_span
-
     async with async_workflow_span("intent_decoder", "analyze_lead", contact_id=contact_id) as span:
         intent = analyze_lead(turns, known_areas=known_areas)
         span.set_attribute("intent.buyer_confidence", intent.buyer_confidence)
