@@ -8,9 +8,15 @@ the figures the store must give back.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import uvicorn
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -47,7 +53,8 @@ def make_provider(exporter: SpanExporter, service: str = "enterprisehub") -> Tra
 def emit(provider: TracerProvider, root: Node, *, base_ns: int | None = None) -> str:
     """Emit the tree under ``root``; returns the trace id (32 hex digits)."""
     tracer = provider.get_tracer("tests.tracegen")
-    base = base_ns if base_ns is not None else time.time_ns() - 60 * 1_000_000_000
+    # Whole microseconds, so Jaeger's µs JSON holds these times exactly.
+    base = base_ns if base_ns is not None else (time.time_ns() // 1000) * 1000 - 60 * 1_000_000_000
     context = _emit(tracer, root, base, None)
     return format(context.trace_id, "032x")
 
@@ -155,3 +162,27 @@ def handoff_journey(contact: str, *, temperature: str = "hot", outcome: str = "e
             ),
         ],
     )
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with a real uvicorn server on a free port; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", http="h11")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(1000):  # wait for start-up, at most ~10 s
+            if server.started or not thread.is_alive():
+                break
+            time.sleep(0.01)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
