@@ -189,8 +189,11 @@ class Store(Protocol):
     ) -> WebhookInsert:
         """Store a delivery; a duplicate webhookId or messageId is reported, not raised."""
 
-    async def claim_webhook_event(self, event_id: int) -> bool:
-        """Move ``received``/``failed`` to ``processing``; False when someone else has it."""
+    async def claim_webhook_event(self, event_id: int, *, stale_before: datetime | None = None) -> bool:
+        """Move ``received``/``failed`` to ``processing``; False when someone else has it.
+
+        ``stale_before`` also takes over an event stuck in ``processing`` since before it.
+        """
 
     async def finish_webhook_event(self, event_id: int, status: str, error: str | None = None) -> None: ...
     async def get_webhook_event(self, event_id: int) -> WebhookEvent | None: ...
@@ -208,8 +211,13 @@ class Store(Protocol):
     async def claim_outbox_item(self, item_id: int) -> OutboxItem | None:
         """``pending`` -> ``sending`` for one item; None when it is not pending."""
 
-    async def claim_due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxItem]:
-        """Claim due ``pending`` items (``sending``), each by exactly one caller."""
+    async def claim_due_outbox(
+        self, now: datetime, limit: int = 50, *, stale_before: datetime | None = None
+    ) -> list[OutboxItem]:
+        """Claim due ``pending`` items (``sending``), each by exactly one caller.
+
+        ``stale_before`` also takes over items stuck in ``sending`` since before it.
+        """
 
     async def mark_outbox_sent(self, item_id: int, response: dict[str, Any] | None = None) -> None: ...
     async def mark_outbox_failed(self, item_id: int, error: str, next_attempt_at: datetime | None) -> None:
@@ -238,8 +246,13 @@ class Store(Protocol):
     async def cancel_followups(self, contact_id: str) -> int:
         """Cancel every pending step of a contact; returns how many."""
 
-    async def claim_due_followups(self, now: datetime, limit: int = 20) -> list[FollowUp]:
-        """Claim due ``pending``/``failed`` steps (``running``), each by exactly one caller."""
+    async def claim_due_followups(
+        self, now: datetime, limit: int = 20, *, stale_before: datetime | None = None
+    ) -> list[FollowUp]:
+        """Claim due ``pending``/``failed`` steps (``running``), each by exactly one caller.
+
+        ``stale_before`` also takes over steps stuck in ``running`` since before it.
+        """
 
     async def complete_followup(self, followup_id: int) -> None: ...
     async def fail_followup(self, followup_id: int, error: str, next_attempt_at: datetime | None) -> None:
