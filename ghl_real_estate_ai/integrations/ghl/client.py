@@ -96,6 +96,10 @@ class RateLimiter:
     Two fixed-window counters approximate the sliding window: the estimate is
     ``previous * (1 - elapsed share of current window) + current``. Counters
     only need ``incr`` with a TTL, which every Cache backend offers atomically.
+    The estimate assumes the previous window's requests were spread evenly, so
+    a burst at the very end of one window can let a few more through than a
+    strict sliding log would; GHL answers those 429 and the client retries them
+    after ``Retry-After``.
     """
 
     def __init__(self, cache: Cache, key: str, limit: int, window_seconds: float = 10.0) -> None:

@@ -232,11 +232,11 @@ class _GHLGate:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        response = self._refusal(headers, path, version, allowed, wait, limit_headers)
+        response = self._refusal(headers, path, version, allowed, wait)
         if response is None and state.latency_ms > 0:
             await asyncio.sleep(state.latency_ms / 1000.0)
         if response is None and state.failure_rate > 0 and state.rng.random() < state.failure_rate:
-            response = _ghl_error(503, "Service Unavailable (sandbox fault injection)", limit_headers)
+            response = _ghl_error(503, "Service Unavailable (sandbox fault injection)")
         if response is not None:
             await response(scope, replay, send_with_headers)
         else:
@@ -260,27 +260,20 @@ class _GHLGate:
         version: str,
         allowed: bool,
         wait: float,
-        limit_headers: dict[str, str],
     ) -> JSONResponse | None:
         auth = headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return _ghl_error(401, "Invalid JWT", limit_headers)
+            return _ghl_error(401, "Invalid JWT")
         if self.state.api_key is not None and token.strip() != self.state.api_key:
-            return _ghl_error(401, "Invalid JWT", limit_headers)
+            return _ghl_error(401, "Invalid JWT")
         sent_version = headers.get("version")
         if sent_version is None:
-            return _ghl_error(400, "Version header was not found", limit_headers)
+            return _ghl_error(400, "Version header was not found")
         if sent_version != version:
-            return _ghl_error(
-                400, f"Version {sent_version!r} is not supported on {path}; use {version!r}", limit_headers
-            )
+            return _ghl_error(400, f"Version {sent_version!r} is not supported on {path}; use {version!r}")
         if not allowed:
-            return _ghl_error(
-                429,
-                "Too many requests",
-                {**limit_headers, "Retry-After": str(max(1, math.ceil(wait)))},
-            )
+            return _ghl_error(429, "Too many requests", {"Retry-After": str(max(1, math.ceil(wait)))})
         return None
 
 

@@ -1,0 +1,322 @@
+"""The GHL client: endpoints and Version headers, retries, the shared rate limit, tracing, TCP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from ghl_real_estate_ai.cache import Cache, open_cache
+from ghl_real_estate_ai.errors import ConfigurationError, GHLError, GHLRateLimitError
+from ghl_real_estate_ai.integrations.ghl.client import (
+    CONTACTS_VERSION,
+    CONVERSATIONS_VERSION,
+    GHLClient,
+    RateLimiter,
+    build_ghl_client,
+)
+from ghl_real_estate_ai.integrations.ghl.sandbox import create_sandbox_app, get_sandbox_state, serve_in_thread
+from ghl_real_estate_ai.observability.testing import capture_spans
+from ghl_real_estate_ai.settings import Settings
+
+
+@pytest.fixture
+async def cache() -> AsyncIterator[Cache]:
+    opened = open_cache(None)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def sandbox() -> FastAPI:
+    return create_sandbox_app(seed=3)
+
+
+@pytest.fixture
+async def ghl(sandbox: FastAPI, cache: Cache) -> AsyncIterator[GHLClient]:
+    client = build_ghl_client(Settings(), cache, sandbox_app=sandbox)
+    client.backoff_base = 0.001
+    yield client
+    await client.aclose()
+
+
+def _mock_client(
+    cache: Cache, handler: Callable[[httpx.Request], httpx.Response], **options: object
+) -> GHLClient:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return GHLClient(
+        base_url="https://ghl.test",
+        api_key="k",
+        location_id="loc",
+        http=http,
+        cache=cache,
+        backoff_base=0.001,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+# --- endpoints against the sandbox --------------------------------------------------------
+
+
+async def test_every_endpoint_sends_the_right_path_body_and_version(ghl: GHLClient, sandbox: FastAPI) -> None:
+    sent = await ghl.send_message("c1", "SMS", "Hello there")
+    assert sent["conversationId"] and sent["messageId"]
+    await ghl.send_message("c1", "Email", "plain", subject="Your CMA", html="<p>CMA</p>")
+    assert (await ghl.add_tags("c1", ["Hot-Seller", "Needs-CMA"]))["tags"] == ["Hot-Seller", "Needs-CMA"]
+    assert (await ghl.remove_tags("c1", ["Needs-CMA"]))["tags"] == ["Hot-Seller"]
+    due = datetime(2025, 3, 3, 17, 0, tzinfo=UTC)
+    task = await ghl.create_task("c1", "Day 7 call", "Call the lead", due)
+    assert task["task"]["dueDate"] == "2025-03-03T17:00:00Z"
+    start = datetime(2025, 3, 3, 0, 0, tzinfo=UTC)
+    slots = await ghl.get_free_slots("cal-1", start, start + timedelta(days=2))
+    assert slots == sorted(slots) and all(s.tzinfo is not None for s in slots)
+    booked = await ghl.book_appointment("cal-1", "c1", slots[0], title="CMA review")
+    assert booked["appointmentStatus"] == "confirmed"
+    assert (await ghl.get_free_slots("cal-1", start, start + timedelta(days=2)))[0] != slots[0]
+    assert (await ghl.get_contact("c1"))["tags"] == ["Hot-Seller"]
+
+    calls = get_sandbox_state(sandbox).calls
+    assert [(c["method"], c["path"], c["version"], c["status"]) for c in calls] == [
+        ("POST", "/conversations/messages", CONVERSATIONS_VERSION, 200),
+        ("POST", "/conversations/messages", CONVERSATIONS_VERSION, 200),
+        ("POST", "/contacts/c1/tags", CONTACTS_VERSION, 201),
+        ("DELETE", "/contacts/c1/tags", CONTACTS_VERSION, 200),
+        ("POST", "/contacts/c1/tasks", CONTACTS_VERSION, 201),
+        ("GET", "/calendars/cal-1/free-slots", CONVERSATIONS_VERSION, 200),
+        ("POST", "/calendars/events/appointments", CONVERSATIONS_VERSION, 201),
+        ("GET", "/calendars/cal-1/free-slots", CONVERSATIONS_VERSION, 200),
+        ("GET", "/contacts/c1", CONTACTS_VERSION, 200),
+    ]
+    assert calls[0]["body"] == {"type": "SMS", "contactId": "c1", "message": "Hello there"}
+    assert calls[1]["body"] == {
+        "type": "Email",
+        "contactId": "c1",
+        "message": "plain",
+        "subject": "Your CMA",
+        "html": "<p>CMA</p>",
+    }
+    assert calls[6]["body"]["locationId"] == "sandbox-location"
+    assert "startDate=" in calls[5]["query"] and "timezone=America%2FLos_Angeles" in calls[5]["query"]
+
+
+async def test_contact_is_cached_and_tag_changes_drop_the_copy(ghl: GHLClient, sandbox: FastAPI) -> None:
+    await ghl.get_contact("c5")
+    await ghl.get_contact("c5")
+    assert len(get_sandbox_state(sandbox).calls) == 1
+    await ghl.add_tags("c5", ["x"])
+    assert (await ghl.get_contact("c5"))["tags"] == ["x"]
+    assert len(get_sandbox_state(sandbox).calls) == 3
+
+
+async def test_naive_datetimes_are_refused(ghl: GHLClient) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await ghl.create_task("c", "t", "b", datetime(2025, 1, 1))
+
+
+# --- retries ---------------------------------------------------------------------------
+
+
+async def test_5xx_and_transport_errors_are_retried_until_success(cache: Cache) -> None:
+    answers: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answers.append(len(answers))
+        if len(answers) == 1:
+            raise httpx.ConnectError("refused", request=request)
+        if len(answers) == 2:
+            return httpx.Response(502, json={"message": "bad gateway"})
+        return httpx.Response(200, json={"contact": {"id": "c"}})
+
+    client = _mock_client(cache, handler)
+    assert (await client.get_contact("c"))["id"] == "c"
+    assert len(answers) == 3
+    await client.aclose()
+
+
+async def test_retry_after_is_honoured_and_429_ends_in_rate_limit_error(cache: Cache) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(429, headers={"Retry-After": "0"}, json={"message": "slow down"})
+
+    client = _mock_client(cache, handler, max_retries=2)
+    with pytest.raises(GHLRateLimitError, match="429: slow down") as info:
+        await client.add_tags("c", ["t"])
+    assert len(seen) == 3
+    assert info.value.status_code == 429 and info.value.retry_after == 0
+    await client.aclose()
+
+
+async def test_a_long_retry_after_is_not_slept_on(cache: Cache) -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(503, headers={"Retry-After": "3600"}, json={"message": "maintenance"})
+
+    client = _mock_client(cache, handler, max_retries=4, max_retry_wait=5)
+    with pytest.raises(GHLError) as info:
+        await client.send_message("c", "SMS", "x")
+    assert len(calls) == 1 and info.value.retry_after == 3600
+    assert not isinstance(info.value, GHLRateLimitError)
+    await client.aclose()
+
+
+async def test_other_4xx_are_not_retried(cache: Cache) -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(422, json={"statusCode": 422, "message": ["contactId must be a string"]})
+
+    client = _mock_client(cache, handler)
+    with pytest.raises(GHLError, match="422") as info:
+        await client.send_message("c", "SMS", "x")
+    assert len(calls) == 1 and info.value.status_code == 422
+    await client.aclose()
+
+
+async def test_requests_carry_bearer_version_and_accept(cache: Cache) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"tags": []})
+
+    client = _mock_client(cache, handler)
+    await client.remove_tags("c 1", ["a"])
+    request = seen[0]
+    assert request.method == "DELETE"
+    assert request.url.path == "/contacts/c%201/tags" or request.url.raw_path == b"/contacts/c%201/tags"
+    assert request.headers["Authorization"] == "Bearer k"
+    assert request.headers["Version"] == CONTACTS_VERSION
+    assert request.headers["Accept"] == "application/json"
+    await client.aclose()
+
+
+async def test_non_json_success_is_a_clear_error(cache: Cache) -> None:
+    client = _mock_client(cache, lambda request: httpx.Response(200, text="<html>"))
+    with pytest.raises(GHLError, match="non-JSON"):
+        await client.get_contact("c")
+    await client.aclose()
+
+
+# --- rate limit ------------------------------------------------------------------------
+
+
+async def test_limiter_waits_instead_of_failing_when_the_window_is_full(cache: Cache) -> None:
+    limiter = RateLimiter(cache, "test:rl", limit=3, window_seconds=0.3)
+    waits = [await limiter.acquire() for _ in range(3)]
+    assert waits == [0.0, 0.0, 0.0]
+    assert await limiter.acquire() > 0  # the fourth had to wait for the window to slide
+
+
+async def test_limiters_sharing_a_cache_share_the_budget(cache: Cache) -> None:
+    replica_a = RateLimiter(cache, "ghl:ratelimit:loc", limit=4, window_seconds=0.3)
+    replica_b = RateLimiter(cache, "ghl:ratelimit:loc", limit=4, window_seconds=0.3)
+    other_location = RateLimiter(cache, "ghl:ratelimit:other", limit=4, window_seconds=0.3)
+    for _ in range(4):
+        assert await replica_a.acquire() == 0.0
+    assert await other_location.acquire() == 0.0
+    assert await replica_b.acquire() > 0
+
+
+@pytest.mark.redis
+async def test_limiters_on_redis_share_the_budget_across_connections(
+    redis_url: str, redis_namespace: str
+) -> None:
+    first, second = (
+        open_cache(redis_url, namespace=redis_namespace),
+        open_cache(redis_url, namespace=redis_namespace),
+    )
+    await first.open()
+    await second.open()
+    try:
+        replica_a = RateLimiter(first, "ghl:ratelimit:loc", limit=3, window_seconds=0.5)
+        replica_b = RateLimiter(second, "ghl:ratelimit:loc", limit=3, window_seconds=0.5)
+        results = await asyncio.gather(*(replica_a.acquire() for _ in range(3)))
+        assert results == [0.0, 0.0, 0.0]
+        assert await replica_b.acquire() > 0
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_burst_over_the_limit_waits_and_every_call_succeeds(cache: Cache) -> None:
+    sandbox = create_sandbox_app(rate_limit=5)
+    client = build_ghl_client(Settings(ghl_rate_limit_per_10s=5), cache, sandbox_app=sandbox)
+    client.backoff_base = 0.001
+    client.limiter.window = 0.5  # a short window keeps the test quick; the sandbox's is 10 s
+    state = get_sandbox_state(sandbox)
+    state.rate_interval_ms = 500
+    contacts = await asyncio.gather(*(client.get_contact(f"c{i}") for i in range(8)))
+    assert sorted(c["id"] for c in contacts) == [f"c{i}" for i in range(8)]
+    statuses = [c["status"] for c in state.calls]
+    assert statuses[:5] == [200] * 5  # the first five went straight out, the rest waited for the window
+    assert statuses.count(200) == 8
+    await client.aclose()
+
+
+# --- factory, tracing, TCP ------------------------------------------------------------------
+
+
+def test_production_client_needs_an_api_key(cache: Cache) -> None:
+    with pytest.raises(ConfigurationError, match="GHL_API_KEY"):
+        build_ghl_client(Settings(ghl_base_url="https://services.leadconnectorhq.com"), cache)
+
+
+async def test_every_call_is_an_httpx_client_span_under_the_caller(ghl: GHLClient) -> None:
+    tracer = trace.get_tracer("test")
+    with capture_spans() as capture, tracer.start_as_current_span("seller_bot.schedule_cma_appointment"):
+        await ghl.send_message("c1", "SMS", "hi")
+        await ghl.add_tags("c1", ["Hot-Seller"])
+    node = capture.by_name("seller_bot.schedule_cma_appointment")[0]
+    clients = [s for s in capture.spans() if s.kind is SpanKind.CLIENT]
+    assert [s.name for s in clients] == ["POST", "POST"]
+    assert all(s.parent is not None and s.parent.span_id == node.context.span_id for s in clients)
+    assert all(s.context.trace_id == node.context.trace_id for s in clients)
+    urls = [str(s.attributes.get("url.full") or s.attributes.get("http.url")) for s in clients]
+    assert urls[0].endswith("/conversations/messages") and urls[1].endswith("/contacts/c1/tags")
+
+
+async def test_client_talks_to_a_real_server_over_tcp(cache: Cache) -> None:
+    sandbox = create_sandbox_app(api_key="secret-token")
+    with serve_in_thread(sandbox) as base_url:
+        settings = Settings(ghl_base_url=base_url, ghl_api_key="secret-token", ghl_location_id="loc-tcp")
+        client = build_ghl_client(settings, cache)
+        try:
+            sent = await client.send_message("c-tcp", "SMS", "over the wire")
+            async with httpx.AsyncClient(base_url=base_url) as inspector:
+                calls = (await inspector.get("/_calls")).json()["calls"]
+        finally:
+            await client.aclose()
+    assert sent["messageId"]
+    assert calls == [
+        {
+            **calls[0],
+            "method": "POST",
+            "path": "/conversations/messages",
+            "status": 200,
+            "body": {"type": "SMS", "contactId": "c-tcp", "message": "over the wire"},
+        }
+    ]
+
+
+async def test_wrong_token_over_tcp_is_a_401_error_without_retries(cache: Cache) -> None:
+    sandbox = create_sandbox_app(api_key="secret-token")
+    with serve_in_thread(sandbox) as base_url:
+        client = build_ghl_client(Settings(ghl_base_url=base_url, ghl_api_key="wrong"), cache)
+        try:
+            with pytest.raises(GHLError, match="401: Invalid JWT"):
+                await client.get_contact("c")
+        finally:
+            await client.aclose()
+    assert len(get_sandbox_state(sandbox).calls) == 1

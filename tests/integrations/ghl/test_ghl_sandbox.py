@@ -1,0 +1,216 @@
+"""The GHL sandbox speaks GHL's shapes, checks its headers, injects faults and records calls."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from ghl_real_estate_ai.integrations.ghl.client import CONTACTS_VERSION, CONVERSATIONS_VERSION
+from ghl_real_estate_ai.integrations.ghl.sandbox import create_sandbox_app, get_sandbox_state
+
+AUTH = {"Authorization": "Bearer test-token"}
+CONV = {**AUTH, "Version": CONVERSATIONS_VERSION}
+CONT = {**AUTH, "Version": CONTACTS_VERSION}
+
+
+@pytest.fixture
+def sandbox() -> FastAPI:
+    return create_sandbox_app(seed=7)
+
+
+@pytest.fixture
+async def http(sandbox: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox), base_url="http://sb") as client:
+        yield client
+
+
+async def test_send_sms_answers_conversation_and_message_ids(http: httpx.AsyncClient) -> None:
+    response = await http.post(
+        "/conversations/messages", json={"type": "SMS", "contactId": "c1", "message": "hi"}, headers=CONV
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) >= {"conversationId", "messageId"}
+    again = await http.post(
+        "/conversations/messages", json={"type": "SMS", "contactId": "c1", "message": "2"}, headers=CONV
+    )
+    assert again.json()["conversationId"] == body["conversationId"]  # one conversation per contact
+    assert response.headers["X-RateLimit-Max"] == "100"
+    assert response.headers["X-RateLimit-Interval-Milliseconds"] == "10000"
+    assert int(again.headers["X-RateLimit-Remaining"]) == int(response.headers["X-RateLimit-Remaining"]) - 1
+
+
+async def test_send_email_needs_a_body_and_keeps_the_subject(
+    http: httpx.AsyncClient, sandbox: FastAPI
+) -> None:
+    bad = await http.post("/conversations/messages", json={"type": "Email", "contactId": "c1"}, headers=CONV)
+    assert bad.status_code == 422
+    assert bad.json()["statusCode"] == 422
+    ok = await http.post(
+        "/conversations/messages",
+        json={"type": "Email", "contactId": "c1", "subject": "CMA", "html": "<p>x</p>"},
+        headers=CONV,
+    )
+    assert ok.status_code == 200 and "emailMessageId" in ok.json()
+    assert get_sandbox_state(sandbox).messages[-1]["subject"] == "CMA"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        ({"Version": CONVERSATIONS_VERSION}, 401, "Invalid JWT"),
+        ({"Version": CONVERSATIONS_VERSION, "Authorization": "Bearer "}, 401, "Invalid JWT"),
+        (AUTH, 400, "Version header was not found"),
+        ({**AUTH, "Version": CONTACTS_VERSION}, 400, "not supported"),
+    ],
+)
+async def test_auth_and_version_are_checked_like_ghl(
+    http: httpx.AsyncClient, headers: dict[str, str], status: int, message: str
+) -> None:
+    response = await http.post(
+        "/conversations/messages", json={"type": "SMS", "contactId": "c", "message": "x"}, headers=headers
+    )
+    assert response.status_code == status
+    assert response.json()["statusCode"] == status
+    assert message in response.json()["message"]
+
+
+async def test_configured_api_key_must_match() -> None:
+    app = create_sandbox_app(api_key="right")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sb") as http:
+        wrong = await http.get(
+            "/contacts/c1", headers={"Authorization": "Bearer wrong", "Version": CONTACTS_VERSION}
+        )
+        right = await http.get(
+            "/contacts/c1", headers={"Authorization": "Bearer right", "Version": CONTACTS_VERSION}
+        )
+    assert (wrong.status_code, right.status_code) == (401, 200)
+
+
+async def test_tags_add_and_remove_return_the_contacts_tags(http: httpx.AsyncClient) -> None:
+    added = await http.post("/contacts/c9/tags", json={"tags": ["Hot-Seller", "Needs-CMA"]}, headers=CONT)
+    assert added.status_code == 201 and added.json() == {"tags": ["Hot-Seller", "Needs-CMA"]}
+    removed = await http.request("DELETE", "/contacts/c9/tags", json={"tags": ["Needs-CMA"]}, headers=CONT)
+    assert removed.json() == {"tags": ["Hot-Seller"]}
+    contact = (await http.get("/contacts/c9", headers=CONT)).json()["contact"]
+    assert contact["id"] == "c9" and contact["tags"] == ["Hot-Seller"]
+
+
+async def test_task_is_created_with_ghl_shape(http: httpx.AsyncClient) -> None:
+    response = await http.post(
+        "/contacts/c1/tasks",
+        json={"title": "Call lead", "body": "day 7", "dueDate": "2025-03-01T17:00:00Z", "completed": False},
+        headers=CONT,
+    )
+    assert response.status_code == 201
+    task = response.json()["task"]
+    assert task["title"] == "Call lead" and task["dueDate"] == "2025-03-01T17:00:00Z" and task["id"]
+
+
+async def test_free_slots_are_weekday_business_hours_and_skip_booked(http: httpx.AsyncClient) -> None:
+    start = datetime(2025, 3, 3, 0, 0, tzinfo=UTC)  # a Monday
+    end = start + timedelta(days=7)
+    params = {
+        "startDate": int(start.timestamp() * 1000),
+        "endDate": int(end.timestamp() * 1000),
+        "timezone": "America/Los_Angeles",
+    }
+    slots = (await http.get("/calendars/cal-1/free-slots", params=params, headers=CONV)).json()
+    assert "traceId" in slots
+    days = {k: v for k, v in slots.items() if k != "traceId"}
+    assert all(datetime.fromisoformat(d).weekday() < 5 for d in days)
+    first = days["2025-03-03"]["slots"][0]
+    assert first == "2025-03-03T09:00:00-08:00"
+    booked = await http.post(
+        "/calendars/events/appointments",
+        json={"calendarId": "cal-1", "locationId": "loc", "contactId": "c1", "startTime": first},
+        headers=CONV,
+    )
+    assert booked.status_code == 201 and booked.json()["appointmentStatus"] == "confirmed"
+    again = (await http.get("/calendars/cal-1/free-slots", params=params, headers=CONV)).json()
+    assert first not in again["2025-03-03"]["slots"]
+    clash = await http.post(
+        "/calendars/events/appointments",
+        json={"calendarId": "cal-1", "locationId": "loc", "contactId": "c2", "startTime": first},
+        headers=CONV,
+    )
+    assert clash.status_code == 400 and "no longer available" in clash.json()["message"]
+
+
+async def test_free_slots_refuse_bad_zone_and_long_ranges(http: httpx.AsyncClient) -> None:
+    base = {"startDate": 1740000000000, "endDate": 1740000000000 + 86_400_000}
+    bad_zone = await http.get(
+        "/calendars/c/free-slots", params={**base, "timezone": "Mars/Base"}, headers=CONV
+    )
+    assert bad_zone.status_code == 422
+    too_long = await http.get(
+        "/calendars/c/free-slots",
+        params={"startDate": 1740000000000, "endDate": 1740000000000 + 40 * 86_400_000},
+        headers=CONV,
+    )
+    assert too_long.status_code == 422
+    missing = await http.get("/calendars/c/free-slots", headers=CONV)
+    assert missing.status_code == 422 and missing.json()["error"] == "Unprocessable Entity"
+
+
+async def test_calls_are_recorded_and_can_be_cleared(http: httpx.AsyncClient) -> None:
+    await http.post("/contacts/c1/tags", json={"tags": ["a"]}, headers=CONT)
+    await http.get("/contacts/c1", headers={"Version": CONTACTS_VERSION})  # 401, recorded too
+    calls = (await http.get("/_calls")).json()
+    assert calls["count"] == 2
+    first, second = calls["calls"]
+    assert first["method"] == "POST" and first["path"] == "/contacts/c1/tags"
+    assert (
+        first["body"] == {"tags": ["a"]} and first["status"] == 201 and first["version"] == CONTACTS_VERSION
+    )
+    assert second["status"] == 401
+    assert (await http.delete("/_calls")).json() == {"cleared": 2}
+    assert (await http.get("/_calls")).json()["count"] == 0
+
+
+async def test_faults_switch_at_run_time(http: httpx.AsyncClient) -> None:
+    assert (await http.post("/_faults", json={"failure_rate": 1.0})).json()["failure_rate"] == 1.0
+    failed = await http.get("/contacts/c1", headers=CONT)
+    assert failed.status_code == 503 and failed.json()["statusCode"] == 503
+    await http.post("/_faults", json={"failure_rate": 0.0})
+    assert (await http.get("/contacts/c1", headers=CONT)).status_code == 200
+    assert (await http.post("/_faults", json={"failure_rate": 2})).status_code == 422
+
+
+async def test_rate_limit_answers_429_with_retry_after() -> None:
+    app = create_sandbox_app(rate_limit=3)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sb") as http:
+        statuses = [(await http.get("/contacts/c", headers=CONT)).status_code for _ in range(3)]
+        limited = await http.get("/contacts/c", headers=CONT)
+    assert statuses == [200, 200, 200]
+    assert limited.status_code == 429
+    assert limited.headers["X-RateLimit-Remaining"] == "0"
+    assert int(limited.headers["Retry-After"]) >= 1
+
+
+async def test_index_and_state_are_inspectable(http: httpx.AsyncClient) -> None:
+    await http.post(
+        "/conversations/messages", json={"type": "SMS", "contactId": "c1", "message": "x"}, headers=CONV
+    )
+    index = (await http.get("/")).json()
+    assert index["counts"]["messages"] == 1 and index["counts"]["contacts"] == 1
+    state = (await http.get("/_state")).json()
+    assert state["messages"][0]["message"] == "x"
+    await http.delete("/_state")
+    assert (await http.get("/_state")).json()["contacts"] == []
+
+
+async def test_unknown_paths_answer_ghl_style_404(http: httpx.AsyncClient) -> None:
+    response = await http.get("/contacts/c1/nothing-here", headers=CONT)
+    assert response.status_code == 404 and response.json()["statusCode"] == 404
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="failure_rate"):
+        create_sandbox_app(failure_rate=1.5)
+    with pytest.raises(ValueError, match="calendar_timezone"):
+        create_sandbox_app(calendar_timezone="Nowhere/Town")
