@@ -1,0 +1,380 @@
+"""The Buyer bot: a LangGraph ``StateGraph`` that qualifies a buyer and books showings.
+
+Graph (``BuyerBot.graph``, compiled once per bot)::
+
+    analyze_buyer_intent -> qualify_buyer -> generate_buyer_response -> schedule_showing
+                         \\-> END (a buyer->seller handoff decision)    \\-> END
+
+* ``analyze_buyer_intent`` reads the conversation, scores buyer readiness
+  (0-100, its temperature on the FRS scale) and asks for a handoff to the seller
+  bot when seller confidence reaches 0.8 and beats buyer confidence.
+* ``qualify_buyer`` finds the unanswered questions (budget, pre-approval,
+  bedrooms/areas, timeline) and the affordable price: a 43 % debt-to-income
+  ceiling on the monthly payment, 20 % down, a 30-year loan at
+  ``MORTGAGE_RATE`` (:func:`affordable_price`).
+* ``generate_buyer_response`` asks the next question, notes a budget above what
+  the income supports, or offers a showing; when the buyer is qualified and asks
+  for (or accepts) a showing, ``schedule_showing`` books the first free GHL slot
+  and sends the reply with its time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from opentelemetry import trace
+
+from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, analyze_lead
+from ghl_real_estate_ai.bots.outbound import (
+    Outbound,
+    first_slot,
+    format_slot,
+    is_affirmative,
+    last_inbound_text,
+    objection_text,
+)
+from ghl_real_estate_ai.bots.scoring import buyer_readiness, temperature_from_frs
+from ghl_real_estate_ai.bots.state import BotOutcome, BotTurn, BuyerState, HandoffRequest
+from ghl_real_estate_ai.bots.templates import render
+from ghl_real_estate_ai.clock import SystemClock
+from ghl_real_estate_ai.handoff import THRESHOLDS
+from ghl_real_estate_ai.integrations.ghl.client import GHLClient
+from ghl_real_estate_ai.observability.workflow_tracing import async_workflow_span, trace_workflow_node
+
+__all__ = [
+    "BUYER_QUESTIONS",
+    "DOWN_PAYMENT_SHARE",
+    "MAX_DTI",
+    "BuyerBot",
+    "affordable_price",
+]
+
+BOT = "buyer_bot"
+BUYER_QUESTIONS: tuple[str, ...] = ("budget", "preapproval", "bedrooms_areas", "timeline")
+"""The buyer qualification questions, in asking order."""
+MAX_DTI = 0.43
+"""Highest share of gross monthly income the mortgage payment may take."""
+DOWN_PAYMENT_SHARE = 0.20
+"""Down payment assumed (and required at least) as a share of the price."""
+LOAN_YEARS = 30
+
+
+def affordable_price(
+    monthly_income: int | None,
+    down_payment: int | None,
+    annual_rate: float,
+    *,
+    max_dti: float = MAX_DTI,
+    down_share: float = DOWN_PAYMENT_SHARE,
+    years: int = LOAN_YEARS,
+) -> int | None:
+    """The highest price a buyer can afford, or None when the income is unknown.
+
+    The monthly principal-and-interest payment may take ``max_dti`` of the gross
+    monthly income; the loan that payment carries over ``years`` at
+    ``annual_rate`` plus the down payment gives the price. With no known down
+    payment it is assumed to be ``down_share`` of the price; a known one caps the
+    price at ``down_payment / down_share``.
+
+    Args:
+        monthly_income: gross monthly income in dollars.
+        down_payment: cash available for the down payment, in dollars.
+        annual_rate: yearly mortgage rate (0.07 = 7 %).
+        max_dti: highest payment-to-income share.
+        down_share: minimum down payment share.
+        years: loan term.
+
+    Returns:
+        The price in whole dollars.
+
+    Raises:
+        ValueError: the rate or a share is out of range.
+    """
+    if not 0 < annual_rate < 1:
+        raise ValueError(f"annual_rate must be between 0 and 1 (0.07 = 7 %), got {annual_rate!r}")
+    if not 0 < max_dti < 1 or not 0 < down_share < 1:
+        raise ValueError(f"max_dti and down_share must be between 0 and 1, got {max_dti!r}, {down_share!r}")
+    if monthly_income is None or monthly_income <= 0:
+        return None
+    payment = monthly_income * max_dti
+    r = annual_rate / 12
+    n = years * 12
+    loan = payment * (1 - math.pow(1 + r, -n)) / r
+    if down_payment is None or down_payment <= 0:
+        return int(loan / (1 - down_share))
+    return int(min(down_payment / down_share, loan + down_payment))
+
+
+class BuyerBot:
+    """The Buyer bot; build once, run per message (:meth:`process_buyer_conversation`)."""
+
+    name = "buyer"
+
+    def __init__(
+        self,
+        outbound: Outbound,
+        ghl: GHLClient,
+        *,
+        calendar_id: str,
+        mortgage_rate: float,
+        clock: Callable[[], datetime] | None = None,
+        timezone: str = "America/Los_Angeles",
+    ) -> None:
+        """Build the bot and compile its graph.
+
+        Args:
+            outbound: replies and bookings, through the outbox.
+            ghl: the GHL client (free slots are read directly; bookings go through the outbox).
+            calendar_id: the GHL calendar showings are booked on.
+            mortgage_rate: annual rate for affordability (settings.mortgage_rate).
+            clock: the current time (UTC).
+            timezone: the calendar's time zone for free-slot queries.
+        """
+        self.outbound = outbound
+        self.ghl = ghl
+        self.calendar_id = calendar_id
+        self.mortgage_rate = mortgage_rate
+        self.timezone = timezone
+        self.clock: Callable[[], datetime] = clock or SystemClock()
+        self.graph = self._build().compile()
+
+    def _build(self) -> StateGraph[BuyerState]:
+        graph: StateGraph[BuyerState] = StateGraph(BuyerState)
+        graph.add_node("analyze_buyer_intent", self.analyze_buyer_intent)
+        graph.add_node("qualify_buyer", self.qualify_buyer)
+        graph.add_node("generate_buyer_response", self.generate_buyer_response)
+        graph.add_node("schedule_showing", self.schedule_showing)
+        graph.add_edge(START, "analyze_buyer_intent")
+        graph.add_conditional_edges(
+            "analyze_buyer_intent",
+            lambda s: "handoff" if s.get("handoff") else "qualify",
+            {"handoff": END, "qualify": "qualify_buyer"},
+        )
+        graph.add_edge("qualify_buyer", "generate_buyer_response")
+        graph.add_conditional_edges(
+            "generate_buyer_response",
+            lambda s: "book" if s.get("wants_showing") else "done",
+            {"book": "schedule_showing", "done": END},
+        )
+        graph.add_edge("schedule_showing", END)
+        return graph
+
+    async def process_buyer_conversation(self, turn: BotTurn) -> BotOutcome:
+        """Answer the newest message of a buyer (span ``buyer_bot.process_buyer_conversation``).
+
+        Args:
+            turn: the contact, the conversation and where to answer.
+
+        Returns:
+            What the bot decided and sent.
+        """
+        contact = turn.contact
+        async with async_workflow_span(BOT, "process_buyer_conversation", contact_id=contact.contact_id):
+            memory = dict(contact.state.get("buyer", {}))
+            state: BuyerState = {
+                "contact_id": contact.contact_id,
+                "buyer_id": contact.contact_id,
+                "current_step": str(memory.get("current_step", "qualifying")),
+                "turns": list(turn.turns),
+                "channel": turn.channel,
+                "event_key": turn.event_key,
+                "handoff_from": turn.handoff_from,
+                "allow_handoff": turn.allow_handoff,
+                "memory": memory,
+                "replies": [],
+            }
+            final = await self.graph.ainvoke(state)
+            memory = dict(final.get("memory", {}))
+            memory["current_step"] = final.get("current_step", "qualifying")
+            return BotOutcome(
+                bot="buyer",
+                temperature=str(final.get("temperature", "cold")),
+                memory=memory,
+                handoff=final.get("handoff"),
+                replies=list(final.get("replies", [])),
+                path="handoff" if final.get("handoff") else str(final.get("path", "")),
+                scores=dict(final.get("scores", {})),
+            )
+
+    # -- nodes -------------------------------------------------------------------
+    @trace_workflow_node(BOT, "analyze_buyer_intent")
+    async def analyze_buyer_intent(self, state: BuyerState) -> dict[str, Any]:
+        """Read the conversation, score readiness and spot seller intent."""
+        intent = analyze_lead(state.get("turns", []))
+        readiness = float(buyer_readiness(intent))
+        trace.get_current_span().set_attribute("buyer.readiness_score", readiness)
+        update: dict[str, Any] = {
+            "intent": intent,
+            "temperature": temperature_from_frs(readiness),
+            "scores": {
+                "readiness": readiness,
+                "buyer_confidence": intent.buyer_confidence,
+                "seller_confidence": intent.seller_confidence,
+            },
+        }
+        threshold = THRESHOLDS[("buyer", "seller")]
+        if (
+            state.get("allow_handoff", True)
+            and intent.seller_confidence >= threshold
+            and intent.seller_confidence > intent.buyer_confidence
+        ):
+            update["handoff"] = HandoffRequest(
+                "buyer", "seller", round(intent.seller_confidence, 3), "seller_intent_detected"
+            )
+            update["current_step"] = "handoff"
+        return update
+
+    @trace_workflow_node(BOT, "qualify_buyer")
+    async def qualify_buyer(self, state: BuyerState) -> dict[str, Any]:
+        """List the unanswered questions and work out the affordable price."""
+        intent = state["intent"]
+        facts = intent.facts
+        answered = {
+            "budget": facts.budget is not None,
+            "preapproval": facts.preapproved is not None,
+            "bedrooms_areas": facts.bedrooms is not None or bool(facts.areas),
+            "timeline": facts.timeline_days is not None,
+        }
+        missing = [q for q in BUYER_QUESTIONS if not answered[q]]
+        price = affordable_price(facts.monthly_income, facts.down_payment, self.mortgage_rate)
+        if price is not None:
+            trace.get_current_span().set_attribute("buyer.affordable_price", price)
+        memory = dict(state.get("memory", {}))
+        if price is not None:
+            memory["affordable_price"] = price
+        return {
+            "missing": missing,
+            "affordable_price": price,
+            "memory": memory,
+            "current_step": "qualified" if not missing else "qualifying",
+        }
+
+    @trace_workflow_node(BOT, "generate_buyer_response")
+    async def generate_buyer_response(self, state: BuyerState) -> dict[str, Any]:
+        """Write the reply; send it now, or leave it to ``schedule_showing`` when booking."""
+        intent = state["intent"]
+        memory = dict(state.get("memory", {}))
+        asked: list[str] = list(memory.get("questions_asked", []))
+        missing = state.get("missing", [])
+        parts: list[str] = []
+        source = state.get("handoff_from")
+        if source:
+            parts.append(render(f"handoff_{source}_to_buyer"))
+        objections = [o for o in intent.objections if o not in memory.get("objections_addressed", [])]
+        if objections:
+            parts.append(objection_text(objections[0]))
+            memory["objections_addressed"] = [*memory.get("objections_addressed", []), *objections]
+        price = state.get("affordable_price")
+        budget = intent.facts.budget
+        if price is not None and memory.get("affordability_noted") != price:
+            # Said once per affordable price: repeated only when the income or down payment changes.
+            parts.append(render("buyer_affordability", max_price=price))
+            memory["affordability_noted"] = price
+            if budget is not None and budget > price:
+                memory["over_budget"] = True
+        qualified = _qualified(intent)
+        booked = memory.get("showing_booked")
+        said_yes = bool(memory.get("showing_offered")) and is_affirmative(
+            last_inbound_text(state.get("turns", []))
+        )
+        if qualified and not booked and (intent.facts.wants_showing or said_yes):
+            return {
+                "draft_reply": " ".join(parts),
+                "wants_showing": True,
+                "memory": memory,
+                "path": "showing",
+            }
+        question = _next_question(missing, asked)
+        if question is not None:
+            parts.append(render(f"buyer_q_{question}"))
+            if question not in asked:
+                asked.append(question)
+            path = f"question:{question}"
+        elif booked:
+            parts.append(
+                render("showing_confirmed", slot=format_slot(datetime.fromisoformat(booked), self.timezone))
+            )
+            path = "showing_booked"
+        elif qualified:
+            parts.append(render("buyer_qualified"))
+            memory["showing_offered"] = True
+            path = "offer_showing"
+        else:
+            # Every question answered but not pre-approved: the pre-approval question again.
+            parts.append(render("buyer_q_preapproval"))
+            path = "question:preapproval"
+        memory["questions_asked"] = asked
+        trace.get_current_span().set_attribute("buyer.reply_path", path)
+        key = f"{state.get('event_key', '')}:buyer:reply"
+        await self.outbound.reply(
+            state["contact_id"],
+            state.get("channel", "SMS"),
+            key=key,
+            purpose=path,
+            context={"budget": budget, "affordable_price": price, "missing": missing},
+            fallback=" ".join(parts),
+        )
+        return {
+            "memory": memory,
+            "replies": [*state.get("replies", []), key],
+            "wants_showing": False,
+            "path": path,
+        }
+
+    @trace_workflow_node(BOT, "schedule_showing")
+    async def schedule_showing(self, state: BuyerState) -> dict[str, Any]:
+        """Book the first free slot and send the reply with its time."""
+        memory = dict(state.get("memory", {}))
+        now = self.clock()
+        slots = await self.ghl.get_free_slots(
+            self.calendar_id, now + timedelta(hours=20), now + timedelta(days=8), self.timezone
+        )
+        draft = state.get("draft_reply", "")
+        key = f"{state.get('event_key', '')}:buyer"
+        slot = first_slot(slots, now)
+        if slot is None:
+            text = " ".join(p for p in (draft, render("no_slots")) if p)
+            step = "showing_requested"
+        else:
+            await self.outbound.book(
+                state["contact_id"],
+                key=f"{key}:book_showing",
+                calendar_id=self.calendar_id,
+                start_time=slot,
+                title="Home showing",
+            )
+            memory["showing_booked"] = slot.isoformat()
+            confirmed = render("showing_confirmed", slot=format_slot(slot, self.timezone))
+            text = " ".join(p for p in (draft, confirmed) if p)
+            step = "showing_booked"
+        await self.outbound.reply(
+            state["contact_id"],
+            state.get("channel", "SMS"),
+            key=f"{key}:reply",
+            purpose=step,
+            context={"slot": memory.get("showing_booked")},
+            fallback=text,
+        )
+        return {
+            "memory": memory,
+            "replies": [*state.get("replies", []), f"{key}:reply"],
+            "current_step": step,
+            "path": step,
+        }
+
+
+def _qualified(intent: LeadIntent) -> bool:
+    """Ready for a showing: pre-approved, with a budget."""
+    return bool(intent.facts.preapproved) and intent.facts.budget is not None
+
+
+def _next_question(missing: list[str], asked: list[str]) -> str | None:
+    for question in missing:
+        if question not in asked:
+            return question
+    # Everything still missing was asked once already: ask the first again rather than stall.
+    return missing[0] if missing else None

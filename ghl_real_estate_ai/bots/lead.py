@@ -1,0 +1,508 @@
+"""The Lead bot: a LangGraph ``StateGraph`` that reads intent, picks a path and acts.
+
+Graph (``LeadBot.graph``, compiled once per bot)::
+
+    analyze_intent -> determine_path -> generate_cma
+                                      | ask_qualifying_question
+                                      | send_day_3_sms | initiate_day_7_call
+                                      | send_day_14_email | send_day_30_nudge
+                                      | END (a handoff decision, executed by the service)
+
+* ``analyze_intent`` decodes the whole conversation (span ``intent_decoder.analyze_lead``)
+  and scores it: FRS, PCS and the temperature.
+* ``determine_path`` asks for a handoff when buyer or seller confidence reaches
+  the lead route's threshold (0.7; the :class:`~ghl_real_estate_ai.handoff.HandoffService`
+  decides), answers a value question with a CMA, or asks the next qualifying question.
+* The follow-up nodes run when the scheduler calls :meth:`LeadBot.run_followup`
+  for a lead that went quiet (day 3 SMS, day 7 call task for the agent, day 14
+  e-mail with the CMA summary when there is one, day 30 nudge, then nurture).
+
+Every node is a ``@trace_workflow_node("lead_bot", ...)``; a conversation run is
+wrapped in ``lead_bot.process_lead_conversation``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from opentelemetry import trace
+
+from ghl_real_estate_ai.bots.cma import CMAResult, CompsSource, SubjectProperty
+from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, decode_lead_intent
+from ghl_real_estate_ai.bots.outbound import Outbound, objection_text
+from ghl_real_estate_ai.bots.scoring import compute_frs, compute_pcs, temperature_from_frs
+from ghl_real_estate_ai.bots.state import BotOutcome, BotTurn, HandoffRequest, LeadState
+from ghl_real_estate_ai.bots.templates import render
+from ghl_real_estate_ai.clock import SystemClock
+from ghl_real_estate_ai.handoff import THRESHOLDS
+from ghl_real_estate_ai.observability.workflow_tracing import async_workflow_span, trace_workflow_node
+from ghl_real_estate_ai.storage.base import Contact, Store
+
+__all__ = [
+    "FOLLOWUP_NODES",
+    "LEAD_QUESTIONS",
+    "LEAD_TEMPLATES",
+    "LEANING",
+    "LeadBot",
+    "cma_memory",
+    "cma_text",
+]
+
+logger = logging.getLogger(__name__)
+
+BOT = "lead_bot"
+
+FOLLOWUP_NODES: dict[str, str] = {
+    "send_day_3_sms": "day_3",
+    "initiate_day_7_call": "day_7",
+    "send_day_14_email": "day_14",
+    "send_day_30_nudge": "day_30",
+}
+"""Follow-up node name -> the ``current_step`` it sets (the scheduler passes the node name)."""
+
+LEAD_QUESTIONS: tuple[str, ...] = ("intent", "timeline")
+"""What the lead bot asks first; then the leaning side's own questions (budget and
+pre-approval for a buyer, motivation and price for a seller), until a handoff."""
+
+LEAD_TEMPLATES: dict[str, str] = {
+    "intent": "lead_ask_intent",
+    "timeline": "lead_ask_timeline",
+    "budget": "buyer_q_budget",
+    "preapproval": "buyer_q_preapproval",
+    "motivation": "seller_q_motivation",
+    "price": "seller_q_price",
+}
+"""The reply template of each lead question."""
+
+LEANING = 0.35
+"""Buyer or seller confidence from which the lead has told us which way it leans."""
+
+
+def _new_objections(intent: LeadIntent, memory: dict[str, Any]) -> list[str]:
+    handled = set(memory.get("objections_addressed", []))
+    return [o for o in intent.objections if o not in handled]
+
+
+class LeadBot:
+    """The Lead bot; build once, run per message (:meth:`process_lead_conversation`)."""
+
+    name = "lead"
+
+    def __init__(
+        self,
+        store: Store,
+        outbound: Outbound,
+        comps: CompsSource,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        """Build the bot and compile its graph.
+
+        Args:
+            store: messages and contacts (follow-ups load the conversation from it).
+            outbound: replies and agent tasks, through the outbox.
+            comps: comparable sales for CMAs.
+            clock: the current time (UTC).
+        """
+        self.store = store
+        self.outbound = outbound
+        self.comps = comps
+        self.clock: Callable[[], datetime] = clock or SystemClock()
+        self.graph = self._build().compile()
+
+    def _build(self) -> StateGraph[LeadState]:
+        graph: StateGraph[LeadState] = StateGraph(LeadState)
+        graph.add_node("analyze_intent", self.analyze_intent)
+        graph.add_node("determine_path", self.determine_path)
+        graph.add_node("generate_cma", self.generate_cma)
+        graph.add_node("ask_qualifying_question", self.ask_qualifying_question)
+        graph.add_node("send_day_3_sms", self.send_day_3_sms)
+        graph.add_node("initiate_day_7_call", self.initiate_day_7_call)
+        graph.add_node("send_day_14_email", self.send_day_14_email)
+        graph.add_node("send_day_30_nudge", self.send_day_30_nudge)
+        graph.add_edge(START, "analyze_intent")
+        graph.add_edge("analyze_intent", "determine_path")
+        actions = [
+            "generate_cma",
+            "ask_qualifying_question",
+            *FOLLOWUP_NODES,
+        ]
+        graph.add_conditional_edges(
+            "determine_path",
+            _route,
+            {**{name: name for name in actions}, "handoff": END},
+        )
+        for name in actions:
+            graph.add_edge(name, END)
+        return graph
+
+    # -- entry points ------------------------------------------------------------
+    async def process_lead_conversation(self, turn: BotTurn) -> BotOutcome:
+        """Answer the newest message of a lead (span ``lead_bot.process_lead_conversation``).
+
+        Args:
+            turn: the contact, the conversation and where to answer.
+
+        Returns:
+            What the bot decided: a handoff request, or the reply it sent.
+        """
+        contact = turn.contact
+        async with async_workflow_span(BOT, "process_lead_conversation", contact_id=contact.contact_id):
+            state: LeadState = {
+                "contact_id": contact.contact_id,
+                "lead_id": contact.contact_id,
+                "current_step": str(contact.state.get("lead", {}).get("current_step", "new")),
+                "turns": list(turn.turns),
+                "channel": turn.channel,
+                "event_key": turn.event_key,
+                "handoff_from": turn.handoff_from,
+                "allow_handoff": turn.allow_handoff,
+                "memory": dict(contact.state.get("lead", {})),
+                "replies": [],
+                "followup_step": None,
+            }
+            if contact.temperature:
+                state["temperature"] = contact.temperature
+            return _outcome(await self.graph.ainvoke(state))
+
+    async def run_followup(self, step: str, contact: Contact) -> BotOutcome:
+        """Run one follow-up node for a lead that went quiet, and save the contact.
+
+        Called by :class:`~ghl_real_estate_ai.followups.FollowUpRunner` under the
+        contact's lock, in the follow-up's own (linked) trace.
+
+        Args:
+            step: the node to run: ``send_day_3_sms``, ``initiate_day_7_call``,
+                ``send_day_14_email`` or ``send_day_30_nudge``.
+            contact: the contact.
+
+        Returns:
+            What the step did.
+
+        Raises:
+            ValueError: ``step`` is not a follow-up node.
+        """
+        if step not in FOLLOWUP_NODES:
+            raise ValueError(f"unknown follow-up step {step!r}: use one of {sorted(FOLLOWUP_NODES)}")
+        messages = await self.store.list_messages(contact.contact_id, limit=50)
+        last_inbound = next((m for m in reversed(messages) if m.direction == "inbound"), None)
+        # One scheduled instance of a step per silence: the sequence restarts at every
+        # inbound message, so (step, last inbound message) names it and a retry re-uses it.
+        anchor = last_inbound.id if last_inbound is not None else 0
+        memory = dict(contact.state.get("lead", {}))
+        state: LeadState = {
+            "contact_id": contact.contact_id,
+            "lead_id": contact.contact_id,
+            "current_step": str(memory.get("current_step", "new")),
+            "turns": list(messages),
+            "channel": str(memory.get("channel", "SMS")),
+            "event_key": f"fu-{anchor}",
+            "handoff_from": None,
+            "allow_handoff": False,
+            "memory": memory,
+            "replies": [],
+            "followup_step": step,
+        }
+        outcome = _outcome(await self.graph.ainvoke(state))
+        contact.state = {**contact.state, "lead": outcome.memory}
+        contact.temperature = outcome.temperature
+        await self.store.upsert_contact(contact)
+        return outcome
+
+    # -- nodes -------------------------------------------------------------------
+    @trace_workflow_node(BOT, "analyze_intent")
+    async def analyze_intent(self, state: LeadState) -> dict[str, Any]:
+        """Decode intent over the conversation and score it (FRS, PCS, temperature)."""
+        turns = state.get("turns", [])
+        intent = await decode_lead_intent(
+            turns, contact_id=state["contact_id"], known_areas=self.comps.areas()
+        )
+        frs = compute_frs(intent)
+        pcs = compute_pcs(turns, intent)
+        span = trace.get_current_span()
+        span.set_attribute("lead.frs_score", float(frs.total))
+        span.set_attribute("lead.pcs_score", float(pcs.total))
+        return {
+            "intent": intent,
+            "temperature": temperature_from_frs(frs.total),
+            "scores": {
+                "frs": float(frs.total),
+                "pcs": float(pcs.total),
+                "buyer_confidence": intent.buyer_confidence,
+                "seller_confidence": intent.seller_confidence,
+            },
+        }
+
+    @trace_workflow_node(BOT, "determine_path")
+    async def determine_path(self, state: LeadState) -> dict[str, Any]:
+        """Pick the branch: a follow-up step, a handoff, a CMA or a qualifying question."""
+        intent = state["intent"]
+        followup = state.get("followup_step")
+        if followup:
+            return {"path": followup, "current_step": FOLLOWUP_NODES[followup]}
+        if state.get("allow_handoff", True):
+            request = _handoff_request(intent)
+            if request is not None:
+                trace.get_current_span().set_attribute("lead.handoff_target", request.target_bot)
+                return {"path": "handoff", "handoff": request, "current_step": "handoff"}
+        if intent.value_question:
+            return {"path": "generate_cma", "current_step": "cma"}
+        return {"path": "ask_qualifying_question", "current_step": "qualifying"}
+
+    @trace_workflow_node(BOT, "generate_cma")
+    async def generate_cma(self, state: LeadState) -> dict[str, Any]:
+        """Answer a value question with a CMA from the comps, or ask for what it needs."""
+        intent = state["intent"]
+        memory = dict(state.get("memory", {}))
+        facts = intent.facts
+        area = facts.areas[-1] if facts.areas else None
+        subject = SubjectProperty(area=area, beds=facts.bedrooms, sqft=facts.sqft, baths=facts.bathrooms)
+        result = self.comps.estimate(subject) if area and facts.sqft else None
+        span = trace.get_current_span()
+        if result is not None:
+            memory["cma"] = cma_memory(result, subject)
+            text = cma_text(memory["cma"])
+            purpose = "cma_summary"
+            span.set_attribute("cma.comps", len(result.comps))
+            span.set_attribute("cma.estimate", result.estimate)
+        elif area and facts.sqft:
+            text = render("cma_unavailable", area=area)
+            purpose = "cma_unavailable"
+        else:
+            text = render("cma_need_details")
+            purpose = "cma_need_details"
+            memory["questions_asked"] = _once(memory.get("questions_asked", []), "property_details")
+        key = f"{state.get('event_key', '')}:lead:cma"
+        await self.outbound.reply(
+            state["contact_id"],
+            state.get("channel", "SMS"),
+            key=key,
+            purpose=purpose,
+            context={"facts": _facts_context(intent), "cma": memory.get("cma")},
+            fallback=text,
+        )
+        return _acted(state, memory, key)
+
+    @trace_workflow_node(BOT, "ask_qualifying_question")
+    async def ask_qualifying_question(self, state: LeadState) -> dict[str, Any]:
+        """Ask the next question the lead has not answered, after answering a new objection."""
+        intent = state["intent"]
+        memory = dict(state.get("memory", {}))
+        asked: list[str] = list(memory.get("questions_asked", []))
+        parts: list[str] = []
+        objections = _new_objections(intent, memory)
+        if objections:
+            parts.append(objection_text(objections[0]))
+            memory["objections_addressed"] = [*memory.get("objections_addressed", []), *objections]
+        question = _next_lead_question(intent, asked)
+        if question is not None:
+            first_contact = not any(t.direction == "outbound" for t in state.get("turns", []))
+            template = "lead_greeting" if question == "intent" and first_contact else LEAD_TEMPLATES[question]
+            if not objections or question != "intent":
+                parts.append(render(template))
+            asked.append(question)
+            purpose = f"lead_question_{question}"
+        elif not parts:
+            parts.append(render("followup_day_3"))
+            purpose = "lead_check_in"
+        else:
+            purpose = "lead_objection"
+        memory["questions_asked"] = asked
+        trace.get_current_span().set_attribute("lead.question", question or "none")
+        key = f"{state.get('event_key', '')}:lead:reply"
+        await self.outbound.reply(
+            state["contact_id"],
+            state.get("channel", "SMS"),
+            key=key,
+            purpose=purpose,
+            context={"facts": _facts_context(intent), "objections": objections},
+            fallback=" ".join(parts),
+        )
+        return _acted(state, memory, key)
+
+    @trace_workflow_node(BOT, "send_day_3_sms")
+    async def send_day_3_sms(self, state: LeadState) -> dict[str, Any]:
+        """Day 3 of silence: a short check-in SMS."""
+        return await self._followup_message(state, "followup_day_3", "SMS")
+
+    @trace_workflow_node(BOT, "initiate_day_7_call")
+    async def initiate_day_7_call(self, state: LeadState) -> dict[str, Any]:
+        """Day 7 of silence: a GHL call task for the agent, due within four hours."""
+        memory = dict(state.get("memory", {}))
+        intent = state["intent"]
+        key = f"{state.get('event_key', '')}:lead:day_7_call"
+        await self.outbound.create_task(
+            state["contact_id"],
+            key=key,
+            title="Call lead: no reply for 7 days",
+            body=render(
+                "followup_day_7_call_task",
+                temperature=state.get("temperature", "cold"),
+                summary=_summary(intent, memory),
+            ),
+            due_at=self.clock() + timedelta(hours=4),
+        )
+        return _acted(state, memory, key)
+
+    @trace_workflow_node(BOT, "send_day_14_email")
+    async def send_day_14_email(self, state: LeadState) -> dict[str, Any]:
+        """Day 14 of silence: an e-mail, with the CMA summary when the lead got one."""
+        memory = dict(state.get("memory", {}))
+        cma = memory.get("cma")
+        if cma:
+            values = {k: cma[k] for k in ("estimate", "low", "high", "comp_count", "area")}
+            html_body = render("followup_day_14_email_html_cma", **values)
+            text = cma_text(cma)
+        else:
+            html_body = render("followup_day_14_email_html")
+            text = render("followup_day_3")
+        key = f"{state.get('event_key', '')}:lead:day_14_email"
+        await self.outbound.reply(
+            state["contact_id"],
+            "Email",
+            key=key,
+            purpose="followup_day_14_email",
+            context={"cma": cma},
+            fallback=text,
+            subject=render("followup_day_14_email_subject"),
+            html_body=html_body,
+        )
+        trace.get_current_span().set_attribute("followup.with_cma", bool(cma))
+        return _acted(state, memory, key)
+
+    @trace_workflow_node(BOT, "send_day_30_nudge")
+    async def send_day_30_nudge(self, state: LeadState) -> dict[str, Any]:
+        """Day 30 of silence: a last SMS; the lead then moves to nurture."""
+        update = await self._followup_message(state, "followup_day_30", "SMS")
+        update["current_step"] = "nurture"
+        update["memory"]["current_step"] = "nurture"
+        return update
+
+    async def _followup_message(self, state: LeadState, template: str, channel: str) -> dict[str, Any]:
+        memory = dict(state.get("memory", {}))
+        key = f"{state.get('event_key', '')}:lead:{template}"
+        await self.outbound.reply(
+            state["contact_id"], channel, key=key, purpose=template, context={}, fallback=render(template)
+        )
+        return _acted(state, memory, key)
+
+
+def _route(state: LeadState) -> str:
+    return state.get("path", "ask_qualifying_question")
+
+
+def _handoff_request(intent: LeadIntent) -> HandoffRequest | None:
+    """A handoff to the stronger of buyer/seller intent, when it reaches the lead route's threshold."""
+    candidates = [
+        ("buyer", intent.buyer_confidence),
+        ("seller", intent.seller_confidence),
+    ]
+    target, confidence = max(candidates, key=lambda c: c[1])
+    if confidence >= THRESHOLDS[("lead", target)]:
+        return HandoffRequest("lead", target, round(confidence, 3), f"{target}_intent_detected")
+    return None
+
+
+def _next_lead_question(intent: LeadIntent, asked: Sequence[str]) -> str | None:
+    """The first question of the lead sequence that is neither answered nor asked yet."""
+    facts = intent.facts
+    answered = {
+        "intent": max(intent.buyer_confidence, intent.seller_confidence) >= LEANING,
+        "timeline": facts.timeline_days is not None,
+        "budget": facts.budget is not None,
+        "preapproval": facts.preapproved is not None,
+        "motivation": facts.motivation is not None,
+        "price": facts.price_expectation is not None,
+    }
+    side = "buyer" if intent.buyer_confidence >= intent.seller_confidence else "seller"
+    sequence = [*LEAD_QUESTIONS, *(("budget", "preapproval") if side == "buyer" else ("motivation", "price"))]
+    for question in sequence:
+        if not answered[question] and question not in asked:
+            return question
+    return None
+
+
+def _once(items: Sequence[str], item: str) -> list[str]:
+    return [*items] if item in items else [*items, item]
+
+
+def _facts_context(intent: LeadIntent) -> dict[str, Any]:
+    facts = intent.facts
+    return {
+        "budget": facts.budget,
+        "bedrooms": facts.bedrooms,
+        "areas": list(facts.areas),
+        "timeline_days": facts.timeline_days,
+        "motivation": facts.motivation,
+    }
+
+
+def _summary(intent: LeadIntent, memory: dict[str, Any]) -> str:
+    """A one-line, text-free summary of what the lead told us, for the agent's call task."""
+    side = "buying" if intent.buyer_confidence >= intent.seller_confidence else "selling"
+    parts = [f"leaning {side}"]
+    if intent.facts.timeline_days is not None:
+        parts.append(f"timeline about {intent.facts.timeline_days} days")
+    if memory.get("cma"):
+        parts.append(f"got a CMA of ${memory['cma']['estimate']:,}")
+    return ", ".join(parts)
+
+
+def cma_memory(result: CMAResult, subject: SubjectProperty) -> dict[str, Any]:
+    """A CMA result as the JSON a bot keeps in its memory (and the day-14 e-mail reads)."""
+    return {
+        "estimate": result.estimate,
+        "low": result.low,
+        "high": result.high,
+        "price_per_sqft": round(result.price_per_sqft, 2),
+        "comp_count": len(result.comps),
+        "area": subject.area,
+        "beds": subject.beds,
+        "sqft": subject.sqft,
+        "method": result.method,
+    }
+
+
+def cma_text(cma: dict[str, Any]) -> str:
+    """The CMA summary reply for a CMA kept in a bot's memory.
+
+    Args:
+        cma: ``estimate``, ``low``, ``high``, ``comp_count`` and ``area``.
+
+    Returns:
+        The rendered ``cma_summary`` text.
+    """
+    return render(
+        "cma_summary",
+        area=cma.get("area") or "your area",
+        estimate=cma["estimate"],
+        low=cma["low"],
+        high=cma["high"],
+        comp_count=cma["comp_count"],
+    )
+
+
+def _acted(state: LeadState, memory: dict[str, Any], key: str) -> dict[str, Any]:
+    step = state.get("current_step")
+    if step:
+        memory["current_step"] = step
+    return {"memory": memory, "replies": [*state.get("replies", []), key]}
+
+
+def _outcome(final: dict[str, Any]) -> BotOutcome:
+    memory = dict(final.get("memory", {}))
+    if final.get("current_step"):
+        memory["current_step"] = final["current_step"]
+    return BotOutcome(
+        bot="lead",
+        temperature=str(final.get("temperature", "cold")),
+        memory=memory,
+        handoff=final.get("handoff"),
+        replies=list(final.get("replies", [])),
+        path=str(final.get("path", "")),
+        scores=dict(final.get("scores", {})),
+    )
