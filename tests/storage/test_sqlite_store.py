@@ -1,0 +1,243 @@
+"""What only the SQLite store does: URL handling, statement spans, lease locks, several processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import SpanKind
+
+from ghl_real_estate_ai.errors import ConfigurationError, LockTimeoutError, StorageUnavailableError
+from ghl_real_estate_ai.storage import Contact, open_store
+from ghl_real_estate_ai.storage.sqlite import SQLiteStore
+
+
+@pytest.fixture
+def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    """A fresh provider whose finished spans land in memory."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()
+
+
+# --- URLs -------------------------------------------------------------------------
+
+
+async def test_relative_sqlite_path_is_under_the_current_folder_and_its_folder_is_created(
+    tmp_path: Path,
+) -> None:
+    store = open_store("sqlite:///data/nested/jorge.db")
+    await store.open()
+    try:
+        await store.ping()
+    finally:
+        await store.close()
+    assert (tmp_path / "data" / "nested" / "jorge.db").is_file()
+
+
+async def test_in_memory_sqlite_works_for_throw_away_runs() -> None:
+    store = open_store("sqlite:///:memory:")
+    await store.open()
+    try:
+        await store.upsert_contact(Contact("c1"))
+        assert await store.get_contact("c1") is not None
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://root@db/x", "sqlite://host/jorge.db", "sqlite:///", "sqlite:///x.db?mode=ro", "jorge.db"],
+)
+def test_unsupported_database_urls_are_refused_naming_the_variable(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="DATABASE_URL"):
+        open_store(url)
+
+
+def test_a_refused_url_never_shows_its_password() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        open_store("mysql://root:hunter2@db/x")
+    assert "hunter2" not in str(caught.value)
+
+
+async def test_a_folder_that_cannot_be_created_is_storage_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    store = open_store("sqlite:///blocker/jorge.db")
+    with pytest.raises(StorageUnavailableError, match=r"DATABASE_URL='sqlite:///blocker/jorge.db'"):
+        await store.open()
+
+
+async def test_the_file_has_wal_and_foreign_keys(sqlite_url: str, tmp_path: Path) -> None:
+    store = open_store(sqlite_url)
+    await store.open()
+    try:
+        with sqlite3.connect(tmp_path / "jorge.db") as raw:
+            assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            version_rows = raw.execute("SELECT version FROM schema_version").fetchall()
+        assert version_rows == [(1,)]
+    finally:
+        await store.close()
+
+
+# --- tracing ------------------------------------------------------------------------
+
+
+async def test_statement_spans_nest_under_the_caller_and_carry_no_values(
+    sqlite_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    store = open_store(sqlite_url, tracer_provider=provider)
+    await store.open()
+    exporter.clear()  # drop the migration's spans
+    try:
+        with provider.get_tracer("test").start_as_current_span("lead_bot.analyze_intent") as outer:
+            await store.upsert_contact(Contact("c-555-0100", state={"phone": "+15550100"}))
+            await store.get_contact("c-555-0100")
+    finally:
+        await store.close()
+
+    finished = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(finished) == {"lead_bot.analyze_intent", "INSERT contacts", "SELECT contacts"}
+    select = finished["SELECT contacts"]
+    assert select.kind is SpanKind.CLIENT
+    assert select.parent is not None and select.parent.span_id == outer.get_span_context().span_id
+    assert select.context.trace_id == outer.get_span_context().trace_id
+    assert select.attributes is not None
+    assert dict(select.attributes) == {
+        "db.system": "sqlite",
+        "db.operation": "SELECT",
+        "db.sql.table": "contacts",
+        "db.statement": "SELECT * FROM contacts WHERE contact_id = ?",
+    }
+    insert = finished["INSERT contacts"]
+    assert insert.attributes is not None
+    statement = str(insert.attributes["db.statement"])
+    assert "?" in statement and "555" not in statement
+
+
+async def test_unsampled_statements_record_nothing_and_still_work(sqlite_url: str) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    store = open_store(sqlite_url, tracer_provider=provider)
+    await store.open()
+    try:
+        await store.upsert_contact(Contact("c1"))
+        assert await store.get_contact("c1") is not None
+    finally:
+        await store.close()
+        provider.shutdown()
+    assert exporter.get_finished_spans() == ()
+
+
+# --- lease locks --------------------------------------------------------------------
+
+
+def _lease_row(path: Path, owner: str, expires_at: datetime) -> None:
+    with sqlite3.connect(path) as raw:
+        raw.execute(
+            "INSERT INTO locks (name, owner, expires_at) VALUES (?, ?, ?)",
+            ("contact:c1", owner, expires_at.isoformat(timespec="microseconds")),
+        )
+
+
+async def test_an_expired_lease_of_a_crashed_holder_is_taken_over(sqlite_url: str, tmp_path: Path) -> None:
+    store = open_store(sqlite_url)
+    await store.open()
+    try:
+        _lease_row(tmp_path / "jorge.db", "crashed-process", datetime.now(UTC) - timedelta(seconds=1))
+        async with store.contact_lock("c1", timeout=0.5):
+            pass
+    finally:
+        await store.close()
+
+
+async def test_a_live_lease_of_another_process_blocks_until_timeout(sqlite_url: str, tmp_path: Path) -> None:
+    store = open_store(sqlite_url)
+    await store.open()
+    try:
+        _lease_row(tmp_path / "jorge.db", "other-process", datetime.now(UTC) + timedelta(minutes=1))
+        with pytest.raises(LockTimeoutError, match="'c1'"):
+            async with store.contact_lock("c1", timeout=0.2):
+                pass
+    finally:
+        await store.close()
+
+
+async def test_a_holder_renews_its_lease_beyond_the_lease_length(sqlite_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "jorge.db"
+    holder = SQLiteStore(sqlite_url, path, lock_lease=0.3)
+    other = SQLiteStore(sqlite_url, path, lock_lease=0.3)
+    await holder.open()
+    await other.open()
+    try:
+        async with holder.contact_lock("c1"):
+            with pytest.raises(LockTimeoutError):
+                # Twice the lease: without renewal the lease would have expired and been stolen.
+                async with other.contact_lock("c1", timeout=0.6):
+                    pass
+        with sqlite3.connect(path) as raw:
+            assert raw.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 0
+    finally:
+        await holder.close()
+        await other.close()
+
+
+# --- several processes --------------------------------------------------------------
+
+_CLAIMER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from datetime import UTC, datetime
+    from ghl_real_estate_ai.storage import open_store
+
+    async def main():
+        store = open_store(sys.argv[1])
+        await store.open()
+        claimed = []
+        try:
+            while batch := await store.claim_due_followups(datetime.now(UTC), 3):
+                claimed += [f.id for f in batch]
+        finally:
+            await store.close()
+        print(json.dumps(claimed))
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_processes_claiming_followups_from_one_file_never_share_a_row(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    await store.open()
+    try:
+        now = datetime.now(UTC)
+        ids = {(await store.schedule_followup(f"c{i}", "day_3", now, {})).id for i in range(60)}
+    finally:
+        await store.close()
+
+    async def claimer() -> list[int]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _CLAIMER, sqlite_url, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        return list(json.loads(out))
+
+    results = await asyncio.gather(claimer(), claimer(), claimer())
+    claimed = [i for r in results for i in r]
+    assert len(claimed) == len(set(claimed))
+    assert set(claimed) == ids
