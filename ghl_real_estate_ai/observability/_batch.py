@@ -103,6 +103,8 @@ class BoundedBatchSpanProcessor(SpanProcessor):
         self._wake = threading.Event()
         self._flush_waiters: list[threading.Event] = []
         self._shutdown = False
+        self._closing = False
+        self._healthy = True  # did the last export succeed?
         self._exported = 0
         self._queue_full = 0
         self._failed = 0
@@ -155,7 +157,12 @@ class BoundedBatchSpanProcessor(SpanProcessor):
         with self._lock:
             if self._shutdown:
                 return
-        self.force_flush(max(0, int((deadline - time.monotonic()) * 1000)))
+            # While closing, the first failed export ends the final drain: against a dead
+            # collector each further batch would only burn the remaining budget.
+            self._closing = True
+            healthy = self._healthy
+        if healthy:  # a collector known to be down gets no final flush to wait for
+            self.force_flush(max(0, int((deadline - time.monotonic()) * 1000)))
         with self._lock:
             self._shutdown = True
             self._abandoned += len(self._queue)
@@ -185,7 +192,8 @@ class BoundedBatchSpanProcessor(SpanProcessor):
                 budget = len(self._queue) if waiters else self._batch_size
             while not stopping and budget > 0 and (batch := self._take_batch()):
                 budget -= len(batch)
-                self._export(batch)
+                if not self._export(batch) and self._closing:
+                    break
                 if not waiters and len(self._queue) >= self._batch_size:
                     budget = self._batch_size  # keep up while full batches are waiting
             for waiter in waiters:
@@ -193,7 +201,7 @@ class BoundedBatchSpanProcessor(SpanProcessor):
             if stopping:
                 return
 
-    def _export(self, batch: list[ReadableSpan]) -> None:
+    def _export(self, batch: list[ReadableSpan]) -> bool:
         try:
             # Suppressed so an exporter's own HTTP calls never become spans that refill the queue.
             with suppress_instrumentation():
@@ -202,7 +210,9 @@ class BoundedBatchSpanProcessor(SpanProcessor):
             _logger.exception("span exporter %s raised while exporting %d spans", self.name, len(batch))
             result = SpanExportResult.FAILURE
         with self._lock:
-            if result is SpanExportResult.SUCCESS:
+            self._healthy = result is SpanExportResult.SUCCESS
+            if self._healthy:
                 self._exported += len(batch)
             else:
                 self._failed += len(batch)
+            return self._healthy
