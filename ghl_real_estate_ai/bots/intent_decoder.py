@@ -15,8 +15,10 @@ found. :func:`decode_lead_intent` does the same inside the
 Rules, all deterministic:
 
 - Facts: a later message wins over an earlier one (areas accumulate, the most
-  recently named last). A bare answer ("450k", "3") is read against the
-  question the bot asked just before it.
+  recently named last). A bare amount ("450k") is read against the
+  question the bot asked just before it, else against the side (buyer or
+  seller) the conversation has taken; a bare "3" after a bedrooms question is
+  the bedrooms.
 - Negation: a phrase preceded, in the same clause, by a negator within four
   words ("not", "don't", "never", "no", "without"...) does not count, so "I'm
   not looking to buy" is no buy signal and "not pre-approved yet" sets
@@ -385,7 +387,7 @@ _MOTIVES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )  # fmt: skip
 
 _CONDITIONS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("needs_work", _rx(r"\bneeds? (?:a lot of |lots of |major |serious |a ton of )?(?:work|repairs?|fixing|renovation|rehab)\b",
+    ("needs_work", _rx(r"\bneeds? (?:a lot of |lots of |major |serious |a ton of |any )?(?:work|repairs?|fixing|renovation|rehab)\b",
                        r"\bfixer(?:[- ]upper)?\b", r"\bas[- ]is\b", r"\broof (?:leaks?|is leaking)\b",
                        r"\bfoundation (?:issues?|problems?|cracks?)\b", r"\bwater damage\b", r"\bmold\b",
                        r"\bneeds a new (?:roof|kitchen|hvac|ac|foundation)\b", r"\bmal estado\b")),
@@ -567,7 +569,7 @@ def _money_category(text: str, match: re.Match[str]) -> str | None:
     return "unknown"
 
 
-def _money(text: str, found: _Found, asked: str) -> None:
+def _money(text: str, found: _Found, asked: str, side: str) -> None:
     for match in _MONEY.finditer(text):
         suffix = match.group("suffix")
         num = float(match.group("num").replace(",", ""))
@@ -595,11 +597,14 @@ def _money(text: str, found: _Found, asked: str) -> None:
             found.budget = amount
             found.add("budget")
         elif category == "unknown" and value >= 20_000:
-            # No cue in the sentence: the side the contact is on, or the question we asked, decides.
-            if "looking_to_buy" in found.signals or asked == "budget":
+            # No cue in the sentence: this message's side, the question we asked, then the
+            # side the conversation has taken so far decide.
+            buy_here = "looking_to_buy" in found.signals
+            sell_here = bool({"sell_my_house", "list_my_house", "value_question"} & set(found.signals))
+            if buy_here or (not sell_here and (asked == "budget" or (not asked and side == "buyer"))):
                 found.budget = amount
                 found.add("budget")
-            elif {"sell_my_house", "list_my_house"} & set(found.signals) or asked == "price":
+            elif sell_here or asked == "price" or (not asked and side == "seller"):
                 found.price_expectation = amount
                 found.add("price_expectation")
 
@@ -678,7 +683,7 @@ def _count(word: str, low: float, high: float) -> float | None:
     return value
 
 
-def _extract(raw: str, asked: str, known_areas: Sequence[str]) -> _Found:
+def _extract(raw: str, asked: str, known_areas: Sequence[str], side: str = "") -> _Found:
     text = _norm(raw)
     found = _Found()
     if _affirmed(_BUY, text):
@@ -722,7 +727,7 @@ def _extract(raw: str, asked: str, known_areas: Sequence[str]) -> _Found:
         if 200 <= size <= 50_000:
             found.sqft = round(size)
 
-    _money(text, found, asked)
+    _money(text, found, asked, side)
 
     bare = _BARE_NUMBER.match(text)
     if bare and asked == "bedrooms" and found.bedrooms is None:
@@ -794,6 +799,15 @@ def _asked(outbound: str) -> str:
     return ""
 
 
+def _side(signals: Sequence[str]) -> str:
+    """``buyer`` or ``seller`` when the conversation so far leans one way only."""
+    buying = "looking_to_buy" in signals
+    selling = bool({"sell_my_house", "list_my_house", "value_question"} & set(signals))
+    if buying == selling:
+        return ""
+    return "buyer" if buying else "seller"
+
+
 @functools.cache
 def _bundled_areas() -> tuple[str, ...]:
     # Imported here so the decoder does not read the CSV until it first needs the areas.
@@ -833,7 +847,7 @@ def analyze_lead(turns: Sequence[Turn], *, known_areas: Sequence[str] | None = N
         if turn.direction != "inbound":
             asked = _asked(turn.body or "")
             continue
-        found = _extract(turn.body or "", asked, areas_known)
+        found = _extract(turn.body or "", asked, areas_known, _side(signals))
         asked = ""
         latest = found.signals
         signals.extend(found.signals)
@@ -874,8 +888,8 @@ def analyze_lead(turns: Sequence[Turn], *, known_areas: Sequence[str] | None = N
         wants_appointment=wants_appointment,
         **facts,  # type: ignore[arg-type]
     )
-    buyer = min(1.0, sum(w for name, w in BUYER_WEIGHTS.items() if name in present))
-    seller = min(1.0, sum(w for name, w in SELLER_WEIGHTS.items() if name in present))
+    buyer = min(1.0, sum((w for name, w in BUYER_WEIGHTS.items() if name in present), 0.0))
+    seller = min(1.0, sum((w for name, w in SELLER_WEIGHTS.items() if name in present), 0.0))
     return LeadIntent(
         buyer_confidence=round(buyer, 4),
         seller_confidence=round(seller, 4),
