@@ -1,8 +1,9 @@
 """The composition root: what the app builds at start-up, and its routes.
 
-:func:`start` opens every part in dependency order on an ``AsyncExitStack`` so
-shutdown closes them in reverse; :func:`add_routes` attaches the routers. The
-web layer is the only place that knows every part; the parts know nothing of it.
+:func:`start` opens every part in dependency order on an ``AsyncExitStack``, so
+shutdown closes them in reverse; :func:`add_routes` attaches the routers that
+need no settings. The web layer is the only place that knows every part; the
+parts know nothing of it.
 """
 
 from __future__ import annotations
@@ -11,15 +12,26 @@ import logging
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
+from ghl_real_estate_ai.api import webhooks
+from ghl_real_estate_ai.api.admin import create_admin_router
+from ghl_real_estate_ai.api.traces import create_traces_router
 from ghl_real_estate_ai.cache import open_cache
+from ghl_real_estate_ai.conversation import build_conversation_service
+from ghl_real_estate_ai.followups import FollowUpRunner
+from ghl_real_estate_ai.integrations.ghl.client import build_ghl_client
+from ghl_real_estate_ai.integrations.ghl.sandbox import create_sandbox_app, get_sandbox_state
 from ghl_real_estate_ai.logs import configure_logging
+from ghl_real_estate_ai.outbox import Outbox
 from ghl_real_estate_ai.settings import Settings
 from ghl_real_estate_ai.storage import open_store
+from ghl_real_estate_ai.worker import BackgroundWorker
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["add_routes", "start"]
+__all__ = ["SANDBOX_PATH", "add_routes", "start"]
+
+SANDBOX_PATH = "/sandbox/ghl"
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +39,7 @@ logger = logging.getLogger(__name__)
 async def start(
     app: FastAPI, settings: Settings, stack: AsyncExitStack, *, manage_observability: bool
 ) -> None:
-    """Open the app's parts and store them on ``app.state``."""
+    """Open the app's parts, store them on ``app.state`` and start the background worker."""
     configure_logging(settings.log_level, settings.log_format, capture_content=settings.otel_capture_content)
     if manage_observability:
         from ghl_real_estate_ai.observability.otel_config import setup_observability, shutdown_observability
@@ -42,14 +54,52 @@ async def start(
     await cache.open()
     stack.push_async_callback(cache.close)
 
-    app.state.settings = settings
-    app.state.store = store
-    app.state.cache = cache
+    sandbox = app.state.ghl_sandbox
+    faults = get_sandbox_state(sandbox)
+    faults.latency_ms = settings.sandbox_latency_ms
+    faults.failure_rate = settings.sandbox_failure_rate
+    faults.location_id = settings.ghl_location_id
+    ghl = build_ghl_client(settings, cache, sandbox_app=sandbox)
+    stack.push_async_callback(ghl.aclose)
+
+    outbox = Outbox(store, ghl)
+    processor = build_conversation_service(store, outbox, ghl, settings)
+    followups = FollowUpRunner(store, processor.bots.lead)
+    worker = BackgroundWorker(store, outbox, processor, poll_seconds=settings.followup_poll_seconds)
+    worker.add_job("followups", followups.run_due)
+
+    state = app.state
+    state.settings, state.store, state.cache, state.ghl = settings, store, cache, ghl
+    state.outbox, state.processor, state.followups, state.worker = outbox, processor, followups, worker
+    _add_settings_routes(app, settings)
+
+    # The first pass picks up what a crash or a restart left behind: events stored but not
+    # processed, undelivered outbox items and follow-ups that fell due while the app was down.
+    worker.start()
+    stack.push_async_callback(worker.stop)
     logger.info(
         "started",
         extra={"database": store.backend, "cache": cache.backend, "embedded": settings.embedded},
     )
 
 
+def _add_settings_routes(app: FastAPI, settings: Settings) -> None:
+    # These routers need the settings, which are only known at start-up; attach them once.
+    if getattr(app.state, "settings_routes_added", False):
+        return
+    protect = settings.protect_admin_endpoints
+    app.include_router(
+        create_traces_router(
+            settings.resolved_trace_store_path, admin_token=settings.admin_token, require_token=protect
+        )
+    )
+    app.include_router(create_admin_router(admin_token=settings.admin_token, require_token=protect))
+    app.state.settings_routes_added = True
+
+
 def add_routes(app: FastAPI, embedded_only: Any) -> None:
-    """Attach every router of the service."""
+    """Attach the routers that need no settings, and mount the GHL sandbox."""
+    app.include_router(webhooks.router)
+    sandbox = create_sandbox_app()
+    app.state.ghl_sandbox = sandbox
+    app.mount(SANDBOX_PATH, embedded_only(app, sandbox))

@@ -226,6 +226,15 @@ class Settings(BaseSettings):
         return self.allow_unsigned_webhooks
 
     @property
+    def protect_admin_endpoints(self) -> bool:
+        """Whether admin and trace-viewer endpoints require ``ADMIN_TOKEN``.
+
+        They are open only in the embedded mode (GHL sandbox) outside production
+        with no token configured.
+        """
+        return self.admin_token is not None or self.environment == "production" or not self.embedded
+
+    @property
     def resolved_trace_store_path(self) -> Path:
         """Where the local trace store lives."""
         return self.trace_store_path or self.data_dir / "traces.db"
