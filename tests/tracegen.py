@@ -186,3 +186,69 @@ def serve(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def slo_traces() -> list[Node]:
+    """A fixed set of 20 traces whose SLO figures are worked out by hand in test_slo.py.
+
+    * ``lead_bot.analyze_intent`` in every trace, 100 ms x trace number (1..20);
+      trace 20's fails with ERROR, trace 19's reports ``workflow.success=false``.
+    * ``buyer_bot.qualify_buyer`` in traces 6 (2500 ms) and 7 (500 ms).
+    * Handoffs: ``handoff.lead_to_buyer`` in traces 1-4 (100/200/300/400 ms;
+      outcomes executed, executed, blocked:cooldown, failed:ghl_error), each with
+      an execute child that repeats the handoff attributes; an attribute-only
+      buyer->seller handoff span with ERROR in trace 5 (50 ms); a
+      ``handoff.lead_to_seller`` without attributes in trace 8 (80 ms, executed).
+    """
+    outcomes = {1: "executed", 2: "executed", 3: "blocked:cooldown", 4: "failed:ghl_error"}
+    traces = []
+    for i in range(1, 21):
+        extra: dict[str, object] = {"workflow.success": False} if i == 19 else {}
+        children = [
+            Node(
+                "lead_bot.analyze_intent",
+                1,
+                100 * i,
+                node_attrs("lead_bot", "analyze_intent", f"c-{i}", **extra),
+                error="intent model failed" if i == 20 else None,
+            )
+        ]
+        if i in outcomes:
+            attrs = {
+                "handoff.source_bot": "lead",
+                "handoff.target_bot": "buyer",
+                "handoff.outcome": outcomes[i],
+            }
+            children.append(
+                Node(
+                    "handoff.lead_to_buyer",
+                    100 * i + 2,
+                    100 * i,
+                    attrs,
+                    children=[Node("jorge.handoff.execute_handoff", 100 * i + 3, 10, dict(attrs))],
+                )
+            )
+        if i == 5:
+            children.append(
+                Node(
+                    "jorge.handoff.evaluate",
+                    600,
+                    50,
+                    {"handoff.source_bot": "buyer", "handoff.target_bot": "seller"},
+                    error="GHL tag update failed",
+                )
+            )
+        if i in (6, 7):
+            duration = 2500 if i == 6 else 500
+            children.append(
+                Node(
+                    "buyer_bot.qualify_buyer",
+                    700,
+                    duration,
+                    node_attrs("buyer_bot", "qualify_buyer", f"c-{i}"),
+                )
+            )
+        if i == 8:
+            children.append(Node("handoff.lead_to_seller", 900, 80, {"handoff.outcome": "executed"}))
+        traces.append(Node("POST /api/v1/webhooks/ghl", 0, 4000, kind=SpanKind.SERVER, children=children))
+    return traces
