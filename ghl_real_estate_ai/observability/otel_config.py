@@ -301,17 +301,15 @@ def _build_local_exporter(settings: Settings) -> tuple[SpanExporter, str]:
 
 
 def _redacting(exporter: SpanExporter, settings: Settings) -> SpanExporter:
-    """Wrap ``exporter`` so PII never leaves the process unless content capture is on."""
-    if settings.otel_capture_content:
-        return exporter
+    """Wrap ``exporter`` so PII (unless OTEL_CAPTURE_CONTENT) and secrets never leave the process."""
     try:
         from ghl_real_estate_ai.observability.redaction import RedactingSpanExporter
     except ImportError as exc:
-        # Fail closed: an exporter that could leak message text is not built at all.
+        # Fail closed: an exporter that could leak message text or secrets is not built at all.
         raise _BuildError(
             f"redaction unavailable ({exc}), so spans cannot leave the process safely"
         ) from None
-    redacting: SpanExporter = RedactingSpanExporter(exporter)
+    redacting: SpanExporter = RedactingSpanExporter(exporter, capture_content=settings.otel_capture_content)
     return redacting
 
 

@@ -375,15 +375,16 @@ def test_metric_readers_are_used_and_survive_tracing_off(monkeypatch: pytest.Mon
 # --- redaction and the local store ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("capture_content", [False, True])
 def test_exporters_fail_closed_without_the_redaction_step(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    capture_content: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """With content capture off and no redaction module, no exporter is built (nothing could leak)."""
+    """Without the redaction module no exporter is built: nothing could leak, not even secrets."""
     monkeypatch.setitem(sys.modules, "ghl_real_estate_ai.observability.redaction", None)
     caplog.set_level(logging.INFO, LOGGER)
     with OTLPGrpcReceiver() as receiver:
         result = setup_observability(
-            settings(otel_capture_content=False), exporter_type="otlp", endpoint=receiver.endpoint
+            settings(otel_capture_content=capture_content), exporter_type="otlp", endpoint=receiver.endpoint
         )
         one_span()
         shutdown_observability()
@@ -393,17 +394,34 @@ def test_exporters_fail_closed_without_the_redaction_step(
     assert "redaction unavailable" in warning
 
 
-def test_every_exporter_is_wrapped_for_redaction() -> None:
-    """With content capture off, each exporter sits behind RedactingSpanExporter."""
-    redaction = pytest.importorskip("ghl_real_estate_ai.observability.redaction")
+@pytest.mark.parametrize("capture_content", [False, True])
+def test_every_exporter_is_wrapped_for_redaction(capture_content: bool) -> None:
+    """Each exporter sits behind RedactingSpanExporter, told whether content capture is on."""
+    from ghl_real_estate_ai.observability.redaction import RedactingSpanExporter
+
     inner = InMemorySpanExporter()
     assert setup_observability(
-        settings(otel_capture_content=False), exporter_type="none", span_exporters=[inner]
+        settings(otel_capture_content=capture_content), exporter_type="console", span_exporters=[inner]
     )
     provider = get_sdk_tracer_provider()
     assert provider is not None
     processors = provider._active_span_processor._span_processors  # the SDK offers no public view
-    assert [type(p.exporter) for p in processors] == [redaction.RedactingSpanExporter]
+    exporters = [p.exporter if hasattr(p, "exporter") else p.span_exporter for p in processors]
+    assert [type(e) for e in exporters] == [RedactingSpanExporter, RedactingSpanExporter]
+    assert [e.capture_content for e in exporters] == [capture_content, capture_content]
+    assert exporters[1].inner is inner
+
+
+def test_phone_numbers_do_not_reach_the_receiver_by_default() -> None:
+    """End to end through OTLP: with capture off a phone number and an e-mail never arrive."""
+    with OTLPGrpcReceiver() as receiver:
+        setup_observability(
+            settings(otel_capture_content=False), exporter_type="otlp", endpoint=receiver.endpoint
+        )
+        one_span("probe", note="call me at +1 512 555 0147 or jo@example.com")
+        flush_observability()
+        (span,) = receiver.wait_for(lambda spans: len(spans) == 1)
+    assert "555" not in str(span.attributes["note"]) and "example.com" not in str(span.attributes["note"])
 
 
 def test_local_exporter_writes_the_trace_store(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
