@@ -1,0 +1,90 @@
+"""Reply templates render short, complete texts and fail clearly on bad names or values."""
+
+from __future__ import annotations
+
+import pytest
+
+from ghl_real_estate_ai.bots.templates import SMS_MAX_CHARS, TEMPLATES, TemplateError, render, required_values
+from ghl_real_estate_ai.errors import JorgeError
+
+# Long but realistic values, to prove the SMS limit holds in the worst ordinary case.
+VALUES = {
+    "first_name": "Maximiliana",
+    "agent_name": "Jorge Salas",
+    "area": "Rancho Cucamonga",
+    "estimate": 1_234_000,
+    "low": 1_150_000,
+    "high": 1_310_000,
+    "comp_count": 12,
+    "max_price": 1_450_000,
+    "slot": "Wednesday, March 12 at 10:30 AM",
+    "slot_1": "Wednesday, March 12 at 10:30 AM",
+    "slot_2": "Thursday, March 13 at 4:00 PM",
+    "temperature": "lukewarm",
+    "summary": "seller, 3 bed in Upland, timeline 90 days",
+}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, t in TEMPLATES.items() if t.channel == "sms"))
+def test_every_sms_template_fits_two_segments(name: str) -> None:
+    text = render(name, **VALUES)
+    assert 0 < len(text) <= SMS_MAX_CHARS
+    assert "{" not in text and "}" not in text
+
+
+def test_the_required_template_families_exist() -> None:
+    needed = {
+        "seller_q_motivation", "seller_q_timeline", "seller_q_condition", "seller_q_price",
+        "buyer_q_budget", "buyer_q_preapproval", "buyer_q_bedrooms_areas", "buyer_q_timeline",
+        "cma_summary", "showing_offer", "appointment_offer", "handoff_lead_to_buyer",
+        "handoff_lead_to_seller",
+        "handoff_buyer_to_seller", "handoff_seller_to_buyer", "opt_out_confirmation", "escalation_notice",
+        "followup_day_3", "followup_day_7_call_task", "followup_day_14_email_subject",
+        "followup_day_14_email_html", "followup_day_14_email_html_cma", "followup_day_30",
+    }  # fmt: skip
+    assert needed <= set(TEMPLATES)
+
+
+def test_cma_summary_formats_money() -> None:
+    text = render("cma_summary", area="Upland", estimate=812_000, low=776_000, high=851_000, comp_count=9)
+    assert "$812,000" in text and "$776,000 to $851,000" in text and "9 recent sales" in text
+
+
+def test_first_name_defaults_when_missing_or_blank() -> None:
+    assert render("followup_day_3").startswith("Hi there,")
+    assert render("followup_day_3", first_name="").startswith("Hi there,")
+    assert render("followup_day_3", first_name="Ana").startswith("Hi Ana,")
+
+
+def test_email_html_escapes_values() -> None:
+    html = render(
+        "followup_day_14_email_html_cma",
+        first_name="<script>x</script>",
+        area="Upland",
+        estimate=700_000,
+        low=650_000,
+        high=750_000,
+        comp_count=8,
+    )
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<strong>$700,000</strong>" in html
+
+
+def test_unknown_name_is_a_clear_error_not_a_key_error() -> None:
+    with pytest.raises(
+        TemplateError, match=r"unknown reply template 'seller_q_budget'.*seller_q_price"
+    ) as info:
+        render("seller_q_budget")
+    assert not isinstance(info.value, KeyError)
+    assert isinstance(info.value, JorgeError)
+
+
+def test_missing_value_names_it_and_the_template() -> None:
+    with pytest.raises(TemplateError, match=r"'showing_offer' needs value 'slot_1'.*slot_2"):
+        render("showing_offer")
+    assert required_values("showing_offer") == ("slot_1", "slot_2")
+
+
+def test_wrong_value_type_is_a_clear_error() -> None:
+    with pytest.raises(TemplateError, match="wrong type"):
+        render("cma_summary", area="Upland", estimate="lots", low=1, high=2, comp_count=3)
