@@ -50,6 +50,7 @@ __all__ = [
     "ReceivedMetric",
     "ReceivedSpan",
     "closed_port",
+    "self_signed_localhost",
 ]
 
 
@@ -311,15 +312,26 @@ class _MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):  # type
 
 
 class OTLPGrpcReceiver(_Receiver):
-    """An OTLP/gRPC collector on 127.0.0.1 (plaintext); ``endpoint`` is ``http://127.0.0.1:<port>``."""
+    """An OTLP/gRPC collector on 127.0.0.1.
 
-    def __init__(self) -> None:
+    Plaintext by default, ``endpoint`` ``http://127.0.0.1:<port>``. Given
+    ``tls=(certificate_pem, private_key_pem)`` (a certificate for ``localhost``)
+    it serves TLS only and ``endpoint`` is ``https://localhost:<port>``.
+    """
+
+    def __init__(self, tls: tuple[bytes, bytes] | None = None) -> None:
         super().__init__()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceServicer(self), self._server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsServicer(self), self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        if tls is None:
+            self.port = self._server.add_insecure_port("127.0.0.1:0")
+            self.endpoint = f"http://127.0.0.1:{self.port}"
+        else:
+            certificate, key = tls
+            credentials = grpc.ssl_server_credentials([(key, certificate)])
+            self.port = self._server.add_secure_port("127.0.0.1:0", credentials)
+            self.endpoint = f"https://localhost:{self.port}"
 
     def start(self) -> Self:
         """Start serving."""
@@ -444,6 +456,42 @@ class BlackHole:
         for conn in self._connections:
             conn.close()
         self._listener.close()
+
+
+def self_signed_localhost() -> tuple[bytes, bytes]:
+    """A fresh self-signed certificate for ``localhost`` / 127.0.0.1: ``(certificate_pem, key_pem)``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 def closed_port() -> str:

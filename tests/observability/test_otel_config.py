@@ -27,7 +27,7 @@ from ghl_real_estate_ai.observability.otel_config import (
     shutdown_observability,
 )
 from ghl_real_estate_ai.settings import Settings
-from tests.observability.receivers import OTLPGrpcReceiver, OTLPHttpReceiver
+from tests.observability.receivers import OTLPGrpcReceiver, OTLPHttpReceiver, self_signed_localhost
 
 LOGGER = "ghl_real_estate_ai.observability.otel_config"
 
@@ -180,6 +180,32 @@ def test_default_endpoints_and_scheme_pick_plaintext_or_tls(caplog: pytest.LogCa
     assert "otlp(grpc http://localhost:4317, plaintext)" in first
     assert "otlp_http(http://localhost:4318/v1/traces)" in first
     assert "otlp(grpc https://api.honeycomb.io:443, TLS)" in second
+
+
+def test_https_endpoint_speaks_tls_and_http_does_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against a TLS-only collector, https:// delivers (TLS verified with OTEL_EXPORTER_OTLP_CERTIFICATE)
+    and http:// delivers nothing: the scheme alone picks the transport security."""
+    certificate, key = self_signed_localhost()
+    ca_file = tmp_path / "collector.pem"
+    ca_file.write_bytes(certificate)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(ca_file))
+    with OTLPGrpcReceiver(tls=(certificate, key)) as receiver:
+        assert receiver.endpoint.startswith("https://")
+        plaintext = receiver.endpoint.replace("https://", "http://")
+        setup_observability(
+            settings(otel_exporter_otlp_timeout=500.0), exporter_type="otlp", endpoint=plaintext
+        )
+        failed_before = otel_config.export_stats().failed
+        one_span("over-plaintext")
+        flush_observability()
+        shutdown_observability()
+        assert receiver.spans() == []
+        assert otel_config.export_stats().failed == failed_before + 1  # tried, and refused by the TLS server
+        setup_observability(settings(), exporter_type="otlp", endpoint=receiver.endpoint)
+        one_span("over-tls")
+        assert flush_observability()
+        spans = receiver.wait_for(lambda spans: len(spans) >= 1)
+    assert [s.name for s in spans] == ["over-tls"]
 
 
 def test_unknown_scheme_is_refused_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
