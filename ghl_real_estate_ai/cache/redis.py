@@ -168,7 +168,12 @@ class RedisCache:
             text = await self._require().get(self.namespace + key)
         except (RedisError, OSError) as exc:
             raise self._error(exc, "GET") from None
-        return None if text is None else json.loads(text)
+        if text is None:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise CacheError(f"cached {key!r} is not JSON: was it written by another program?") from None
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` (JSON-serialisable) for ``ttl`` seconds, or until deleted."""

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,6 +42,7 @@ __all__ = [
     "KeyedLocks",
     "SQLStore",
     "TxState",
+    "describe_statement",
     "lock_timeout_error",
     "redact_url",
     "utc",
@@ -48,6 +51,26 @@ __all__ = [
 WEBHOOK_STATUSES = frozenset({"received", "processing", "processed", "ignored", "failed"})
 OUTBOX_STATUSES = frozenset({"pending", "sending", "sent", "failed"})
 FOLLOWUP_STATUSES = frozenset({"pending", "running", "done", "cancelled", "failed", "dead"})
+
+
+_VERB = re.compile(r"^\s*(\w+)")
+_TABLE_PATTERNS = {
+    "SELECT": re.compile(r"\bFROM\s+(\w+)", re.IGNORECASE),
+    "DELETE": re.compile(r"\bFROM\s+(\w+)", re.IGNORECASE),
+    "INSERT": re.compile(r"\bINTO\s+(\w+)", re.IGNORECASE),
+    "UPDATE": re.compile(r"^\s*UPDATE\s+(\w+)", re.IGNORECASE),
+    "CREATE": re.compile(r"\b(?:TABLE(?:\s+IF\s+NOT\s+EXISTS)?|ON)\s+(\w+)", re.IGNORECASE),
+}
+
+
+@lru_cache(maxsize=512)
+def describe_statement(sql: str) -> tuple[str, str | None]:
+    """The SQL verb and main table of a statement (``("UPDATE", "outbox")``); table None when unknown."""
+    match = _VERB.match(sql)
+    verb = match.group(1).upper() if match else ""
+    pattern = _TABLE_PATTERNS.get(verb)
+    table = pattern.search(sql) if pattern else None
+    return verb, table.group(1) if table else None
 
 
 def redact_url(url: str) -> str:

@@ -37,7 +37,14 @@ from typing import Any
 import asyncpg
 
 from ghl_real_estate_ai.errors import StorageError, StorageUnavailableError
-from ghl_real_estate_ai.storage._sql import Backoff, KeyedLocks, SQLStore, TxState, lock_timeout_error
+from ghl_real_estate_ai.storage._sql import (
+    Backoff,
+    KeyedLocks,
+    SQLStore,
+    TxState,
+    describe_statement,
+    lock_timeout_error,
+)
 from ghl_real_estate_ai.storage.schema import MIGRATIONS, SCHEMA_LOCK_KEY, Migration, bootstrap_sql
 
 __all__ = ["PostgresStore"]
@@ -229,7 +236,8 @@ class PostgresStore(SQLStore):
         except StorageError:
             raise
         except Exception as exc:
-            error = self._translate(exc, " ".join(sql.split()[:3]))
+            verb, table = describe_statement(sql)
+            error = self._translate(exc, f"{verb} {table or ''}".strip())
             if isinstance(error, StorageUnavailableError):
                 await self._forget_connections()
             raise error from None

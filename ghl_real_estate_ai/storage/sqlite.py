@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -46,6 +45,7 @@ from ghl_real_estate_ai.storage._sql import (
     KeyedLocks,
     SQLStore,
     TxState,
+    describe_statement,
     lock_timeout_error,
 )
 from ghl_real_estate_ai.storage.schema import MIGRATIONS, Migration, bootstrap_sql
@@ -56,34 +56,20 @@ logger = logging.getLogger(__name__)
 
 TRACER_NAME = "ghl_real_estate_ai.storage"
 _JSON_COLUMNS = frozenset({"tags", "state", "payload", "response", "trace_context"})
-_VERB = re.compile(r"^\s*(\w+)")
-_TABLE_PATTERNS = {
-    "SELECT": re.compile(r"\bFROM\s+(\w+)", re.IGNORECASE),
-    "DELETE": re.compile(r"\bFROM\s+(\w+)", re.IGNORECASE),
-    "INSERT": re.compile(r"\bINTO\s+(\w+)", re.IGNORECASE),
-    "UPDATE": re.compile(r"^\s*UPDATE\s+(\w+)", re.IGNORECASE),
-    "CREATE": re.compile(r"\b(?:TABLE(?:\s+IF\s+NOT\s+EXISTS)?|ON)\s+(\w+)", re.IGNORECASE),
-}
+_TRACED_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE"})
 
 
 @lru_cache(maxsize=512)
 def _describe(sql: str) -> tuple[str, dict[str, str]] | None:
-    """Span name and attributes of a statement; None for statements not traced."""
-    match = _VERB.match(sql)
-    verb = match.group(1).upper() if match else ""
-    pattern = _TABLE_PATTERNS.get(verb)
-    if pattern is None:
+    """Span name and attributes of a statement; None for transaction control and pragmas."""
+    verb, table = describe_statement(sql)
+    if verb not in _TRACED_VERBS:
         return None
-    attributes = {
-        "db.system": "sqlite",
-        "db.operation": verb,
-        "db.statement": " ".join(sql.split()),
-    }
-    table_match = pattern.search(sql)
-    if table_match is None:
+    attributes = {"db.system": "sqlite", "db.operation": verb, "db.statement": " ".join(sql.split())}
+    if table is None:
         return verb, attributes
-    attributes["db.sql.table"] = table_match.group(1)
-    return f"{verb} {table_match.group(1)}", attributes
+    attributes["db.sql.table"] = table
+    return f"{verb} {table}", attributes
 
 
 def _encode(value: Any) -> Any:
