@@ -247,7 +247,13 @@ def render_trace_page(spans: Sequence[SpanRecord], *, token: str | None = None) 
     for span, depth in ordered:
         left = 100 * (span.start_ns - start) / total
         width = 100 * span.duration_ns / total
-        label_left = min(left + width, 88.0)
+        # Near the right edge the label goes inside the bar's end, in white.
+        inside = left + width > 88.0
+        label_style = (
+            f"left:{left + width:.3f}%;transform:translateX(-100%);color:#fff;padding-right:4px"
+            if inside
+            else f"left:{left + width:.3f}%"
+        )
         bar_class = "bar error-bar" if span.is_error else "bar"
         service = f" <small>{escape(span.service_name)}</small>" if span.service_name else ""
         rows.append(
@@ -255,7 +261,7 @@ def render_trace_page(spans: Sequence[SpanRecord], *, token: str | None = None) 
             f"data-depth='{depth}'><div class=name style='padding-left:{8 + depth * 16}px' "
             f"title='{escape(span.name, True)}'>{'⚠ ' if span.is_error else ''}{escape(span.name)}{service}"
             f"</div><div class=lane><div class='{bar_class}' style='left:{left:.3f}%;width:{width:.3f}%'>"
-            f"</div><span class=bar-label style='left:{label_left:.3f}%'>{format_ms(span.duration_ms)}</span>"
+            f"</div><span class=bar-label style='{label_style}'>{format_ms(span.duration_ms)}</span>"
             f"</div></div><div class=detail id='detail-{span.span_id}' hidden>{_detail(span, token)}</div>"
         )
     back = escape(_with_token("/traces", token), True)
