@@ -36,19 +36,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 # The guide's modules get tracers with trace.get_tracer(); this one resolves
 # the SDK tracer behind the switch itself, once per provider generation, so a
 # node call pays one tuple comparison instead of two proxy hops (DESIGN 8: the
-# decorator may cost at most 1.3x a bare SDK span).
-_resolved: tuple[int, object, Tracer | None] = (-1, None, None)
+# decorator may cost at most 1.3x a bare SDK span, and next to nothing when off).
+# (generation, global provider is final, tracer or None, metrics on)
+_resolved: tuple[int, bool, Tracer | None, bool] = (-1, False, None, False)
 _NOOP_PROVIDERS = (trace_api.NoOpTracerProvider, trace_api.ProxyTracerProvider)
+
+
+def tracing_state() -> tuple[Tracer | None, bool]:
+    """``(the tracer spans go to or None when tracing is off, whether metrics are on)``."""
+    resolved = _resolved
+    if resolved[0] == _provider.generation() and resolved[1]:
+        return resolved[2], resolved[3]
+    return _resolve()
 
 
 def active_tracer() -> Tracer | None:
     """The tracer spans go to right now, or ``None`` when tracing is off."""
+    return tracing_state()[0]
+
+
+def _resolve() -> tuple[Tracer | None, bool]:
     global _resolved
-    generation, provider, tracer = _resolved
-    global_provider = trace_api.get_tracer_provider()
-    if generation == _provider.generation() and provider is global_provider:
-        return tracer
     generation = _provider.generation()
+    global_provider = trace_api.get_tracer_provider()
+    tracer: Tracer | None
     if isinstance(global_provider, _provider.SwitchTracerProvider):
         delegate = _provider.current_delegate()
         tracer = None if isinstance(delegate, _NOOP_PROVIDERS) else delegate.get_tracer(_TRACER_NAME)
@@ -57,8 +68,11 @@ def active_tracer() -> Tracer | None:
     else:
         # Somebody installed their own SDK provider globally: honour it.
         tracer = global_provider.get_tracer(_TRACER_NAME)
-    _resolved = (generation, global_provider, tracer)
-    return tracer
+    # OpenTelemetry sets the global provider once; until then (a proxy) it is checked each call.
+    final = not isinstance(global_provider, trace_api.ProxyTracerProvider)
+    metrics_on = _provider.current_meter_delegate() is not None
+    _resolved = (generation, final, tracer, metrics_on)
+    return tracer, metrics_on
 
 
 def attribute_value(value: Any) -> str | bool | int | float:
@@ -287,8 +301,8 @@ def trace_node(bot_type: str, node_name: str) -> Callable[[F], F]:
 def _wrap_coroutine(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def node(*args: Any, **kwargs: Any) -> Any:
-        tracer = active_tracer()
-        if tracer is None and metrics.instruments() is None:
+        tracer, metrics_on = tracing_state()
+        if tracer is None and not metrics_on:
             return await fn(*args, **kwargs)
         span = begin(spec, tracer, find_state(args, kwargs))
         token = context_api.attach(trace_api.set_span_in_context(span)) if span is not None else None
@@ -311,8 +325,8 @@ def _wrap_coroutine(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..., Any
 def _wrap_function(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def node(*args: Any, **kwargs: Any) -> Any:
-        tracer = active_tracer()
-        if tracer is None and metrics.instruments() is None:
+        tracer, metrics_on = tracing_state()
+        if tracer is None and not metrics_on:
             return fn(*args, **kwargs)
         span = begin(spec, tracer, find_state(args, kwargs))
         token = context_api.attach(trace_api.set_span_in_context(span)) if span is not None else None
