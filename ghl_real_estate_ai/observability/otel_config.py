@@ -101,6 +101,46 @@ _apps: weakref.WeakSet[FastAPI] = weakref.WeakSet()
 _instrumented_apps: weakref.WeakSet[FastAPI] = weakref.WeakSet()
 
 
+class _RepeatFilter(logging.Filter):
+    """Let one record per logger, level and message template through per ``window`` seconds.
+
+    A dead collector makes the OTLP exporters log every failed batch (about one
+    ERROR a second); one line a minute says the same without burying the app's logs.
+    """
+
+    def __init__(self, window: float = 60.0) -> None:
+        super().__init__()
+        self.window = window
+        self._last: dict[tuple[str, int, object], float] = {}
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, record.msg)
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.window:
+            self.suppressed += 1
+            return False
+        self._last[key] = now
+        return True
+
+
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.http._common",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+)
+_repeat_filter = _RepeatFilter()
+
+
+def _quiet_exporter_logs() -> None:
+    for name in _EXPORTER_LOGGERS:
+        exporter_logger = logging.getLogger(name)
+        if _repeat_filter not in exporter_logger.filters:
+            exporter_logger.addFilter(_repeat_filter)
+
+
 class _Problems:
     """Collects what could not be built, for the single start-up WARNING."""
 
@@ -460,6 +500,7 @@ def setup_observability(
         readers.extend(metric_readers)
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
 
+        _quiet_exporter_logs()
         _provider.install()
         _provider.set_delegate(tracer_provider)
         _provider.set_meter_delegate(meter_provider)

@@ -6,6 +6,7 @@ fails a request, memory stays bounded, drops are counted and shutdown is bounded
 
 from __future__ import annotations
 
+import logging
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
@@ -302,6 +303,26 @@ async def test_closed_port_never_fails_a_request(
     assert after.exported == before.exported
     assert after.queue_full > before.queue_full
     assert dropped_spans() - before.dropped == 400  # every one of the 2 x 200 spans is lost, and counted
+
+
+def test_a_dead_collector_logs_once_not_once_per_batch(caplog: pytest.LogCaptureFixture) -> None:
+    """Twenty failed exports produce one 'Failed to export' line, not twenty."""
+    caplog.set_level(logging.WARNING)
+    failed_before = export_stats().failed
+    assert setup_observability(
+        settings(otel_exporter_otlp_timeout=200.0), exporter_type="otlp", endpoint=closed_port()
+    )
+    for index in range(20):
+        with tracer.start_as_current_span(f"attempt-{index % 2}"):
+            pass
+        flush_observability()
+    assert export_stats().failed - failed_before == 20
+    failures = [
+        r
+        for r in caplog.records
+        if r.name.startswith("opentelemetry.exporter") and r.levelno >= logging.ERROR
+    ]
+    assert len(failures) <= 1
 
 
 def test_memory_stays_bounded_while_the_collector_is_down() -> None:
