@@ -25,12 +25,16 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.trace import SpanKind
 
 from ghl_real_estate_ai.api.webhooks import WEBHOOK_PATH, router
 from ghl_real_estate_ai.cache import open_cache
 from ghl_real_estate_ai.integrations.ghl.client import build_ghl_client
 from ghl_real_estate_ai.integrations.ghl.sandbox import create_sandbox_app, get_sandbox_state, serve_in_thread
 from ghl_real_estate_ai.integrations.ghl.webhook import ED25519_HEADER, RSA_HEADER, InboundMessage
+from ghl_real_estate_ai.observability.testing import capture_spans
+from ghl_real_estate_ai.observability.workflow_tracing import trace_workflow_node
 from ghl_real_estate_ai.outbox import Outbox
 from ghl_real_estate_ai.settings import Settings
 from ghl_real_estate_ai.storage import open_store
@@ -507,3 +511,47 @@ def test_random_bytes_and_json_never_yield_a_5xx(tmp_path: Path) -> None:
             response.json()
 
         no_server_error()
+
+
+# --- the request's trace holds the bot flow and its GHL call ------------------------------------
+
+
+class TracedProcessor:
+    """Answers through the outbox from inside a real workflow node span."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    async def process(self, event: WebhookEvent, message: InboundMessage) -> None:
+        await self.respond({"contact_id": message.contact_id, "event_id": event.id})
+
+    @trace_workflow_node("lead_bot", "generate_response")
+    async def respond(self, state: dict[str, Any]) -> dict[str, Any]:
+        await self.outbox.submit(
+            f"{state['event_id']}:reply:1",
+            "send_message",
+            {"contact_id": state["contact_id"], "channel": "SMS", "message": "Hi!"},
+        )
+        return state
+
+
+async def test_the_ghl_call_is_a_client_span_under_the_node_under_the_request(app: FastAPI) -> None:
+    app.state.processor = TracedProcessor(app.state.outbox)
+    with capture_spans() as capture:
+        FastAPIInstrumentor.instrument_app(app)
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://j") as http:
+                assert (await _post(http, _payload())).json()["status"] == "processed"
+        finally:
+            FastAPIInstrumentor.uninstrument_app(app)
+    server = capture.by_name(f"POST {WEBHOOK_PATH}")[0]
+    node = capture.by_name("lead_bot.generate_response")[0]
+    # Database statements are CLIENT spans too; the HTTP ones are named by method.
+    client_spans = [
+        s for s in capture.spans() if s.kind is SpanKind.CLIENT and s.name in ("GET", "POST", "DELETE")
+    ]
+    assert server.kind is SpanKind.SERVER
+    assert node.parent is not None and node.parent.span_id == server.context.span_id
+    assert len(client_spans) == 1 and client_spans[0].name == "POST"
+    assert client_spans[0].parent is not None and client_spans[0].parent.span_id == node.context.span_id
+    assert server.attributes is not None and server.attributes["webhook.outcome"] == "processed"
