@@ -272,7 +272,7 @@ async def test_a_value_question_gets_a_cma_that_follows_the_house(h: Harness) ->
 async def test_a_qualified_buyer_asking_to_see_homes_is_booked_in_the_same_message(h: Harness) -> None:
     result = await h.say(
         "w1",
-        "Pre-approved for $650k, want to buy a 3 bedroom in Rancho Cucamonga within 60 days. "  # noqa: ISC003
+        "Pre-approved for $650k, want to buy a 3 bedroom in Rancho Cucamonga within 60 days. "
         + "Can we see a house this week?",
     )
     assert [o.bot for o in result.outcomes] == ["lead", "buyer"]

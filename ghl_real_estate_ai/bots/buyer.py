@@ -7,7 +7,8 @@ Graph (``BuyerBot.graph``, compiled once per bot)::
 
 * ``analyze_buyer_intent`` reads the conversation, scores buyer readiness
   (0-100, its temperature on the FRS scale) and asks for a handoff to the seller
-  bot when seller confidence reaches 0.8 and beats buyer confidence.
+  bot when seller confidence reaches 0.8 and the newest message itself carries a
+  seller signal.
 * ``qualify_buyer`` finds the unanswered questions (budget, pre-approval,
   bedrooms/areas, timeline) and the affordable price: a 43 % debt-to-income
   ceiling on the monthly payment, 20 % down, a 30-year loan at
@@ -28,7 +29,7 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 
-from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, analyze_lead
+from ghl_real_estate_ai.bots.intent_decoder import SELLER_WEIGHTS, LeadIntent, analyze_lead
 from ghl_real_estate_ai.bots.outbound import (
     Outbound,
     first_slot,
@@ -220,7 +221,9 @@ class BuyerBot:
         if (
             state.get("allow_handoff", True)
             and intent.seller_confidence >= threshold
-            and intent.seller_confidence > intent.buyer_confidence
+            # The whole conversation says "seller"; the newest message must be about selling,
+            # or a buyer who once mentioned their house would bounce back on every message.
+            and bool(set(intent.latest_signals) & set(SELLER_WEIGHTS))
         ):
             update["handoff"] = HandoffRequest(
                 "buyer", "seller", round(intent.seller_confidence, 3), "seller_intent_detected"

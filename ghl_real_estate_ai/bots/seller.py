@@ -7,7 +7,7 @@ Graph (``SellerBot.graph``, compiled once per bot)::
 
 * ``analyze_seller_intent`` reads the conversation and computes FRS and PCS;
   it asks for a handoff to the buyer bot when buyer confidence reaches 0.6 and
-  beats seller confidence.
+  the newest message itself carries a buyer signal.
 * ``qualify_seller`` checks the four questions (motivation, timeline,
   condition, price). The seller is ``hot`` when all four are answered and the
   timeline fits the 30-45 day window (45 days or less); until then the FRS
@@ -27,7 +27,7 @@ from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 
 from ghl_real_estate_ai.bots.cma import CompsSource, SubjectProperty
-from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, analyze_lead
+from ghl_real_estate_ai.bots.intent_decoder import BUYER_WEIGHTS, LeadIntent, analyze_lead
 from ghl_real_estate_ai.bots.lead import cma_memory, cma_text
 from ghl_real_estate_ai.bots.outbound import (
     Outbound,
@@ -170,7 +170,8 @@ class SellerBot:
         if (
             state.get("allow_handoff", True)
             and intent.buyer_confidence >= threshold
-            and intent.buyer_confidence > intent.seller_confidence
+            # As for buyer->seller: the newest message itself must be about buying.
+            and bool(set(intent.latest_signals) & set(BUYER_WEIGHTS))
         ):
             update["handoff"] = HandoffRequest(
                 "seller", "buyer", round(intent.buyer_confidence, 3), "buyer_intent_detected"
