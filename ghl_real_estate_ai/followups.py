@@ -41,12 +41,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import Span, Status, StatusCode
 
 from ghl_real_estate_ai.clock import Clock, SystemClock, ensure_utc
+from ghl_real_estate_ai.observability.workflow_tracing import start_linked_trace
 from ghl_real_estate_ai.storage.base import Contact, FollowUp, Store
 
 __all__ = [
@@ -64,8 +62,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-_tracer = trace.get_tracer("ghl_real_estate_ai.followups")
-_propagator = TraceContextTextMapPropagator()
 
 FOLLOWUP_STEPS: tuple[tuple[str, timedelta], ...] = (
     ("send_day_3_sms", timedelta(days=3)),
@@ -262,15 +258,6 @@ class RunReport:
         }
 
 
-def _links_from(carrier: Mapping[str, str]) -> list[Link]:
-    """A span link to the trace in a W3C carrier, or none when the carrier holds no valid context."""
-    ctx = _propagator.extract(carrier=dict(carrier))
-    span_context = trace.get_current_span(ctx).get_span_context()
-    if not span_context.is_valid:
-        return []
-    return [Link(span_context, {"followup.link": "scheduled_by"})]
-
-
 class FollowUpRunner:
     """Runs the follow-up steps that are due, each exactly once, in its own linked trace."""
 
@@ -283,6 +270,7 @@ class FollowUpRunner:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff: Callable[[int], timedelta] | None = None,
         lock_timeout: float = 30.0,
+        stale_after: timedelta | None = timedelta(minutes=15),
     ) -> None:
         """Build a runner.
 
@@ -291,8 +279,11 @@ class FollowUpRunner:
             lead_bot: runs a step (``LeadBot``).
             clock: gives ``now`` when :meth:`run_due` gets none.
             max_attempts: runs of one step before it is marked ``dead`` (>= 1).
-            backoff: delay before the next attempt, from the number of the attempt that failed.
+            backoff: delay before the next attempt, from the number of the attempt that
+                failed; :func:`exponential_backoff` (5 min doubling, at most 6 h) by default.
             lock_timeout: seconds to wait for the contact's lock (a webhook may hold it).
+            stale_after: a step left ``running`` this long by a worker that died is
+                taken over (None: never).
         """
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts!r}")
@@ -302,6 +293,7 @@ class FollowUpRunner:
         self.max_attempts = max_attempts
         self.backoff = backoff or exponential_backoff()
         self.lock_timeout = lock_timeout
+        self.stale_after = stale_after
 
     async def run_due(self, now: datetime | None = None, limit: int = 20) -> RunReport:
         """Claim the steps due at ``now`` and run them, oldest first.
@@ -317,14 +309,19 @@ class FollowUpRunner:
             What happened to each claimed step.
         """
         at = ensure_utc(now, name="now") if now is not None else self.clock.now()
+        # The store stamps ``updated_at`` with the database host's wall clock, so
+        # "stuck since" is measured on the wall clock, not on an injected one
+        # (a simulated day 31 must not declare a step another worker runs stale).
+        stale_before = SystemClock().now() - self.stale_after if self.stale_after is not None else None
+        claimed = await self.store.claim_due_followups(at, limit, stale_before=stale_before)
         report = RunReport(now=at)
-        claimed = await self.store.claim_due_followups(at, limit)
         for followup in sorted(claimed, key=lambda f: (f.due_at, f.id)):
             report.outcomes.append(await self._run_one(followup, at))
         return report
 
     async def _run_one(self, followup: FollowUp, now: datetime) -> StepOutcome:
-        attempt = followup.attempts + 1
+        # The store counts the claim as an attempt.
+        attempt = max(1, followup.attempts)
         outcome = StepOutcome(
             followup_id=followup.id,
             contact_id=followup.contact_id,
@@ -333,14 +330,12 @@ class FollowUpRunner:
             outcome="done",
             attempt=attempt,
         )
-        # A new root (empty parent context) that links to the scheduling trace:
-        # the run belongs to its own trace, days after the one that asked for it.
-        with _tracer.start_as_current_span(
+        # A new root that LINKS to the trace that scheduled the step: the run is
+        # its own trace, days after the request that asked for it (no 30-day trace).
+        with start_linked_trace(
             FOLLOWUP_SPAN_NAME,
-            context=otel_context.Context(),
-            kind=SpanKind.INTERNAL,
-            links=_links_from(followup.trace_context),
-            attributes={
+            followup.trace_context,
+            **{
                 "workflow.bot_type": "lead_bot",
                 "workflow.node_name": "followup",
                 "workflow.contact_id": followup.contact_id,
@@ -350,14 +345,12 @@ class FollowUpRunner:
                 "followup.due_at": followup.due_at.isoformat(),
                 "followup.lag_seconds": max(0.0, (now - followup.due_at).total_seconds()),
             },
-            record_exception=False,
-            set_status_on_exception=False,
         ) as span:
-            trace_id = span.get_span_context().trace_id
-            outcome.trace_id = f"{trace_id:032x}" if trace_id else None
+            span_context = span.get_span_context()
+            outcome.trace_id = f"{span_context.trace_id:032x}" if span_context.is_valid else None
             try:
                 await self._execute(followup, outcome)
-            except Exception as exc:  # any failure of a step is recorded and retried, never raised
+            except Exception as exc:  # a failing step is recorded and retried, never raised
                 await self._record_failure(followup, outcome, exc, now, span)
             span.set_attribute("followup.outcome", outcome.outcome)
             if outcome.reason:
@@ -366,13 +359,13 @@ class FollowUpRunner:
 
     async def _execute(self, followup: FollowUp, outcome: StepOutcome) -> None:
         # The contact's lock serialises the step with a webhook for the same
-        # contact: a reply that lands now either cancels this step first or
-        # waits until it has been sent.
+        # contact: a reply that lands now either restarts the sequence first
+        # (and this step is skipped) or waits until the step has been sent.
         async with self.store.contact_lock(followup.contact_id, timeout=self.lock_timeout):
             contact = await self.store.get_contact(followup.contact_id)
             reason = "unknown_contact" if contact is None else _eligible(contact)
-            if reason is None and not await self._still_claimed(followup):
-                reason = "cancelled"
+            if reason is None:
+                reason = await self._superseded(followup)
             if reason is not None or contact is None:
                 outcome.outcome = "skipped"
                 outcome.reason = reason
@@ -390,12 +383,20 @@ class FollowUpRunner:
             await self.lead_bot.run_followup(followup.step, contact)
             await self.store.complete_followup(followup.id)
 
-    async def _still_claimed(self, followup: FollowUp) -> bool:
-        """False when the row was cancelled (a reply) after this runner claimed it."""
-        for row in await self.store.list_followups(followup.contact_id):
-            if row.id == followup.id:
-                return row.status == "running"
-        return False
+    async def _superseded(self, followup: FollowUp) -> str | None:
+        """Why a claimed step must not run any more, or None.
+
+        ``cancel_followups`` only reaches steps still waiting, so a reply that
+        arrived after this step was claimed shows as a newer schedule of the same
+        step (every reply restarts the whole sequence).
+        """
+        rows = await self.store.list_followups(followup.contact_id)
+        for row in rows:
+            if row.id == followup.id and row.status != "running":
+                return "cancelled"
+            if row.step == followup.step and row.id > followup.id:
+                return "replied"
+        return None
 
     async def _record_failure(
         self, followup: FollowUp, outcome: StepOutcome, exc: Exception, now: datetime, span: Span
