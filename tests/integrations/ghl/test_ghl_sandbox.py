@@ -214,3 +214,16 @@ def test_bad_arguments_are_refused() -> None:
         create_sandbox_app(failure_rate=1.5)
     with pytest.raises(ValueError, match="calendar_timezone"):
         create_sandbox_app(calendar_timezone="Nowhere/Town")
+
+
+async def test_mounted_under_a_prefix_it_records_ghl_paths() -> None:
+    outer = FastAPI()
+    sandbox = create_sandbox_app()
+    outer.mount("/sandbox/ghl", sandbox)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=outer), base_url="http://app") as http:
+        added = await http.post("/sandbox/ghl/contacts/c1/tags", json={"tags": ["a"]}, headers=CONT)
+        calls = (await http.get("/sandbox/ghl/_calls")).json()["calls"]
+        index = await http.get("/sandbox/ghl/")
+    assert added.status_code == 201
+    assert [(c["path"], c["version"]) for c in calls] == [("/contacts/c1/tags", CONTACTS_VERSION)]
+    assert index.json()["name"] == "GHL sandbox"
