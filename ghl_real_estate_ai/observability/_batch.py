@@ -118,6 +118,11 @@ class BoundedBatchSpanProcessor(SpanProcessor):
         with self._lock:
             return ExportStats(self._exported, self._queue_full, self._failed, self._abandoned)
 
+    @property
+    def finished(self) -> bool:
+        """True once shut down with the worker gone: the counts will not change any more."""
+        return self._shutdown and not self._worker.is_alive()
+
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do when a span starts."""
 

@@ -94,6 +94,7 @@ class _State:
 _lock = threading.RLock()
 _state: _State | None = None
 _retired_stats = ExportStats()
+_retiring: list[BoundedBatchSpanProcessor] = []
 _atexit_registered = False
 # Apps handed to instrument_app: instrumented whenever tracing is on, also when
 # setup runs after instrument_app or again after a shutdown.
@@ -561,7 +562,7 @@ def shutdown_observability(timeout_seconds: float = 5.0) -> None:
     Args:
         timeout_seconds: the longest this call may take.
     """
-    global _state, _retired_stats
+    global _state
     started = time.monotonic()
     with _lock:
         state, _state = _state, None
@@ -578,18 +579,19 @@ def shutdown_observability(timeout_seconds: float = 5.0) -> None:
             except Exception:  # never let cleanup raise into the app's shutdown
                 logger.exception("could not uninstrument %s", name)
 
-    budget_ms = max(0, int((timeout_seconds - (time.monotonic() - started)) * 1000))
+    remaining = timeout_seconds - (time.monotonic() - started)
+    # The flushes get 80 % of what is left so the exporters' own closing fits in the bound too.
+    budget_ms = max(0, int(remaining * 800))
     jobs: list[Callable[[], object]] = [
         functools.partial(_shutdown_processor, p, budget_ms) for p in state.processors
     ]
     if state.meter_provider is not None:
         meter_provider = state.meter_provider
         jobs.append(lambda: meter_provider.shutdown(timeout_millis=budget_ms))
-    _run_bounded(jobs, timeout_seconds - (time.monotonic() - started))
+    _run_bounded(jobs, timeout_seconds - (time.monotonic() - started) - 0.02)
     with _lock:
-        for processor in state.processors:
-            if isinstance(processor, BoundedBatchSpanProcessor):
-                _retired_stats = _retired_stats + processor.stats
+        # A processor still stuck on a hung export keeps counting in the background.
+        _retiring.extend(p for p in state.processors if isinstance(p, BoundedBatchSpanProcessor))
     logger.info("tracing stopped")
 
 
@@ -618,12 +620,17 @@ def flush_observability(timeout_seconds: float = 5.0) -> bool:
 
 def export_stats() -> ExportStats:
     """Span counts of every exporter since the process started (exported, dropped and why)."""
+    global _retired_stats
     with _lock:
+        for processor in [p for p in _retiring if p.finished]:
+            _retired_stats = _retired_stats + processor.stats
+            _retiring.remove(processor)
         total = _retired_stats
+        live = list(_retiring)
         if _state is not None:
-            for processor in _state.processors:
-                if isinstance(processor, BoundedBatchSpanProcessor):
-                    total = total + processor.stats
+            live.extend(p for p in _state.processors if isinstance(p, BoundedBatchSpanProcessor))
+        for processor in live:
+            total = total + processor.stats
         return total
 
 

@@ -372,6 +372,23 @@ async def test_black_holed_collector_bounds_shutdown(
     assert elapsed < 5.0
 
 
+@pytest.mark.slow
+def test_shutdown_bound_holds_even_when_the_export_timeout_is_longer() -> None:
+    """OTEL_EXPORTER_OTLP_TIMEOUT=10 s against a black hole: shutdown still returns within its 5 s."""
+    with BlackHole() as hole:
+        assert setup_observability(
+            settings(otel_exporter_otlp_timeout=10_000.0), exporter_type="otlp_http", endpoint=hole.endpoint
+        )
+        for index in range(50):
+            with tracer.start_as_current_span(f"hung-{index}"):
+                pass
+        time.sleep(0.2)  # the worker is now inside an export that will hang for 10 s
+        started = time.monotonic()
+        shutdown_observability(5.0)
+        elapsed = time.monotonic() - started
+    assert elapsed < 5.0
+
+
 # --- sampling (acceptance 5) -------------------------------------------------------------------
 
 
