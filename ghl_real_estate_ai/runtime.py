@@ -20,6 +20,7 @@ from ghl_real_estate_ai.conversation import build_conversation_service
 from ghl_real_estate_ai.followups import FollowUpRunner
 from ghl_real_estate_ai.integrations.ghl.client import build_ghl_client
 from ghl_real_estate_ai.integrations.ghl.sandbox import create_sandbox_app, get_sandbox_state
+from ghl_real_estate_ai.integrations.ghl.webhook import WebhookVerifier
 from ghl_real_estate_ai.logs import configure_logging
 from ghl_real_estate_ai.outbox import Outbox
 from ghl_real_estate_ai.settings import Settings
@@ -40,6 +41,8 @@ async def start(
     app: FastAPI, settings: Settings, stack: AsyncExitStack, *, manage_observability: bool
 ) -> None:
     """Open the app's parts, store them on ``app.state`` and start the background worker."""
+    # Built first: a malformed webhook key stops start-up instead of refusing every webhook.
+    verifier = WebhookVerifier.from_settings(settings)
     configure_logging(settings.log_level, settings.log_format, capture_content=settings.otel_capture_content)
     if manage_observability:
         from ghl_real_estate_ai.observability.otel_config import setup_observability, shutdown_observability
@@ -70,6 +73,7 @@ async def start(
 
     state = app.state
     state.settings, state.store, state.cache, state.ghl = settings, store, cache, ghl
+    state.webhook_verifier = verifier
     state.outbox, state.processor, state.followups, state.worker = outbox, processor, followups, worker
     _add_settings_routes(app, settings)
 

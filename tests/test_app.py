@@ -135,3 +135,20 @@ def test_jorge_serve_on_a_fresh_folder_answers_health_and_ready(tmp_path: Path) 
         out, _ = process.communicate(timeout=20)
     assert f"http://127.0.0.1:{port}/api/v1/webhooks/ghl" in out
     assert "/traces" in out
+
+
+def test_malformed_webhook_key_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    result = _serve(
+        {"GHL_WEBHOOK_PUBLIC_KEY": "not a PEM key", "OTEL_EXPORTER_TYPE": "none"},
+        tmp_path,
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "ghl_real_estate_ai.app:app",
+        "--port",
+        str(free_port()),
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    failures = [line for line in result.stderr.splitlines() if "start-up failed" in line]
+    assert len(failures) == 1 and "GHL_WEBHOOK_PUBLIC_KEY" in failures[0], result.stderr
