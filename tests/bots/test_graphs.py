@@ -1,0 +1,85 @@
+"""The compiled graphs: the guide's nodes, every node traced, and docs/bots.md drawing them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from conversation_kit import Harness
+
+from ghl_real_estate_ai.conversation import Bots
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "bots.md"
+
+GUIDE_NODES = {
+    "lead": {
+        "analyze_intent",
+        "determine_path",
+        "generate_cma",
+        "send_day_3_sms",
+        "initiate_day_7_call",
+        "send_day_14_email",
+        "send_day_30_nudge",
+    },
+    "buyer": {"analyze_buyer_intent", "qualify_buyer", "generate_buyer_response", "schedule_showing"},
+    "seller": {
+        "analyze_seller_intent",
+        "qualify_seller",
+        "generate_seller_response",
+        "schedule_cma_appointment",
+    },
+}
+
+
+@pytest.fixture
+async def bots(tmp_path: Path) -> AsyncIterator[Bots]:
+    async with Harness.open(f"sqlite:///{tmp_path / 'jorge.db'}") as h:
+        yield h.service.bots
+
+
+def _graph(bots: Bots, name: str) -> object:
+    return {"lead": bots.lead, "buyer": bots.buyer, "seller": bots.seller}[name].graph
+
+
+def _nodes(bots: Bots, name: str) -> set[str]:
+    drawn = _graph(bots, name).get_graph()  # type: ignore[attr-defined]
+    return {n for n in drawn.nodes if not n.startswith("__")}
+
+
+@pytest.mark.parametrize("name", ["lead", "buyer", "seller"])
+async def test_every_node_the_guide_lists_is_in_the_graph(bots: Bots, name: str) -> None:
+    nodes = _nodes(bots, name)
+    assert GUIDE_NODES[name] <= nodes
+    extra = nodes - GUIDE_NODES[name]
+    assert extra == ({"ask_qualifying_question"} if name == "lead" else set())
+
+
+@pytest.mark.parametrize("name", ["lead", "buyer", "seller"])
+async def test_every_node_is_a_traced_method_of_the_bot(bots: Bots, name: str) -> None:
+    """Each node is a ``trace_workflow_node``-decorated method (the decorator leaves __wrapped__)."""
+    bot = {"lead": bots.lead, "buyer": bots.buyer, "seller": bots.seller}[name]
+    for node in _nodes(bots, name):
+        method = getattr(type(bot), node)
+        assert hasattr(method, "__wrapped__"), f"{name}.{node} is not decorated"
+
+
+def _doc_blocks() -> dict[str, str]:
+    text = DOC.read_text(encoding="utf-8")
+    blocks: dict[str, str] = {}
+    for section in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+        title = section.splitlines()[0].strip()
+        found = re.search(r"```mermaid\n(.*?)\n```", section, flags=re.DOTALL)
+        if found and title.endswith(" bot"):
+            blocks[title.split()[0].lower()] = found.group(1)
+    return blocks
+
+
+@pytest.mark.parametrize("name", ["lead", "buyer", "seller"])
+async def test_docs_draw_the_compiled_graph(bots: Bots, name: str) -> None:
+    drawn = _graph(bots, name).get_graph().draw_mermaid().rstrip("\n")  # type: ignore[attr-defined]
+    documented = _doc_blocks().get(name)
+    assert documented == drawn, (
+        f"docs/bots.md's {name} diagram is stale; replace its mermaid block with:\n{drawn}"
+    )
