@@ -625,3 +625,47 @@ def test_the_guides_node_names_are_not_flagged(fresh_guard: None, caplog: pytest
             trace_workflow_node(bot, node)
     assert dynamic_span_name_warnings() == 0
     assert "looks dynamic" not in caplog.text
+
+
+# --- inside a LangGraph graph --------------------------------------------------------
+
+
+async def test_decorated_nodes_nest_under_the_caller_inside_a_langgraph_graph(
+    span_capture: SpanCapture,
+) -> None:
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    class LeadState(TypedDict, total=False):
+        contact_id: str
+        current_step: str
+        temperature: str
+
+    @trace_workflow_node("lead_bot", "analyze_intent")
+    async def analyze_intent(state: LeadState) -> dict[str, Any]:
+        return {"temperature": "hot"}
+
+    @trace_workflow_node("lead_bot", "determine_path")
+    def determine_path(state: LeadState) -> dict[str, Any]:  # a sync node: LangGraph runs it in a thread
+        return {"current_step": "handoff"}
+
+    graph = StateGraph(LeadState)
+    graph.add_node("analyze_intent", analyze_intent)
+    graph.add_node("determine_path", determine_path)
+    graph.add_edge(START, "analyze_intent")
+    graph.add_edge("analyze_intent", "determine_path")
+    graph.add_edge("determine_path", END)
+    app = graph.compile()
+
+    with tracer.start_as_current_span("POST /api/v1/webhooks/ghl"):
+        final = await app.ainvoke({"contact_id": "abc123xyz", "current_step": "new"})
+
+    assert final == {"contact_id": "abc123xyz", "current_step": "handoff", "temperature": "hot"}
+    assert span_capture.tree(WF) == (
+        "POST /api/v1/webhooks/ghl\n"
+        "├─ lead_bot.analyze_intent [workflow.contact_id=abc123xyz, workflow.current_step=new, "
+        "workflow.temperature=hot, workflow.success=true]\n"
+        "└─ lead_bot.determine_path [workflow.contact_id=abc123xyz, workflow.current_step=handoff, "
+        "workflow.temperature=hot, workflow.success=true]"
+    )
