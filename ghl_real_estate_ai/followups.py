@@ -319,6 +319,28 @@ class FollowUpRunner:
             report.outcomes.append(await self._run_one(followup, at))
         return report
 
+    async def run_all_due(self, now: datetime | None = None, *, batch: int = 20) -> RunReport:
+        """Run batches of :meth:`run_due` until nothing is due at ``now`` any more.
+
+        Ends: a failed step is due again only after its backoff, later than ``now``.
+
+        Args:
+            now: the instant to run at (naive means UTC); the clock's time when None.
+            batch: steps claimed per batch.
+
+        Returns:
+            One report over every batch.
+        """
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch!r}")
+        at = ensure_utc(now, name="now") if now is not None else self.clock.now()
+        report = RunReport(now=at)
+        while True:
+            part = await self.run_due(at, batch)
+            report.outcomes += part.outcomes
+            if part.claimed < batch:
+                return report
+
     async def _run_one(self, followup: FollowUp, now: datetime) -> StepOutcome:
         # The store counts the claim as an attempt.
         attempt = max(1, followup.attempts)
