@@ -177,7 +177,10 @@ async def main(calls: int, rounds: int, processor: str) -> int:
         rounds,
     )
     provider.force_flush()  # a batch worker still exporting would steal the off rounds' CPU
+    exported_before_off = exporter.count
     off = await compare({"plain": (body, all_off), "off": (decorated, all_off)}, calls * 5, rounds)
+    provider.force_flush()
+    exported_while_off = exporter.count - exported_before_off
     all_off()
     provider.shutdown()
     meter_provider.shutdown()
@@ -194,11 +197,12 @@ async def main(calls: int, rounds: int, processor: str) -> int:
     print(f"  decorated node + metrics {med['decorated+metrics']:8.2f}   ratio {ratio_metrics:.3f}x")
     print(f"  undecorated, tracing off {med['plain']:8.3f}")
     print(f"  decorated, tracing off   {med['off']:8.3f}   +{off_extra:.3f} us/call")
-    print(f"  spans exported: {exporter.count}")
+    print(f"  spans exported: {exporter.count} ({exported_while_off} while tracing was off)")
     verdicts = [
         (f"decorated vs bare SDK span <= {BUDGET_RATIO}x", ratio <= BUDGET_RATIO),
         (f"decorated + metrics vs bare span + histogram <= {BUDGET_RATIO}x", ratio_metrics <= BUDGET_RATIO),
         (f"tracing off adds <= {OFF_BUDGET_US} us per call", off_extra <= OFF_BUDGET_US),
+        ("tracing off exports nothing", exported_while_off == 0),
     ]
     for label, ok in verdicts:
         print(f"{'PASS' if ok else 'FAIL'}  {label}")

@@ -298,7 +298,12 @@ def _capture_setting(capture_content: bool | None) -> bool:
         return capture_content
     from ghl_real_estate_ai.settings import Settings
 
-    return Settings().otel_capture_content
+    try:
+        return Settings().otel_capture_content
+    except Exception as exc:
+        # Fail closed: unreadable settings must not let content through.
+        _LOGGER.warning("could not read OTEL_CAPTURE_CONTENT (%s); redacting content", exc)
+        return False
 
 
 class RedactingSpanExporter(SpanExporter):

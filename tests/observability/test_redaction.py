@@ -321,3 +321,12 @@ def test_log_filter_lets_a_broken_format_string_through_untouched() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d items", ("many",), None)
     assert RedactingLogFilter(capture_content=False).filter(record) is True
     assert record.msg == "%d items"
+
+
+def test_unreadable_settings_fail_closed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_CAPTURE_CONTENT", "perhaps")
+    exporter = RedactingSpanExporter(InMemorySpanExporter())
+    assert exporter.capture_content is False
+    assert "could not read OTEL_CAPTURE_CONTENT" in caplog.text

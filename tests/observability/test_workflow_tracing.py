@@ -669,3 +669,13 @@ async def test_decorated_nodes_nest_under_the_caller_inside_a_langgraph_graph(
         "└─ lead_bot.determine_path [workflow.contact_id=abc123xyz, workflow.current_step=handoff, "
         "workflow.temperature=hot, workflow.success=true]"
     )
+
+
+def test_a_held_handoff_object_can_set_its_outcome(span_capture: SpanCapture) -> None:
+    handoff = create_handoff_span("seller", "human", "c1", 0.99, "legal_red_flag")
+    assert handoff.route == "seller_to_human"
+    with handoff:
+        handoff.set_outcome("blocked:opted_out")
+    assert (
+        only(span_capture, "handoff.seller_to_human").attributes[attr.HANDOFF_OUTCOME] == "blocked:opted_out"
+    )
