@@ -1,6 +1,6 @@
 """Admin endpoints: operations a person or a cron job triggers by hand.
 
-``POST /admin/followups/run-due`` runs the follow-up steps that are due, like
+``POST /admin/followups/run-due`` runs every follow-up step that is due, like
 ``jorge followups run-due``. Its optional JSON body ``{"now": "<ISO-8601>"}``
 runs what is due at another instant (a naive time is UTC); the answer is the
 run's report (counts and one entry per claimed step).
@@ -8,8 +8,7 @@ run's report (counts and one entry per claimed step).
 Mount it with the settings' token policy::
 
     app.include_router(create_admin_router(
-        admin_token=settings.admin_token,
-        require_token=not settings.embedded or settings.environment == "production",
+        admin_token=settings.admin_token, require_token=settings.protect_admin_endpoints
     ))
 
 and set ``app.state.followups`` to a :class:`~ghl_real_estate_ai.followups.FollowUpRunner`.
@@ -146,7 +145,7 @@ def create_admin_router(*, admin_token: str | None, require_token: bool) -> APIR
         if not isinstance(runner, FollowUpRunner):
             return _error(503, "the follow-up runner is not configured (app.state.followups is unset)")
         try:
-            report = await runner.run_due(now=now)
+            report = await runner.run_all_due(now)
         except StorageError as exc:
             logger.warning("admin run-due failed: %s", exc)
             return _error(503, f"the database is unavailable: {exc}", {"Retry-After": "30"})
