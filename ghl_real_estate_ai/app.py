@@ -11,7 +11,6 @@ naming the variable and the cause.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,28 +24,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ghl_real_estate_ai import __version__
 from ghl_real_estate_ai.api import health
 from ghl_real_estate_ai.errors import JorgeError
+from ghl_real_estate_ai.observability.otel_config import fastapi_native_telemetry_off, instrument_app
 from ghl_real_estate_ai.settings import Settings, load_settings
 
 __all__ = ["JorgeApp", "app", "create_app"]
 
 logger = logging.getLogger(__name__)
-
-# Recent FastAPI releases trace requests natively. We trace with the OpenTelemetry
-# instrumentation the guide promises (one SERVER span, our exclusions, our redaction),
-# so the native spans, metrics and logs are switched off where they exist.
-NATIVE_TELEMETRY_OFF: dict[str, object] = (
-    {
-        "telemetry": {
-            "tracing": False,
-            "metrics": False,
-            "logs": False,
-            "operation_spans": False,
-            "auto_configure": False,
-        }
-    }
-    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
-    else {}
-)
 
 
 class _EmbeddedOnly:
@@ -76,7 +59,7 @@ class JorgeApp(FastAPI):
             title="Jorge real-estate bots",
             version=__version__,
             description="GoHighLevel webhook intake and the Lead, Buyer and Seller bots.",
-            **NATIVE_TELEMETRY_OFF,  # type: ignore[arg-type]
+            **fastapi_native_telemetry_off(),
         )
         self.configured_settings = settings
         self.jorge_settings: Settings | None = None
@@ -172,7 +155,6 @@ def create_app(settings: Settings | None = None, *, manage_observability: bool =
         The app, not yet started.
     """
     from ghl_real_estate_ai import runtime
-    from ghl_real_estate_ai.observability.otel_config import instrument_app
 
     application = JorgeApp(settings, manage_observability=manage_observability)
     instrument_app(application)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import inspect
 import logging
 import threading
 import time
@@ -57,6 +58,7 @@ __all__ = [
     "ExportStats",
     "dropped_spans",
     "export_stats",
+    "fastapi_native_telemetry_off",
     "flush_observability",
     "get_sdk_tracer_provider",
     "instrument_app",
@@ -72,6 +74,25 @@ EXPORTER_TYPES = ("otlp", "otlp_http", "console", "local", "none")
 
 EXCLUDED_URLS = r"^[a-z]+://[^/]+/(health|ready|metrics)/?$"
 """Requests never traced: exactly the probe and scrape paths, whatever the host."""
+
+
+def fastapi_native_telemetry_off() -> dict[str, Any]:
+    """Keyword arguments for ``FastAPI(...)`` that switch off FastAPI's own telemetry.
+
+    Recent FastAPI releases trace requests natively (extra ``fastapi.*`` spans,
+    and logs that can carry request bodies). We trace with the OpenTelemetry
+    instrumentation instead: one SERVER span, our exclusions, our redaction.
+
+    Returns:
+        ``{"telemetry": {...all off...}}``, or ``{}`` on FastAPI releases without it.
+    """
+    from fastapi import FastAPI
+
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    switches = ("tracing", "metrics", "logs", "operation_spans", "auto_configure")
+    return {"telemetry": dict.fromkeys(switches, False)}
+
 
 _DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
 _DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"

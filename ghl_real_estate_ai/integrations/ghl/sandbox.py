@@ -56,6 +56,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ghl_real_estate_ai.integrations.ghl.client import CONTACTS_VERSION, CONVERSATIONS_VERSION
+from ghl_real_estate_ai.observability.otel_config import fastapi_native_telemetry_off
 
 __all__ = [
     "CONTACTS_VERSION",
@@ -411,7 +412,12 @@ def create_sandbox_app(
         rate_limit=rate_limit,
         rng=random.Random(seed),
     )
-    app = FastAPI(title="GHL sandbox", description="A GHL LeadConnector API v2 stand-in.")
+    app = FastAPI(
+        title="GHL sandbox",
+        description="A GHL LeadConnector API v2 stand-in.",
+        # GHL's own spans are not ours: only our client's CLIENT span belongs in the trace.
+        **fastapi_native_telemetry_off(),
+    )
     app.state.sandbox = state
     app.add_middleware(_GHLGate, state=state)
 
