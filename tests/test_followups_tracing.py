@@ -7,6 +7,7 @@ real OTLP/gRPC receiver after ``setup_observability(exporter_type="otlp")``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from opentelemetry import trace
@@ -162,3 +163,57 @@ async def test_the_links_arrive_through_a_real_otlp_receiver(sqlite_url: str) ->
             if s.trace_id == root.trace_id and s.name == f"lead_bot.{root.attributes['followup.step']}"
         ]
         assert len(node) == 1 and node[0].parent_span_id == root.span_id
+
+
+@pytest.mark.slow
+def test_end_to_end_webhook_then_admin_run_due_under_uvicorn(sqlite_url: str) -> None:
+    """The real app: a GHL webhook schedules the sequence; 31 days later the admin route runs it.
+
+    Every follow-up root span that reaches the OTLP receiver links to the FastAPI
+    SERVER span's trace of the webhook request.
+    """
+    import httpx
+
+    from ghl_real_estate_ai.app import create_app
+    from ghl_real_estate_ai.settings import Settings
+    from tests.conversation_kit import inbound_payload
+    from tests.serving import serve_in_thread
+
+    now = datetime.now(UTC)
+    with OTLPGrpcReceiver() as receiver:
+        settings = Settings(
+            database_url=sqlite_url,
+            otel_exporter_type="otlp",
+            otel_endpoint=receiver.endpoint,
+            followup_poll_seconds=3600,
+        )
+        with serve_in_thread(create_app(settings)) as base, httpx.Client(base_url=base, timeout=30) as client:
+            hook = client.post(
+                "/api/v1/webhooks/ghl", json=inbound_payload("c-e2e", "Hi, who is this?", when=now)
+            )
+            assert hook.status_code == 200, hook.text
+            client.delete("/sandbox/ghl/_calls").raise_for_status()
+            run = client.post(
+                "/admin/followups/run-due", json={"now": (now + timedelta(days=31)).isoformat()}
+            )
+            assert run.status_code == 200, run.text
+            assert [(s["step"], s["outcome"]) for s in run.json()["steps"]] == [
+                (s, "done") for s in STEP_NAMES
+            ]
+            calls = client.get("/sandbox/ghl/_calls").json()["calls"]
+            kinds = [c["body"].get("type", "task") for c in calls if c["method"] == "POST"]
+            assert kinds == ["SMS", "task", "Email", "SMS"]
+
+        def arrived(spans: list[ReceivedSpan]) -> bool:
+            return [s.name for s in spans].count(FOLLOWUP_SPAN_NAME) == 4
+
+        spans = receiver.wait_for(arrived)
+
+    [webhook] = [s for s in spans if s.kind == SpanKind.SERVER and s.name == WEBHOOK_SPAN]
+    webhook_span_ids = {s.span_id for s in spans if s.trace_id == webhook.trace_id}
+    roots = [s for s in spans if s.name == FOLLOWUP_SPAN_NAME]
+    assert sorted(r.attributes["followup.step"] for r in roots) == sorted(STEP_NAMES)
+    for root in roots:
+        assert root.parent_span_id is None
+        [link] = root.links
+        assert (link.trace_id, link.span_id in webhook_span_ids) == (webhook.trace_id, True)
