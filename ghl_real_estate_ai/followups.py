@@ -180,8 +180,11 @@ def exponential_backoff(
             f"exponential_backoff needs base > 0, factor >= 1, cap >= base; got {base!r}, {factor!r}, {cap!r}"
         )
 
+    ceiling = cap / base
+
     def delay(attempt: int) -> timedelta:
-        return min(cap, base * factor ** max(0, attempt - 1))
+        # Cap the multiplier before multiplying: a big attempt number must not overflow timedelta.
+        return min(cap, base * min(factor ** min(max(0, attempt - 1), 64), ceiling))
 
     return delay
 
@@ -208,7 +211,7 @@ class StepOutcome:
 
 @dataclass(slots=True)
 class RunReport:
-    """The result of one :meth:`FollowUpRunner.run_due` call."""
+    """The result of one :meth:`FollowUpRunner.run_due` (or ``run_all_due``) call."""
 
     now: datetime
     outcomes: list[StepOutcome] = field(default_factory=list)

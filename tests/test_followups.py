@@ -381,3 +381,7 @@ async def test_the_report_is_json_safe(harness: Harness) -> None:
     assert data["now"] == h.clock().isoformat()
     assert data["steps"][0]["step"] == "send_day_3_sms"
     assert data["steps"][0]["due_at"] == (h.clock()).isoformat()
+
+
+def test_exponential_backoff_survives_huge_attempt_numbers() -> None:
+    assert exponential_backoff()(10_000) == timedelta(hours=6)
