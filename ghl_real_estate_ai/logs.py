@@ -84,7 +84,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", *, capture_content
     if not capture_content:
         from ghl_real_estate_ai.observability.redaction import RedactingLogFilter
 
-        handler.addFilter(RedactingLogFilter())
+        handler.addFilter(RedactingLogFilter(capture_content=False))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
