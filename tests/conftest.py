@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ghl_real_estate_ai.observability.testing import span_capture  # noqa: F401  (fixture for every test)
 from ghl_real_estate_ai.settings import Settings
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
