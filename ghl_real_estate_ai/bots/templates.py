@@ -17,6 +17,7 @@ out (it reads "there").
 from __future__ import annotations
 
 import html
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,7 +45,31 @@ class Template:
     channel: Channel = "sms"
 
 
-_DEFAULTS: Mapping[str, Any] = {"first_name": "there", "agent_name": "Jorge"}
+_DEFAULTS: Mapping[str, Any] = {"agent_name": "Jorge"}
+
+# GHL's InboundMessage carries no name, so most replies are written without one. Rather
+# than greeting "there" mid-sentence ("ready to buy, there!"), a missing first name is
+# taken out of the sentence; these rewrites run in order on the template text.
+_WITHOUT_NAME: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bHi \{first_name\}"), "Hi there"),
+    (re.compile(r"\bCall \{first_name\}"), "Call this lead"),
+    (re.compile(r"\bThanks \{first_name\},"), "Thanks,"),
+    (re.compile(r",? \{first_name\}(?=[.,!?:])"), ""),
+    (re.compile(r"^\{first_name\}, (\w)"), "\\1"),
+)
+
+
+_OPTIONAL = frozenset(_DEFAULTS) | {"first_name"}
+"""Values a template may be rendered without."""
+
+
+def _without_name(text: str) -> str:
+    for pattern, replacement in _WITHOUT_NAME:
+        text = pattern.sub(replacement, text)
+    if text[:1].islower():
+        text = text[0].upper() + text[1:]
+    return text
+
 
 TEMPLATES: Mapping[str, Template] = {
     # --- lead bot -----------------------------------------------------------
@@ -184,7 +209,7 @@ def required_values(name: str) -> tuple[str, ...]:
     template = _lookup(name)
     fields: list[str] = []
     for _, field_name, _, _ in _FORMATTER.parse(template.text):
-        if field_name and field_name not in fields and field_name not in _DEFAULTS:
+        if field_name and field_name not in fields and field_name not in _OPTIONAL:
             fields.append(field_name)
     return tuple(fields)
 
@@ -203,9 +228,9 @@ def render(name: str, **values: Any) -> str:
 
     Args:
         name: a key of :data:`TEMPLATES`.
-        **values: the values it names; extra ones are ignored. ``first_name``
-            and ``agent_name`` have defaults ("there", "Jorge"); blank strings
-            count as missing for them.
+        **values: the values it names; extra ones are ignored. ``agent_name``
+            defaults to "Jorge"; without ``first_name`` (or with a blank one) the
+            sentence is written without a name. Blank strings count as missing.
 
     Returns:
         The text (HTML for ``email_html`` templates, with values escaped).
@@ -216,7 +241,8 @@ def render(name: str, **values: Any) -> str:
     """
     template = _lookup(name)
     merged: dict[str, Any] = dict(_DEFAULTS)
-    merged.update({k: v for k, v in values.items() if v is not None and not (k in _DEFAULTS and v == "")})
+    merged.update({k: v for k, v in values.items() if v is not None and not (k in _OPTIONAL and v == "")})
+    text = template.text if "first_name" in merged else _without_name(template.text)
     missing = [field for field in required_values(name) if field not in merged]
     if missing:
         raise TemplateError(
@@ -226,6 +252,6 @@ def render(name: str, **values: Any) -> str:
     if template.channel == "email_html":
         merged = {k: html.escape(v) if isinstance(v, str) else v for k, v in merged.items()}
     try:
-        return template.text.format(**merged).strip()
+        return text.format(**merged).strip()
     except (ValueError, TypeError) as exc:
         raise TemplateError(f"reply template {name!r}: a value has the wrong type ({exc})") from None

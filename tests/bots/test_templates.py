@@ -88,3 +88,18 @@ def test_missing_value_names_it_and_the_template() -> None:
 def test_wrong_value_type_is_a_clear_error() -> None:
     with pytest.raises(TemplateError, match="wrong type"):
         render("cma_summary", area="Upland", estimate="lots", low=1, high=2, comp_count=3)
+
+
+def test_without_a_first_name_every_reply_reads_naturally() -> None:
+    """GHL's webhook carries no name: no reply may say "ready to buy, there!" or keep a placeholder."""
+    for name in TEMPLATES:
+        text = render(name, **dict.fromkeys(required_values(name), 1))
+        assert "{" not in text and "}" not in text, name
+        assert ", there" not in text and "there!" not in text, (name, text)
+        assert text[:1].isupper() or text.startswith("<"), (name, text)
+
+
+def test_a_known_first_name_is_used() -> None:
+    greeting = render("handoff_lead_to_buyer", first_name="Ana")
+    assert greeting.startswith("Sounds like you're ready to buy, Ana!")
+    assert render("followup_day_14_email_subject", first_name="Ana") == "Ana, your home market update"
