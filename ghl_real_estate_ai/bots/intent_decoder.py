@@ -144,6 +144,7 @@ BUYER_WEIGHTS: dict[str, float] = {
     "financing": 0.10,
     "bedrooms": 0.10,
     "buyer_motivation": 0.10,
+    "buyer_timeline": 0.10,
     "bathrooms": 0.05,
     "areas": 0.05,
     "monthly_income": 0.05,
@@ -157,6 +158,7 @@ SELLER_WEIGHTS: dict[str, float] = {
     "price_expectation": 0.20,
     "condition": 0.15,
     "seller_motivation": 0.15,
+    "seller_timeline": 0.15,
     "property_address": 0.10,
     "wants_appointment": 0.05,
 }
@@ -881,6 +883,13 @@ def analyze_lead(turns: Sequence[Turn], *, known_areas: Sequence[str] | None = N
         present.discard("preapproved")
     if not opt_out:
         present.discard("opt_out")
+    # A timeline or a motive that fits either side ("relocating", "within 30 days") counts for
+    # the side the contact has declared: "sell our house within 30 days" is a seller ready to move.
+    side = _side(tuple(present))
+    if side and "timeline" in present:
+        present.add(f"{side}_timeline")
+    if side and "motivation" in present:
+        present.add(f"{side}_motivation")
 
     property_facts = PropertyFacts(
         areas=tuple(area_list),

@@ -331,3 +331,15 @@ def test_a_bare_amount_follows_the_side_the_conversation_took() -> None:
     assert (seller.facts.price_expectation, seller.facts.budget) == (600_000, None)
     assert (buyer.facts.budget, buyer.facts.price_expectation) == (600_000, None)
     assert (both.facts.budget, both.facts.price_expectation) == (None, None)
+
+
+def test_a_timeline_and_motive_count_for_the_side_the_contact_declared() -> None:
+    """'Sell our house within 30 days, relocating' is a seller ready to move, past the 0.7 handoff bar."""
+    plain = said("We want to sell our house in Ontario")
+    ready = said("We are relocating for work and want to sell our house in Ontario within 30 days")
+    assert ready.seller_confidence >= 0.7 > plain.seller_confidence
+    assert {"seller_timeline", "seller_motivation"} <= set(ready.signals)
+    assert ready.buyer_confidence < 0.2
+    buyer = said("We are relocating and looking to buy in Upland within 60 days")
+    assert {"buyer_timeline", "buyer_motivation"} <= set(buyer.signals)
+    assert "seller_timeline" not in buyer.signals
