@@ -23,20 +23,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 
 from ghl_real_estate_ai.bots.intent_decoder import SELLER_WEIGHTS, LeadIntent, analyze_lead
-from ghl_real_estate_ai.bots.outbound import (
-    Outbound,
-    first_slot,
-    format_slot,
-    is_affirmative,
-    last_inbound_text,
-    objection_text,
+from ghl_real_estate_ai.bots.outbound import Outbound, format_slot, is_affirmative, last_inbound_text
+from ghl_real_estate_ai.bots.runner import (
+    Booking,
+    address_new_objection,
+    book_first_slot,
+    bot_outcome,
+    conversation_state,
+    next_question,
 )
 from ghl_real_estate_ai.bots.scoring import buyer_readiness, temperature_from_frs
 from ghl_real_estate_ai.bots.state import BotOutcome, BotTurn, BuyerState, HandoffRequest
@@ -62,6 +63,7 @@ MAX_DTI = 0.43
 DOWN_PAYMENT_SHARE = 0.20
 """Down payment assumed (and required at least) as a share of the price."""
 LOAN_YEARS = 30
+_SHOWING = Booking(bot="buyer", what="showing", book_key="book_showing", title="Home showing")
 
 
 def affordable_price(
@@ -175,31 +177,8 @@ class BuyerBot:
         """
         contact = turn.contact
         async with async_workflow_span(BOT, "process_buyer_conversation", contact_id=contact.contact_id):
-            memory = dict(contact.state.get("buyer", {}))
-            state: BuyerState = {
-                "contact_id": contact.contact_id,
-                "buyer_id": contact.contact_id,
-                "current_step": str(memory.get("current_step", "qualifying")),
-                "turns": list(turn.turns),
-                "channel": turn.channel,
-                "event_key": turn.event_key,
-                "handoff_from": turn.handoff_from,
-                "allow_handoff": turn.allow_handoff,
-                "memory": memory,
-                "replies": [],
-            }
-            final = await self.graph.ainvoke(state)
-            memory = dict(final.get("memory", {}))
-            memory["current_step"] = final.get("current_step", "qualifying")
-            return BotOutcome(
-                bot="buyer",
-                temperature=str(final.get("temperature", "cold")),
-                memory=memory,
-                handoff=final.get("handoff"),
-                replies=list(final.get("replies", [])),
-                path="handoff" if final.get("handoff") else str(final.get("path", "")),
-                scores=dict(final.get("scores", {})),
-            )
+            state = conversation_state(BuyerState, turn, "buyer", "qualifying")
+            return bot_outcome("buyer", await self.graph.ainvoke(state), "qualifying")
 
     # -- nodes -------------------------------------------------------------------
     @trace_workflow_node(BOT, "analyze_buyer_intent")
@@ -267,10 +246,7 @@ class BuyerBot:
         source = state.get("handoff_from")
         if source:
             parts.append(render(f"handoff_{source}_to_buyer"))
-        objections = [o for o in intent.objections if o not in memory.get("objections_addressed", [])]
-        if objections:
-            parts.append(objection_text(objections[0]))
-            memory["objections_addressed"] = [*memory.get("objections_addressed", []), *objections]
+        address_new_objection(intent, memory, parts)
         price = state.get("affordable_price")
         budget = intent.facts.budget
         if price is not None and memory.get("affordability_noted") != price:
@@ -291,7 +267,7 @@ class BuyerBot:
                 "memory": memory,
                 "path": "showing",
             }
-        question = _next_question(missing, asked)
+        question = next_question(missing, asked)
         if question is not None:
             parts.append(render(f"buyer_q_{question}"))
             if question not in asked:
@@ -331,53 +307,17 @@ class BuyerBot:
     @trace_workflow_node(BOT, "schedule_showing")
     async def schedule_showing(self, state: BuyerState) -> dict[str, Any]:
         """Book the first free slot and send the reply with its time."""
-        memory = dict(state.get("memory", {}))
-        now = self.clock()
-        slots = await self.ghl.get_free_slots(
-            self.calendar_id, now + timedelta(hours=20), now + timedelta(days=8), self.timezone
+        return await book_first_slot(
+            state,
+            _SHOWING,
+            outbound=self.outbound,
+            ghl=self.ghl,
+            calendar_id=self.calendar_id,
+            timezone=self.timezone,
+            clock=self.clock,
         )
-        draft = state.get("draft_reply", "")
-        key = f"{state.get('event_key', '')}:buyer"
-        slot = first_slot(slots, now)
-        if slot is None:
-            text = " ".join(p for p in (draft, render("no_slots")) if p)
-            step = "showing_requested"
-        else:
-            await self.outbound.book(
-                state["contact_id"],
-                key=f"{key}:book_showing",
-                calendar_id=self.calendar_id,
-                start_time=slot,
-                title="Home showing",
-            )
-            memory["showing_booked"] = slot.isoformat()
-            confirmed = render("showing_confirmed", slot=format_slot(slot, self.timezone))
-            text = " ".join(p for p in (draft, confirmed) if p)
-            step = "showing_booked"
-        await self.outbound.reply(
-            state["contact_id"],
-            state.get("channel", "SMS"),
-            key=f"{key}:reply",
-            purpose=step,
-            context={"slot": memory.get("showing_booked")},
-            fallback=text,
-        )
-        return {
-            "memory": memory,
-            "replies": [*state.get("replies", []), f"{key}:reply"],
-            "current_step": step,
-            "path": step,
-        }
 
 
 def _qualified(intent: LeadIntent) -> bool:
     """Ready for a showing: pre-approved, with a budget."""
     return bool(intent.facts.preapproved) and intent.facts.budget is not None
-
-
-def _next_question(missing: list[str], asked: list[str]) -> str | None:
-    for question in missing:
-        if question not in asked:
-            return question
-    # Everything still missing was asked once already: ask the first again rather than stall.
-    return missing[0] if missing else None

@@ -31,9 +31,17 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 
-from ghl_real_estate_ai.bots.cma import CMAResult, CompsSource, SubjectProperty
+from ghl_real_estate_ai.bots.cma import CompsSource
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, decode_lead_intent
-from ghl_real_estate_ai.bots.outbound import Outbound, objection_text
+from ghl_real_estate_ai.bots.outbound import Outbound
+from ghl_real_estate_ai.bots.runner import (
+    address_new_objection,
+    bot_outcome,
+    cma_memory,
+    cma_reply,
+    cma_text,
+    conversation_state,
+)
 from ghl_real_estate_ai.bots.scoring import compute_frs, compute_pcs, temperature_from_frs
 from ghl_real_estate_ai.bots.state import BotOutcome, BotTurn, HandoffRequest, LeadState
 from ghl_real_estate_ai.bots.templates import render
@@ -80,11 +88,6 @@ LEAD_TEMPLATES: dict[str, str] = {
 
 LEANING = 0.35
 """Buyer or seller confidence from which the lead has told us which way it leans."""
-
-
-def _new_objections(intent: LeadIntent, memory: dict[str, Any]) -> list[str]:
-    handled = set(memory.get("objections_addressed", []))
-    return [o for o in intent.objections if o not in handled]
 
 
 class LeadBot:
@@ -152,22 +155,11 @@ class LeadBot:
         """
         contact = turn.contact
         async with async_workflow_span(BOT, "process_lead_conversation", contact_id=contact.contact_id):
-            state: LeadState = {
-                "contact_id": contact.contact_id,
-                "lead_id": contact.contact_id,
-                "current_step": str(contact.state.get("lead", {}).get("current_step", "new")),
-                "turns": list(turn.turns),
-                "channel": turn.channel,
-                "event_key": turn.event_key,
-                "handoff_from": turn.handoff_from,
-                "allow_handoff": turn.allow_handoff,
-                "memory": dict(contact.state.get("lead", {})),
-                "replies": [],
-                "followup_step": None,
-            }
+            state = conversation_state(LeadState, turn, "lead", "new")
+            state["followup_step"] = None
             if contact.temperature:
                 state["temperature"] = contact.temperature
-            return _outcome(await self.graph.ainvoke(state))
+            return bot_outcome("lead", await self.graph.ainvoke(state), "new")
 
     async def run_followup(self, step: str, contact: Contact) -> BotOutcome:
         """Run one follow-up node for a lead that went quiet, and save the contact.
@@ -193,21 +185,16 @@ class LeadBot:
         # One scheduled instance of a step per silence: the sequence restarts at every
         # inbound message, so (step, last inbound message) names it and a retry re-uses it.
         anchor = last_inbound.id if last_inbound is not None else 0
-        memory = dict(contact.state.get("lead", {}))
-        state: LeadState = {
-            "contact_id": contact.contact_id,
-            "lead_id": contact.contact_id,
-            "current_step": str(memory.get("current_step", "new")),
-            "turns": list(messages),
-            "channel": str(memory.get("channel", "SMS")),
-            "event_key": f"fu-{anchor}",
-            "handoff_from": None,
-            "allow_handoff": False,
-            "memory": memory,
-            "replies": [],
-            "followup_step": step,
-        }
-        outcome = _outcome(await self.graph.ainvoke(state))
+        followup = BotTurn(
+            contact,
+            messages,
+            channel=str(contact.state.get("lead", {}).get("channel", "SMS")),
+            event_key=f"fu-{anchor}",
+            allow_handoff=False,
+        )
+        state = conversation_state(LeadState, followup, "lead", "new")
+        state["followup_step"] = step
+        outcome = bot_outcome("lead", await self.graph.ainvoke(state), "new")
         contact.state = {**contact.state, "lead": outcome.memory}
         contact.temperature = outcome.temperature
         await self.store.upsert_contact(contact)
@@ -258,23 +245,12 @@ class LeadBot:
         """Answer a value question with a CMA from the comps, or ask for what it needs."""
         intent = state["intent"]
         memory = dict(state.get("memory", {}))
-        facts = intent.facts
-        area = facts.areas[-1] if facts.areas else None
-        subject = SubjectProperty(area=area, beds=facts.bedrooms, sqft=facts.sqft, baths=facts.bathrooms)
-        result = self.comps.estimate(subject) if area and facts.sqft else None
-        span = trace.get_current_span()
+        purpose, text, result = cma_reply(self.comps, intent.facts, memory)
         if result is not None:
-            memory["cma"] = cma_memory(result, subject)
-            text = cma_text(memory["cma"])
-            purpose = "cma_summary"
+            span = trace.get_current_span()
             span.set_attribute("cma.comps", len(result.comps))
             span.set_attribute("cma.estimate", result.estimate)
-        elif area and facts.sqft:
-            text = render("cma_unavailable", area=area)
-            purpose = "cma_unavailable"
-        else:
-            text = render("cma_need_details")
-            purpose = "cma_need_details"
+        elif purpose == "cma_need_details":
             memory["questions_asked"] = _once(memory.get("questions_asked", []), "property_details")
         key = f"{state.get('event_key', '')}:lead:cma"
         await self.outbound.reply(
@@ -294,10 +270,7 @@ class LeadBot:
         memory = dict(state.get("memory", {}))
         asked: list[str] = list(memory.get("questions_asked", []))
         parts: list[str] = []
-        objections = _new_objections(intent, memory)
-        if objections:
-            parts.append(objection_text(objections[0]))
-            memory["objections_addressed"] = [*memory.get("objections_addressed", []), *objections]
+        objections = address_new_objection(intent, memory, parts)
         question = _next_lead_question(intent, asked)
         if question is not None:
             first_contact = not any(t.direction == "outbound" for t in state.get("turns", []))
@@ -452,57 +425,8 @@ def _summary(intent: LeadIntent, memory: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def cma_memory(result: CMAResult, subject: SubjectProperty) -> dict[str, Any]:
-    """A CMA result as the JSON a bot keeps in its memory (and the day-14 e-mail reads)."""
-    return {
-        "estimate": result.estimate,
-        "low": result.low,
-        "high": result.high,
-        "price_per_sqft": round(result.price_per_sqft, 2),
-        "comp_count": len(result.comps),
-        "area": subject.area,
-        "beds": subject.beds,
-        "sqft": subject.sqft,
-        "method": result.method,
-    }
-
-
-def cma_text(cma: dict[str, Any]) -> str:
-    """The CMA summary reply for a CMA kept in a bot's memory.
-
-    Args:
-        cma: ``estimate``, ``low``, ``high``, ``comp_count`` and ``area``.
-
-    Returns:
-        The rendered ``cma_summary`` text.
-    """
-    return render(
-        "cma_summary",
-        area=cma.get("area") or "your area",
-        estimate=cma["estimate"],
-        low=cma["low"],
-        high=cma["high"],
-        comp_count=cma["comp_count"],
-    )
-
-
 def _acted(state: LeadState, memory: dict[str, Any], key: str) -> dict[str, Any]:
     step = state.get("current_step")
     if step:
         memory["current_step"] = step
     return {"memory": memory, "replies": [*state.get("replies", []), key]}
-
-
-def _outcome(final: dict[str, Any]) -> BotOutcome:
-    memory = dict(final.get("memory", {}))
-    if final.get("current_step"):
-        memory["current_step"] = final["current_step"]
-    return BotOutcome(
-        bot="lead",
-        temperature=str(final.get("temperature", "cold")),
-        memory=memory,
-        handoff=final.get("handoff"),
-        replies=list(final.get("replies", [])),
-        path=str(final.get("path", "")),
-        scores=dict(final.get("scores", {})),
-    )

@@ -20,22 +20,23 @@ Graph (``SellerBot.graph``, compiled once per bot)::
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 
-from ghl_real_estate_ai.bots.cma import CompsSource, SubjectProperty
-from ghl_real_estate_ai.bots.intent_decoder import BUYER_WEIGHTS, LeadIntent, analyze_lead
-from ghl_real_estate_ai.bots.lead import cma_memory, cma_text
-from ghl_real_estate_ai.bots.outbound import (
-    Outbound,
-    first_slot,
-    format_slot,
-    is_affirmative,
-    last_inbound_text,
-    objection_text,
+from ghl_real_estate_ai.bots.cma import CompsSource
+from ghl_real_estate_ai.bots.intent_decoder import BUYER_WEIGHTS, analyze_lead
+from ghl_real_estate_ai.bots.outbound import Outbound, format_slot, is_affirmative, last_inbound_text
+from ghl_real_estate_ai.bots.runner import (
+    Booking,
+    address_new_objection,
+    book_first_slot,
+    bot_outcome,
+    cma_reply,
+    conversation_state,
+    next_question,
 )
 from ghl_real_estate_ai.bots.scoring import compute_frs, compute_pcs, temperature_from_frs
 from ghl_real_estate_ai.bots.state import BotOutcome, BotTurn, HandoffRequest, SellerState
@@ -52,6 +53,7 @@ SELLER_QUESTIONS: tuple[str, ...] = ("motivation", "timeline", "condition", "pri
 """The four seller qualification questions, in asking order."""
 TIMELINE_WINDOW_DAYS = 45
 """A seller whose timeline is within this many days "works" (the 30-45 day window)."""
+_CMA_APPOINTMENT = Booking(bot="seller", what="appointment", book_key="book_cma", title="CMA appointment")
 
 
 class SellerBot:
@@ -119,31 +121,8 @@ class SellerBot:
         """
         contact = turn.contact
         async with async_workflow_span(BOT, "process_seller_conversation", contact_id=contact.contact_id):
-            memory = dict(contact.state.get("seller", {}))
-            state: SellerState = {
-                "contact_id": contact.contact_id,
-                "seller_id": contact.contact_id,
-                "current_step": str(memory.get("current_step", "qualifying")),
-                "turns": list(turn.turns),
-                "channel": turn.channel,
-                "event_key": turn.event_key,
-                "handoff_from": turn.handoff_from,
-                "allow_handoff": turn.allow_handoff,
-                "memory": memory,
-                "replies": [],
-            }
-            final = await self.graph.ainvoke(state)
-            memory = dict(final.get("memory", {}))
-            memory["current_step"] = final.get("current_step", "qualifying")
-            return BotOutcome(
-                bot="seller",
-                temperature=str(final.get("temperature", "cold")),
-                memory=memory,
-                handoff=final.get("handoff"),
-                replies=list(final.get("replies", [])),
-                path="handoff" if final.get("handoff") else str(final.get("path", "")),
-                scores=dict(final.get("scores", {})),
-            )
+            state = conversation_state(SellerState, turn, "seller", "qualifying")
+            return bot_outcome("seller", await self.graph.ainvoke(state), "qualifying")
 
     # -- nodes -------------------------------------------------------------------
     @trace_workflow_node(BOT, "analyze_seller_intent")
@@ -217,10 +196,7 @@ class SellerBot:
         source = state.get("handoff_from")
         if source:
             parts.append(render(f"handoff_{source}_to_seller"))
-        objections = [o for o in intent.objections if o not in memory.get("objections_addressed", [])]
-        if objections:
-            parts.append(objection_text(objections[0]))
-            memory["objections_addressed"] = [*memory.get("objections_addressed", []), *objections]
+        address_new_objection(intent, memory, parts)
         hot = state.get("temperature") == "hot"
         booked = memory.get("appointment_booked")
         said_yes = bool(memory.get("appointment_offered")) and is_affirmative(
@@ -233,7 +209,7 @@ class SellerBot:
                 "memory": memory,
                 "path": "booking",
             }
-        question = next((q for q in missing if q not in asked), missing[0] if missing else None)
+        question = next_question(missing, asked)
         if question is not None:
             parts.append(render(f"seller_q_{question}"))
             if question not in asked:
@@ -249,7 +225,7 @@ class SellerBot:
             path = "offer_appointment"
         else:
             # Qualified but the timeline is beyond the window: a CMA keeps them engaged.
-            parts.append(self._cma_or_ask(intent, memory))
+            parts.append(cma_reply(self.comps, intent.facts, memory)[1])
             path = "cma" if memory.get("cma") else "cma_need_details"
         memory["questions_asked"] = asked
         trace.get_current_span().set_attribute("seller.reply_path", path)
@@ -269,55 +245,15 @@ class SellerBot:
             "path": path,
         }
 
-    def _cma_or_ask(self, intent: LeadIntent, memory: dict[str, Any]) -> str:
-        facts = intent.facts
-        area = facts.areas[-1] if facts.areas else None
-        if area and facts.sqft:
-            subject = SubjectProperty(area=area, beds=facts.bedrooms, sqft=facts.sqft, baths=facts.bathrooms)
-            result = self.comps.estimate(subject)
-            if result is None:
-                return render("cma_unavailable", area=area)
-            memory["cma"] = cma_memory(result, subject)
-            return cma_text(memory["cma"])
-        return render("cma_need_details")
-
     @trace_workflow_node(BOT, "schedule_cma_appointment")
     async def schedule_cma_appointment(self, state: SellerState) -> dict[str, Any]:
         """Book the first free slot for a CMA appointment and confirm it."""
-        memory = dict(state.get("memory", {}))
-        now = self.clock()
-        slots = await self.ghl.get_free_slots(
-            self.calendar_id, now + timedelta(hours=20), now + timedelta(days=8), self.timezone
+        return await book_first_slot(
+            state,
+            _CMA_APPOINTMENT,
+            outbound=self.outbound,
+            ghl=self.ghl,
+            calendar_id=self.calendar_id,
+            timezone=self.timezone,
+            clock=self.clock,
         )
-        key = f"{state.get('event_key', '')}:seller"
-        slot = first_slot(slots, now)
-        draft = state.get("draft_reply", "")
-        if slot is None:
-            text = " ".join(p for p in (draft, render("no_slots")) if p)
-            step = "appointment_requested"
-        else:
-            await self.outbound.book(
-                state["contact_id"],
-                key=f"{key}:book_cma",
-                calendar_id=self.calendar_id,
-                start_time=slot,
-                title="CMA appointment",
-            )
-            memory["appointment_booked"] = slot.isoformat()
-            confirmed = render("appointment_confirmed", slot=format_slot(slot, self.timezone))
-            text = " ".join(p for p in (draft, confirmed) if p)
-            step = "appointment_booked"
-        await self.outbound.reply(
-            state["contact_id"],
-            state.get("channel", "SMS"),
-            key=f"{key}:reply",
-            purpose=step,
-            context={"slot": memory.get("appointment_booked")},
-            fallback=text,
-        )
-        return {
-            "memory": memory,
-            "replies": [*state.get("replies", []), f"{key}:reply"],
-            "current_step": step,
-            "path": step,
-        }

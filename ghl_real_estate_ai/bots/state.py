@@ -29,6 +29,7 @@ __all__ = [
     "BotOutcome",
     "BotTurn",
     "BuyerState",
+    "CommonState",
     "HandoffRequest",
     "LeadState",
     "SellerState",
@@ -96,7 +97,9 @@ class BotOutcome:
     scores: dict[str, float] = field(default_factory=dict)
 
 
-class _CommonState(TypedDict, total=False):
+class CommonState(TypedDict, total=False):
+    """The keys every bot graph's state has (built by :func:`.runner.conversation_state`)."""
+
     contact_id: str
     current_step: str
     temperature: str
@@ -113,7 +116,7 @@ class _CommonState(TypedDict, total=False):
     scores: dict[str, float]
 
 
-class LeadState(_CommonState, total=False):
+class LeadState(CommonState, total=False):
     """State of the lead graph (``lead_bot``)."""
 
     lead_id: str
@@ -122,7 +125,7 @@ class LeadState(_CommonState, total=False):
     contact_name: str
 
 
-class BuyerState(_CommonState, total=False):
+class BuyerState(CommonState, total=False):
     """State of the buyer graph (``buyer_bot``)."""
 
     buyer_id: str
@@ -133,7 +136,7 @@ class BuyerState(_CommonState, total=False):
     wants_showing: bool
 
 
-class SellerState(_CommonState, total=False):
+class SellerState(CommonState, total=False):
     """State of the seller graph (``seller_bot``)."""
 
     seller_id: str

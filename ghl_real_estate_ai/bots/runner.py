@@ -1,0 +1,284 @@
+"""What the three bot graphs share: a run's input state, its outcome, and the common node steps.
+
+The graphs themselves (their nodes, edges and ``@trace_workflow_node`` names)
+stay in :mod:`.lead`, :mod:`.buyer` and :mod:`.seller`; this module holds the
+pieces that are the same logic in each:
+
+* :func:`conversation_state` turns a :class:`~.state.BotTurn` into a graph's
+  input (the common keys plus the bot's id key, ``buyer_id``...).
+* :func:`bot_outcome` reads the final graph state into a :class:`~.state.BotOutcome`.
+* :func:`address_new_objection`, :func:`next_question` and :func:`cma_reply` are
+  node steps two or three bots take alike.
+* :func:`book_first_slot` is the booking node of the buyer and seller bots.
+
+Usage (inside a bot's ``process_*_conversation`` span)::
+
+    state = conversation_state(BuyerState, turn, "buyer", "qualifying")
+    return bot_outcome("buyer", await self.graph.ainvoke(state), "qualifying")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from ghl_real_estate_ai.bots.cma import CMAResult, CompsSource, SubjectProperty
+from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, PropertyFacts
+from ghl_real_estate_ai.bots.outbound import Outbound, first_slot, format_slot, objection_text
+from ghl_real_estate_ai.bots.state import BotName, BotOutcome, BotTurn, CommonState
+from ghl_real_estate_ai.bots.templates import render
+from ghl_real_estate_ai.integrations.ghl.client import GHLClient
+
+__all__ = [
+    "Booking",
+    "address_new_objection",
+    "book_first_slot",
+    "bot_outcome",
+    "cma_memory",
+    "cma_reply",
+    "cma_text",
+    "conversation_state",
+    "next_question",
+]
+
+S = TypeVar("S", bound=CommonState)
+
+
+def conversation_state(schema: type[S], turn: BotTurn, bot: BotName, default_step: str) -> S:
+    """The input state of a conversation run of ``bot``.
+
+    Args:
+        schema: the graph's state type (``BuyerState``...).
+        turn: the contact, the conversation and where to answer.
+        bot: whose memory (``contact.state[bot]``) the run continues; also names
+            the id key (``<bot>_id``).
+        default_step: ``current_step`` when the memory has none yet.
+
+    Returns:
+        The state keys every graph shares plus the bot's id key.
+    """
+    contact = turn.contact
+    memory = dict(contact.state.get(bot, {}))
+    values: dict[str, Any] = {
+        "contact_id": contact.contact_id,
+        f"{bot}_id": contact.contact_id,
+        "current_step": str(memory.get("current_step", default_step)),
+        "turns": list(turn.turns),
+        "channel": turn.channel,
+        "event_key": turn.event_key,
+        "handoff_from": turn.handoff_from,
+        "allow_handoff": turn.allow_handoff,
+        "memory": memory,
+        "replies": [],
+    }
+    return schema(**values)
+
+
+def bot_outcome(bot: BotName, final: Mapping[str, Any], default_step: str) -> BotOutcome:
+    """What a finished graph run of ``bot`` decided, with its step saved into the memory.
+
+    Args:
+        bot: the bot that ran.
+        final: the graph's final state.
+        default_step: ``current_step`` when the run set none.
+
+    Returns:
+        The outcome; its ``path`` is ``handoff`` whenever the run asked for one.
+    """
+    memory = dict(final.get("memory", {}))
+    memory["current_step"] = final.get("current_step", default_step)
+    return BotOutcome(
+        bot=bot,
+        temperature=str(final.get("temperature", "cold")),
+        memory=memory,
+        handoff=final.get("handoff"),
+        replies=list(final.get("replies", [])),
+        path="handoff" if final.get("handoff") else str(final.get("path", "")),
+        scores=dict(final.get("scores", {})),
+    )
+
+
+def address_new_objection(intent: LeadIntent, memory: dict[str, Any], parts: list[str]) -> list[str]:
+    """Answer the first objection not answered before, and remember all new ones as answered.
+
+    Args:
+        intent: the decoded conversation.
+        memory: the bot's memory (``objections_addressed`` is updated in place).
+        parts: the reply so far; the answer is appended.
+
+    Returns:
+        The new objections (empty when there are none).
+    """
+    handled = memory.get("objections_addressed", [])
+    objections = [o for o in intent.objections if o not in handled]
+    if objections:
+        parts.append(objection_text(objections[0]))
+        memory["objections_addressed"] = [*handled, *objections]
+    return objections
+
+
+def next_question(missing: Sequence[str], asked: Sequence[str]) -> str | None:
+    """The first missing question not asked yet; the first missing one when all were asked.
+
+    Args:
+        missing: unanswered questions, in asking order.
+        asked: questions asked already.
+
+    Returns:
+        The question to ask, or None when nothing is missing.
+    """
+    for question in missing:
+        if question not in asked:
+            return question
+    # Everything still missing was asked once already: ask the first again rather than stall.
+    return missing[0] if missing else None
+
+
+def cma_memory(result: CMAResult, subject: SubjectProperty) -> dict[str, Any]:
+    """A CMA result as the JSON a bot keeps in its memory (and the day-14 e-mail reads)."""
+    return {
+        "estimate": result.estimate,
+        "low": result.low,
+        "high": result.high,
+        "price_per_sqft": round(result.price_per_sqft, 2),
+        "comp_count": len(result.comps),
+        "area": subject.area,
+        "beds": subject.beds,
+        "sqft": subject.sqft,
+        "method": result.method,
+    }
+
+
+def cma_text(cma: dict[str, Any]) -> str:
+    """The CMA summary reply for a CMA kept in a bot's memory.
+
+    Args:
+        cma: ``estimate``, ``low``, ``high``, ``comp_count`` and ``area``.
+
+    Returns:
+        The rendered ``cma_summary`` text.
+    """
+    return render(
+        "cma_summary",
+        area=cma.get("area") or "your area",
+        estimate=cma["estimate"],
+        low=cma["low"],
+        high=cma["high"],
+        comp_count=cma["comp_count"],
+    )
+
+
+def cma_reply(
+    comps: CompsSource, facts: PropertyFacts, memory: dict[str, Any]
+) -> tuple[str, str, CMAResult | None]:
+    """Estimate the contact's home from the comps, or say what is missing.
+
+    A CMA found is saved as ``memory["cma"]``.
+
+    Args:
+        comps: comparable sales.
+        facts: what the contact told us (the newest area, beds, sqft, baths).
+        memory: the bot's memory.
+
+    Returns:
+        ``(template purpose, reply text, result)``: ``cma_summary`` with the result,
+        ``cma_unavailable`` (no comps for the area) or ``cma_need_details`` (no area
+        or size yet), both with None.
+    """
+    area = facts.areas[-1] if facts.areas else None
+    if not (area and facts.sqft):
+        return "cma_need_details", render("cma_need_details"), None
+    subject = SubjectProperty(area=area, beds=facts.bedrooms, sqft=facts.sqft, baths=facts.bathrooms)
+    result = comps.estimate(subject)
+    if result is None:
+        return "cma_unavailable", render("cma_unavailable", area=area), None
+    memory["cma"] = cma_memory(result, subject)
+    return "cma_summary", cma_text(memory["cma"]), result
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """What a booking node books: ``what`` names its memory key, template and steps.
+
+    Attributes:
+        bot: ``buyer`` or ``seller`` (the idempotency key's part).
+        what: ``showing`` or ``appointment``: memory ``<what>_booked``, template
+            ``<what>_confirmed``, step ``<what>_booked`` or ``<what>_requested``.
+        book_key: the booking's own key suffix (``book_showing``...).
+        title: the calendar entry's title.
+    """
+
+    bot: str
+    what: str
+    book_key: str
+    title: str
+
+
+async def book_first_slot(
+    state: Mapping[str, Any],
+    booking: Booking,
+    *,
+    outbound: Outbound,
+    ghl: GHLClient,
+    calendar_id: str,
+    timezone: str,
+    clock: Callable[[], datetime],
+) -> dict[str, Any]:
+    """Book the first free slot from 20 hours to 8 days ahead and send the reply with its time.
+
+    With no free slot the draft reply goes out with a "no slots" note and the
+    step is ``<what>_requested``.
+
+    Args:
+        state: the graph state (``contact_id``, ``event_key``, ``channel``,
+            ``memory``, ``replies``, ``draft_reply``).
+        booking: what is booked.
+        outbound: the outbox sender.
+        ghl: the GHL client (free slots).
+        calendar_id: the calendar booked on.
+        timezone: the calendar's time zone.
+        clock: the current time (UTC).
+
+    Returns:
+        The node's state update.
+    """
+    memory = dict(state.get("memory", {}))
+    now = clock()
+    slots = await ghl.get_free_slots(
+        calendar_id, now + timedelta(hours=20), now + timedelta(days=8), timezone
+    )
+    draft = state.get("draft_reply", "")
+    key = f"{state.get('event_key', '')}:{booking.bot}"
+    slot = first_slot(slots, now)
+    booked_key = f"{booking.what}_booked"
+    if slot is None:
+        text = " ".join(p for p in (draft, render("no_slots")) if p)
+        step = f"{booking.what}_requested"
+    else:
+        await outbound.book(
+            state["contact_id"],
+            key=f"{key}:{booking.book_key}",
+            calendar_id=calendar_id,
+            start_time=slot,
+            title=booking.title,
+        )
+        memory[booked_key] = slot.isoformat()
+        confirmed = render(f"{booking.what}_confirmed", slot=format_slot(slot, timezone))
+        text = " ".join(p for p in (draft, confirmed) if p)
+        step = booked_key
+    await outbound.reply(
+        state["contact_id"],
+        state.get("channel", "SMS"),
+        key=f"{key}:reply",
+        purpose=step,
+        context={"slot": memory.get(booked_key)},
+        fallback=text,
+    )
+    return {
+        "memory": memory,
+        "replies": [*state.get("replies", []), f"{key}:reply"],
+        "current_step": step,
+        "path": step,
+    }
