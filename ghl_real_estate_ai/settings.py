@@ -252,7 +252,19 @@ class Settings(BaseSettings):
                 "ALLOW_UNSIGNED_WEBHOOKS=true is refused when ENVIRONMENT=production: "
                 "set GHL_WEBHOOK_PUBLIC_KEY (or GHL_WEBHOOK_RSA_PUBLIC_KEY / GHL_WEBHOOK_HMAC_SECRET)"
             )
-        if self.ghl_base_url is not None and not self.ghl_api_key:
+        if not (
+            self.ghl_webhook_public_key or self.ghl_webhook_rsa_public_key or self.ghl_webhook_hmac_secret
+        ):
+            raise ConfigurationError(
+                "ENVIRONMENT=production refuses unsigned webhooks and no key is set: set "
+                "GHL_WEBHOOK_PUBLIC_KEY (or GHL_WEBHOOK_RSA_PUBLIC_KEY / GHL_WEBHOOK_HMAC_SECRET)"
+            )
+        if self.ghl_base_url is None:
+            raise ConfigurationError(
+                "ENVIRONMENT=production cannot run on the GHL sandbox: set GHL_BASE_URL "
+                "(https://services.leadconnectorhq.com) and GHL_API_KEY"
+            )
+        if not self.ghl_api_key:
             raise ConfigurationError("GHL_BASE_URL is set but GHL_API_KEY is not: set GHL_API_KEY")
 
 

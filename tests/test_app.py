@@ -152,3 +152,42 @@ def test_malformed_webhook_key_stops_start_up_with_one_line(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr
     failures = [line for line in result.stderr.splitlines() if "start-up failed" in line]
     assert len(failures) == 1 and "GHL_WEBHOOK_PUBLIC_KEY" in failures[0], result.stderr
+
+
+async def test_admin_and_viewer_endpoints_need_the_token_once_one_is_set() -> None:
+    app = create_app(Settings(otel_exporter_type="none", admin_token="s3cret"))
+    async with (
+        app.running(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client,
+    ):
+        assert (await client.get("/traces")).status_code == 401
+        assert (await client.get("/api/services")).status_code == 401
+        assert (await client.post("/admin/followups/run-due")).status_code == 401
+        bearer = {"Authorization": "Bearer s3cret"}
+        assert (await client.get("/traces", headers=bearer)).status_code == 200
+        assert (await client.get("/api/services", headers=bearer)).status_code == 200
+        assert (await client.post("/admin/followups/run-due", headers=bearer)).status_code == 200
+
+
+async def test_embedded_mode_without_a_token_leaves_the_viewer_open() -> None:
+    app = create_app(Settings(otel_exporter_type="none"))
+    async with (
+        app.running(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client,
+    ):
+        assert (await client.get("/traces")).status_code == 200
+        assert (await client.get("/sandbox/ghl/_calls")).status_code == 200
+
+
+async def test_outside_the_embedded_mode_the_sandbox_is_not_served() -> None:
+    settings = Settings(
+        otel_exporter_type="none", ghl_base_url="http://127.0.0.1:9/ghl", ghl_api_key="pit-123"
+    )
+    app = create_app(settings)
+    async with (
+        app.running(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client,
+    ):
+        assert (await client.get("/sandbox/ghl/_calls")).status_code == 404
+        # Without the embedded sandbox the viewer is protected even with no token set.
+        assert (await client.get("/traces")).status_code == 401

@@ -48,7 +48,16 @@ def test_production_refuses_unsigned_webhooks(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("ENVIRONMENT", "production")
     settings = load_settings()
     assert not settings.unsigned_webhooks_allowed
-    settings.check_production_safety()  # the default is safe
+    with pytest.raises(ConfigurationError, match="GHL_WEBHOOK_PUBLIC_KEY"):
+        settings.check_production_safety()  # no key: every webhook would be refused
+    monkeypatch.setenv("GHL_WEBHOOK_HMAC_SECRET", "s3cret")
+    with pytest.raises(ConfigurationError, match="GHL_BASE_URL"):
+        load_settings().check_production_safety()  # the sandbox is not GHL
+    monkeypatch.setenv("GHL_BASE_URL", "https://services.leadconnectorhq.com")
+    with pytest.raises(ConfigurationError, match="GHL_API_KEY"):
+        load_settings().check_production_safety()
+    monkeypatch.setenv("GHL_API_KEY", "pit-123")
+    load_settings().check_production_safety()  # complete and safe
     monkeypatch.setenv("ALLOW_UNSIGNED_WEBHOOKS", "true")
     with pytest.raises(ConfigurationError, match="ALLOW_UNSIGNED_WEBHOOKS"):
         load_settings().check_production_safety()
