@@ -44,6 +44,7 @@ from ghl_real_estate_ai.observability.query import (
     TraceQueryError,
     TraceSummary,
     attribute_text,
+    check_search,
     datetime_to_ns,
     normalize_span_id,
     normalize_trace_id,
@@ -434,10 +435,7 @@ class JaegerReader(TraceQuery):
         Raises:
             TraceQueryError: bad arguments, or Jaeger unreachable or refusing.
         """
-        if limit < 1:
-            raise TraceQueryError(f"limit must be at least 1, got {limit!r}")
-        if order not in ("duration", "time"):
-            raise TraceQueryError(f"order {order!r} is not valid: use 'duration' or 'time'")
+        check_search(limit, order)
         tags = dict(tags or {})
         services = [service] if service is not None else self.services()
         # Ask for more than needed when some filtering happens on our side.

@@ -57,8 +57,10 @@ from ghl_real_estate_ai.observability.query import (
     TraceQueryError,
     TraceSummary,
     attribute_text,
+    check_search,
     datetime_to_ns,
     normalize_trace_id,
+    summarize_trace,
 )
 
 __all__ = [
@@ -467,10 +469,7 @@ class LocalTraceReader(TraceQuery):
         Raises:
             TraceQueryError: a bad ``limit`` or ``order``, or an unreadable store.
         """
-        if limit < 1:
-            raise TraceQueryError(f"limit must be at least 1, got {limit!r}")
-        if order not in ("duration", "time"):
-            raise TraceQueryError(f"order {order!r} is not valid: use 'duration' or 'time'")
+        check_search(limit, order)
         min_ns = None if min_duration_ms is None else int(min_duration_ms * 1e6)
         max_ns = None if max_duration_ms is None else int(max_duration_ms * 1e6)
 
@@ -543,22 +542,12 @@ class LocalTraceReader(TraceQuery):
             spans = grouped.get(trace_id)
             if not spans:
                 continue  # pruned between the two queries
-            ids = {row[1] for row in spans}
-            roots = [row for row in spans if row[2] not in ids] or spans
-            root = min(roots, key=lambda row: row[5])
-            start = min(row[5] for row in spans)
-            summaries.append(
-                TraceSummary(
-                    trace_id=trace_id,
-                    root_name=root[3],
-                    root_service=root[4],
-                    start_ns=int(start),
-                    duration_ns=int(max(row[6] for row in spans) - start),
-                    span_count=len(spans),
-                    error_count=sum(1 for row in spans if row[7] == "ERROR"),
-                    services=tuple(sorted({row[4] for row in spans})),
-                )
-            )
+            # Only the columns a summary reads are loaded; kind and status text are not needed.
+            records = [
+                SpanRecord(row[0], row[1], row[2], row[3], "", row[5], row[6], row[7], None, row[4])
+                for row in spans
+            ]
+            summaries.append(summarize_trace(records))
         return summaries
 
     def get_trace(self, trace_id: str) -> list[SpanRecord]:

@@ -48,6 +48,7 @@ __all__ = [
     "TraceSummary",
     "attribute_text",
     "build_tree",
+    "check_search",
     "datetime_to_ns",
     "normalize_span_id",
     "normalize_trace_id",
@@ -311,6 +312,18 @@ def attribute_text(value: object) -> str:
     if isinstance(value, list | tuple):
         return json.dumps(list(value), separators=(",", ":"))
     return str(value)
+
+
+def check_search(limit: int, order: str) -> None:
+    """Refuse a trace search's bad ``limit`` or ``order`` the same way in every backend.
+
+    Raises:
+        TraceQueryError: ``limit`` below 1, or ``order`` neither ``duration`` nor ``time``.
+    """
+    if limit < 1:
+        raise TraceQueryError(f"limit must be at least 1, got {limit!r}")
+    if order not in ("duration", "time"):
+        raise TraceQueryError(f"order {order!r} is not valid: use 'duration' or 'time'")
 
 
 def datetime_to_ns(moment: datetime) -> int:
