@@ -2,56 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from ghl_real_estate_ai.cache import Cache, open_cache
-from ghl_real_estate_ai.integrations.ghl.client import GHLClient, build_ghl_client
-from ghl_real_estate_ai.integrations.ghl.sandbox import create_sandbox_app, get_sandbox_state
+from ghl_real_estate_ai.cache import Cache
+from ghl_real_estate_ai.integrations.ghl.client import GHLClient
+from ghl_real_estate_ai.integrations.ghl.sandbox import get_sandbox_state
 from ghl_real_estate_ai.outbox import Outbox
-from ghl_real_estate_ai.settings import Settings
-from ghl_real_estate_ai.storage import open_store
 from ghl_real_estate_ai.storage.base import Store
+from tests.ghl_fixtures import *  # noqa: F403  (the pytest fixtures cache, ghl, sandbox, store)
 
 SMS = {"contact_id": "c1", "channel": "SMS", "message": "Thanks! When would you like to move?"}
 
 
 @pytest.fixture
-async def store(sqlite_url: str) -> AsyncIterator[Store]:
-    opened = open_store(sqlite_url)
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def cache() -> AsyncIterator[Cache]:
-    opened = open_cache(None)
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-def sandbox() -> FastAPI:
-    return create_sandbox_app(seed=11)
-
-
-@pytest.fixture
-async def client(sandbox: FastAPI, cache: Cache) -> AsyncIterator[GHLClient]:
-    built = build_ghl_client(Settings(), cache, sandbox_app=sandbox)
-    built.backoff_base = 0.001
-    yield built
-    await built.aclose()
-
-
-@pytest.fixture
-def outbox(store: Store, client: GHLClient) -> Outbox:
-    return Outbox(store, client)
+def outbox(store: Store, ghl: GHLClient) -> Outbox:
+    return Outbox(store, ghl)
 
 
 def _sms_count(sandbox: FastAPI) -> int:
@@ -148,10 +117,8 @@ async def test_a_refusal_ghl_will_repeat_fails_for_good_at_once(outbox: Outbox) 
     assert clash.last_error is not None and "no longer available" in clash.last_error
 
 
-async def test_items_fail_for_good_after_max_attempts(
-    store: Store, client: GHLClient, sandbox: FastAPI
-) -> None:
-    outbox = Outbox(store, client, max_attempts=2)
+async def test_items_fail_for_good_after_max_attempts(store: Store, ghl: GHLClient, sandbox: FastAPI) -> None:
+    outbox = Outbox(store, ghl, max_attempts=2)
     _fail_everything(sandbox)
     item = await outbox.submit("ev4:reply:1", "send_message", dict(SMS))
     assert item.status == "pending"

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
-from ghl_real_estate_ai.cache import Cache, open_cache
-from ghl_real_estate_ai.integrations.ghl.client import GHLClient, build_ghl_client
-from ghl_real_estate_ai.integrations.ghl.sandbox import create_sandbox_app, get_sandbox_state
+from ghl_real_estate_ai.integrations.ghl.client import GHLClient
+from ghl_real_estate_ai.integrations.ghl.sandbox import get_sandbox_state
 from ghl_real_estate_ai.integrations.ghl.webhook import InboundMessage
 from ghl_real_estate_ai.observability.testing import capture_spans
 from ghl_real_estate_ai.outbox import Outbox
-from ghl_real_estate_ai.settings import Settings
-from ghl_real_estate_ai.storage import open_store
 from ghl_real_estate_ai.storage.base import Store, WebhookEvent
 from ghl_real_estate_ai.worker import BackgroundWorker
+from tests.ghl_fixtures import *  # noqa: F403  (the pytest fixtures cache, ghl, sandbox, store)
 
 PAYLOAD = {
     "type": "InboundMessage",
@@ -61,42 +58,13 @@ class Clock:
 
 
 @pytest.fixture
-async def store(sqlite_url: str) -> AsyncIterator[Store]:
-    opened = open_store(sqlite_url)
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def cache() -> AsyncIterator[Cache]:
-    opened = open_cache(None)
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-def sandbox() -> FastAPI:
-    return create_sandbox_app(seed=2)
-
-
-@pytest.fixture
-async def client(sandbox: FastAPI, cache: Cache) -> AsyncIterator[GHLClient]:
-    built = build_ghl_client(Settings(), cache, sandbox_app=sandbox)
-    built.backoff_base = 0.001
-    yield built
-    await built.aclose()
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def outbox(store: Store, client: GHLClient, clock: Clock) -> Outbox:
-    return Outbox(store, client, clock=clock)
+def outbox(store: Store, ghl: GHLClient, clock: Clock) -> Outbox:
+    return Outbox(store, ghl, clock=clock)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -24,27 +24,7 @@ from ghl_real_estate_ai.integrations.ghl.client import (
 from ghl_real_estate_ai.integrations.ghl.sandbox import create_sandbox_app, get_sandbox_state, serve_in_thread
 from ghl_real_estate_ai.observability.testing import capture_spans
 from ghl_real_estate_ai.settings import Settings
-
-
-@pytest.fixture
-async def cache() -> AsyncIterator[Cache]:
-    opened = open_cache(None)
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-def sandbox() -> FastAPI:
-    return create_sandbox_app(seed=3)
-
-
-@pytest.fixture
-async def ghl(sandbox: FastAPI, cache: Cache) -> AsyncIterator[GHLClient]:
-    client = build_ghl_client(Settings(), cache, sandbox_app=sandbox)
-    client.backoff_base = 0.001
-    yield client
-    await client.aclose()
+from tests.ghl_fixtures import *  # noqa: F403  (the pytest fixtures cache, ghl, sandbox, store)
 
 
 def _mock_client(
