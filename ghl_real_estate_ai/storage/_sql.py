@@ -15,7 +15,7 @@ import random
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -272,6 +272,7 @@ class SQLStore(ABC):
         self.database_url = database_url
         self.safe_url = redact_url(database_url)
         self._migrations = tuple(sorted(migrations, key=lambda m: m.version))
+        self._local_locks = KeyedLocks()
 
     @abstractmethod
     async def _query(
@@ -288,6 +289,76 @@ class SQLStore(ABC):
     ) -> dict[str, Any] | None:
         rows = await self._query(sql, args, exclusive=exclusive)
         return rows[0] if rows else None
+
+    async def _claim_due(
+        self,
+        table: str,
+        ready: str,
+        due_column: str,
+        taken: str,
+        now: datetime,
+        limit: int,
+        stale_before: datetime | None,
+    ) -> list[dict[str, Any]]:
+        """Move up to ``limit`` due rows of ``table`` to status ``taken``, each for exactly one caller.
+
+        A row is due when ``ready`` holds and ``due_column`` is at or before ``now``,
+        or (with ``stale_before``) when it was left in ``taken`` since before that
+        time. Every argument but the times and the limit is a fixed SQL fragment.
+        """
+        due = f"({ready} AND {due_column} <= ?)"
+        conditions: list[Any] = [utc("now", now)]
+        if stale_before is not None:
+            due = f"({due} OR (status = '{taken}' AND updated_at < ?))"
+            conditions.append(utc("stale_before", stale_before))
+        # The outer repeat of the condition makes a row another claimer took
+        # between our read and our write drop out (PostgreSQL re-checks it on the
+        # row's newest version).
+        return await self._query(
+            f"""UPDATE {table} SET status = '{taken}', attempts = attempts + 1, updated_at = ?
+                WHERE id IN (SELECT id FROM {table} WHERE {due}
+                             ORDER BY {due_column}, id LIMIT ?{self._skip_locked})
+                  AND {due}
+                RETURNING *""",
+            (_now(), *conditions, limit, *conditions),
+            exclusive=True,
+        )
+
+    # --- contact lock -------------------------------------------------------------
+    def contact_lock(self, contact_id: str, timeout: float = 30.0) -> AbstractAsyncContextManager[None]:
+        """Serialise holders of one contact across tasks and processes.
+
+        Tasks of this process queue on an in-process lock first; the backend's
+        :meth:`_hold_across_processes` then excludes other processes.
+
+        Args:
+            contact_id: the contact.
+            timeout: seconds to wait for the lock.
+
+        Raises:
+            LockTimeoutError: another holder kept it for ``timeout`` seconds.
+        """
+        return self._hold_contact(contact_id, timeout)
+
+    @asynccontextmanager
+    async def _hold_contact(self, contact_id: str, wait: float) -> AsyncIterator[None]:
+        deadline = asyncio.get_running_loop().time() + wait
+        key = f"contact:{contact_id}"
+        error = lock_timeout_error(contact_id, wait)
+        async with (
+            self._local_locks.hold(key, deadline, error),
+            self._hold_across_processes(contact_id, key, deadline, error),
+        ):
+            yield
+
+    @abstractmethod
+    def _hold_across_processes(
+        self, contact_id: str, key: str, deadline: float, error: Exception
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold ``key`` against other processes until the block ends.
+
+        Waits until the event loop's clock reaches ``deadline``, then raises ``error``.
+        """
 
     async def schema_version(self) -> int:
         """The highest applied schema version (0 before the first migration)."""
@@ -483,22 +554,8 @@ class SQLStore(ABC):
             stale_before: also take over items stuck in ``sending`` since before
                 this time (their sender died before recording the result).
         """
-        due = "(status = 'pending' AND next_attempt_at <= ?)"
-        conditions: list[Any] = [utc("now", now)]
-        if stale_before is not None:
-            due = f"({due} OR (status = 'sending' AND updated_at < ?))"
-            conditions.append(utc("stale_before", stale_before))
-        # The outer repeat of the condition makes a row another claimer took
-        # between our read and our write drop out (PostgreSQL re-checks it on the
-        # row's newest version).
-        rows = await self._query(
-            f"""UPDATE outbox SET status = 'sending', attempts = attempts + 1, updated_at = ?
-                WHERE id IN (SELECT id FROM outbox WHERE {due}
-                             ORDER BY next_attempt_at, id LIMIT ?{self._skip_locked})
-                  AND {due}
-                RETURNING *""",
-            (_now(), *conditions, limit, *conditions),
-            exclusive=True,
+        rows = await self._claim_due(
+            "outbox", "status = 'pending'", "next_attempt_at", "sending", now, limit, stale_before
         )
         items = [_outbox_item(r) for r in rows]
         return sorted(items, key=lambda i: (i.next_attempt_at, i.id))
@@ -611,19 +668,8 @@ class SQLStore(ABC):
             stale_before: also take over steps stuck in ``running`` since before
                 this time (their worker died).
         """
-        due = "(status IN ('pending', 'failed') AND due_at <= ?)"
-        conditions: list[Any] = [utc("now", now)]
-        if stale_before is not None:
-            due = f"({due} OR (status = 'running' AND updated_at < ?))"
-            conditions.append(utc("stale_before", stale_before))
-        rows = await self._query(
-            f"""UPDATE followups SET status = 'running', attempts = attempts + 1, updated_at = ?
-                WHERE id IN (SELECT id FROM followups WHERE {due}
-                             ORDER BY due_at, id LIMIT ?{self._skip_locked})
-                  AND {due}
-                RETURNING *""",
-            (_now(), *conditions, limit, *conditions),
-            exclusive=True,
+        rows = await self._claim_due(
+            "followups", "status IN ('pending', 'failed')", "due_at", "running", now, limit, stale_before
         )
         steps = [_followup(r) for r in rows]
         return sorted(steps, key=lambda f: (f.due_at, f.id))

@@ -28,7 +28,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -39,11 +39,9 @@ import asyncpg
 from ghl_real_estate_ai.errors import StorageError, StorageUnavailableError
 from ghl_real_estate_ai.storage._sql import (
     Backoff,
-    KeyedLocks,
     SQLStore,
     TxState,
     describe_statement,
-    lock_timeout_error,
 )
 from ghl_real_estate_ai.storage.schema import MIGRATIONS, SCHEMA_LOCK_KEY, Migration, bootstrap_sql
 
@@ -118,7 +116,6 @@ class PostgresStore(SQLStore):
         self._tx: ContextVar[TxState | None] = ContextVar(f"postgres_tx_{id(self)}", default=None)
         self._lock_conn: asyncpg.Connection | None = None
         self._lock_mutex = asyncio.Lock()
-        self._local_locks = KeyedLocks()
 
     # --- life cycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -303,37 +300,24 @@ class PostgresStore(SQLStore):
                     self._lock_conn = None
                 raise self._translate(exc, "advisory lock") from None
 
-    def contact_lock(self, contact_id: str, timeout: float = 30.0) -> AbstractAsyncContextManager[None]:
-        """Serialise holders of one contact across tasks and processes (an advisory lock).
-
-        Args:
-            contact_id: the contact.
-            timeout: seconds to wait for the lock.
-
-        Raises:
-            LockTimeoutError: another holder kept it for ``timeout`` seconds.
-        """
-        return self._hold_contact(contact_id, timeout)
-
     @asynccontextmanager
-    async def _hold_contact(self, contact_id: str, wait: float) -> AsyncIterator[None]:
+    async def _hold_across_processes(
+        self, contact_id: str, key: str, deadline: float, error: Exception
+    ) -> AsyncIterator[None]:
+        """A session advisory lock on ``key``."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        key = f"contact:{contact_id}"
-        error = lock_timeout_error(contact_id, wait)
-        async with self._local_locks.hold(key, deadline, error):
-            backoff = Backoff()
-            # Polling pg_try_advisory_lock keeps the one lock connection free for
-            # other contacts and honours the timeout exactly.
-            while not await self._lock_call("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key):
-                if loop.time() >= deadline:
-                    raise error
-                await backoff.sleep(deadline)
+        backoff = Backoff()
+        # Polling pg_try_advisory_lock keeps the one lock connection free for
+        # other contacts and honours the timeout exactly.
+        while not await self._lock_call("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key):
+            if loop.time() >= deadline:
+                raise error
+            await backoff.sleep(deadline)
+        try:
+            yield
+        finally:
             try:
-                yield
-            finally:
-                try:
-                    await self._lock_call("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
-                except StorageError as exc:
-                    # The server frees a dead session's locks; nothing more to do.
-                    logger.warning("could not release the advisory lock of contact %r: %s", contact_id, exc)
+                await self._lock_call("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+            except StorageError as exc:
+                # The server frees a dead session's locks; nothing more to do.
+                logger.warning("could not release the advisory lock of contact %r: %s", contact_id, exc)

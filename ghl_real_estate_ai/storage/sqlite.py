@@ -28,7 +28,7 @@ import logging
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -42,11 +42,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from ghl_real_estate_ai.errors import StorageError, StorageUnavailableError
 from ghl_real_estate_ai.storage._sql import (
     Backoff,
-    KeyedLocks,
     SQLStore,
     TxState,
     describe_statement,
-    lock_timeout_error,
 )
 from ghl_real_estate_ai.storage.schema import MIGRATIONS, Migration, bootstrap_sql
 
@@ -129,7 +127,6 @@ class SQLiteStore(SQLStore):
         self._conn: aiosqlite.Connection | None = None
         self._conn_lock = asyncio.Lock()
         self._tx: ContextVar[TxState | None] = ContextVar(f"sqlite_tx_{id(self)}", default=None)
-        self._local_locks = KeyedLocks()
 
     # --- life cycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -308,39 +305,25 @@ class SQLiteStore(SQLStore):
                 self._tx.reset(token)
 
     # --- contact lock -------------------------------------------------------------
-    def contact_lock(self, contact_id: str, timeout: float = 30.0) -> AbstractAsyncContextManager[None]:
-        """Serialise holders of one contact across tasks and processes (a lease row).
-
-        Args:
-            contact_id: the contact.
-            timeout: seconds to wait for the lock.
-
-        Raises:
-            LockTimeoutError: another holder kept it for ``timeout`` seconds.
-        """
-        return self._hold_contact(contact_id, timeout)
-
     @asynccontextmanager
-    async def _hold_contact(self, contact_id: str, wait: float) -> AsyncIterator[None]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        name = f"contact:{contact_id}"
-        error = lock_timeout_error(contact_id, wait)
-        async with self._local_locks.hold(name, deadline, error):
-            token = secrets.token_hex(16)
-            await self._take_lease(name, token, deadline, error)
-            renewer = asyncio.create_task(self._renew_lease(name, token), name=f"lease {name}")
+    async def _hold_across_processes(
+        self, contact_id: str, name: str, deadline: float, error: Exception
+    ) -> AsyncIterator[None]:
+        """A lease row on ``name`` in the ``locks`` table, renewed while held."""
+        token = secrets.token_hex(16)
+        await self._take_lease(name, token, deadline, error)
+        renewer = asyncio.create_task(self._renew_lease(name, token), name=f"lease {name}")
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            # wait() neither raises the renewer's CancelledError nor swallows ours.
+            await asyncio.wait({renewer})
             try:
-                yield
-            finally:
-                renewer.cancel()
-                # wait() neither raises the renewer's CancelledError nor swallows ours.
-                await asyncio.wait({renewer})
-                try:
-                    await self._query("DELETE FROM locks WHERE name = ? AND owner = ?", (name, token))
-                except StorageError as exc:
-                    # The lease then simply expires; nothing else to do.
-                    logger.warning("could not release lock %s: %s", name, exc)
+                await self._query("DELETE FROM locks WHERE name = ? AND owner = ?", (name, token))
+            except StorageError as exc:
+                # The lease then simply expires; nothing else to do.
+                logger.warning("could not release lock %s: %s", name, exc)
 
     async def _take_lease(self, name: str, token: str, deadline: float, error: Exception) -> None:
         loop = asyncio.get_running_loop()
