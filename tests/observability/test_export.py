@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -29,7 +29,7 @@ from ghl_real_estate_ai.observability.otel_config import (
     setup_observability,
     shutdown_observability,
 )
-from ghl_real_estate_ai.settings import Settings
+from tests.observability.otel_kit import fresh_observability, settings  # noqa: F401  (autouse fixture)
 from tests.observability.receivers import (
     BlackHole,
     OTLPGrpcReceiver,
@@ -37,21 +37,6 @@ from tests.observability.receivers import (
     ReceivedSpan,
     closed_port,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_observability() -> Iterator[None]:
-    shutdown_observability(2.0)
-    yield
-    shutdown_observability(2.0)
-
-
-def settings(**overrides: object) -> Settings:
-    """Settings for transport tests; content capture on so the exporters need no redaction step."""
-    values: dict[str, object] = {"otel_capture_content": True, "otel_bsp_schedule_delay": 50.0}
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
-
 
 tracer = trace.get_tracer("tests.observability")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,24 +25,10 @@ from ghl_real_estate_ai.observability.otel_config import (
     setup_observability,
     shutdown_observability,
 )
-from ghl_real_estate_ai.settings import Settings
+from tests.observability.otel_kit import fresh_observability, settings  # noqa: F401  (autouse fixture)
 from tests.observability.receivers import OTLPGrpcReceiver, OTLPHttpReceiver, self_signed_localhost
 
 LOGGER = "ghl_real_estate_ai.observability.otel_config"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_observability() -> Iterator[None]:
-    shutdown_observability(2.0)
-    yield
-    shutdown_observability(2.0)
-
-
-def settings(**overrides: object) -> Settings:
-    """Settings for transport tests; content capture on so the exporters need no redaction step."""
-    values: dict[str, object] = {"otel_capture_content": True, "otel_bsp_schedule_delay": 50.0}
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
 
 
 def one_span(name: str = "probe", **attributes: object) -> None:

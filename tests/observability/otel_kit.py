@@ -1,0 +1,31 @@
+"""Helpers for tests that set observability up for real: a clean provider per test, and settings.
+
+``fresh_observability`` is an autouse fixture; a module takes it (and ``settings``) with
+``from tests.observability.otel_kit import fresh_observability, settings  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ghl_real_estate_ai.observability.otel_config import shutdown_observability
+from ghl_real_estate_ai.settings import Settings
+
+__all__ = ["fresh_observability", "settings"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_observability() -> Iterator[None]:
+    """Shut down whatever a previous test set up, before and after the test."""
+    shutdown_observability(2.0)
+    yield
+    shutdown_observability(2.0)
+
+
+def settings(**overrides: object) -> Settings:
+    """Settings for transport tests; content capture on so the exporters need no redaction step."""
+    values: dict[str, object] = {"otel_capture_content": True, "otel_bsp_schedule_delay": 50.0}
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
