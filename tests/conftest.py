@@ -7,6 +7,7 @@ fail instead, so CI can never pass by skipping them.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -33,11 +34,16 @@ _ENV_NAMES = {name.upper() for name in Settings.model_fields} | {
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """Every test starts with no service variables set, in its own working directory."""
+    """Every test starts with no service variables set, in its own working directory,
+    and leaves the root logger as it found it (an app start-up configures logging)."""
     for name in _ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def _reachable(host: str, port: int) -> bool:
