@@ -24,7 +24,7 @@ wrapped in ``lead_bot.process_lead_conversation``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -236,7 +236,7 @@ class LeadBot:
             if request is not None:
                 trace.get_current_span().set_attribute("lead.handoff_target", request.target_bot)
                 return {"path": "handoff", "handoff": request, "current_step": "handoff"}
-        if intent.value_question:
+        if intent.value_question and _value_still_asked(intent, state.get("memory", {})):
             return {"path": "generate_cma", "current_step": "cma"}
         return {"path": "ask_qualifying_question", "current_step": "qualifying"}
 
@@ -430,3 +430,13 @@ def _acted(state: LeadState, memory: dict[str, Any], key: str) -> dict[str, Any]
     if step:
         memory["current_step"] = step
     return {"memory": memory, "replies": [*state.get("replies", []), key]}
+
+
+def _value_still_asked(intent: LeadIntent, memory: Mapping[str, Any]) -> bool:
+    """Whether a value question still wants an answer.
+
+    ``value_question`` holds for the whole conversation once asked; after the CMA
+    went out, only a newest message that asks again gets another one (a "thanks,
+    maybe later" must not repeat the estimate).
+    """
+    return memory.get("cma") is None or "value_question" in intent.latest_signals

@@ -69,6 +69,16 @@ async def test_the_cma_reply_comes_from_the_comps_and_is_kept_for_the_day_14_ema
     assert (await h.contact("l5")).state["lead"]["cma"] == cma
 
 
+async def test_the_cma_is_not_repeated_unless_the_lead_asks_again(h: Harness) -> None:
+    await h.say("l9", "What's my home worth? It's a 4 bed, 2,100 sq ft house in Fontana")
+    after = await h.say("l9", "Thanks, maybe later this year")
+    assert after.outcomes[0].path == "ask_qualifying_question"
+    again = await h.say("l9", "Sorry, what is my home worth again?")
+    assert again.outcomes[0].path == "generate_cma"
+    texts = await h.sent_texts("l9")
+    assert len(texts) == 3 and texts[1] != texts[0] and texts[2] == texts[0]
+
+
 @pytest.mark.parametrize(
     ("step", "expected_call", "current_step"),
     [
