@@ -27,17 +27,17 @@ from ghl_real_estate_ai.bots.templates import render
 from ghl_real_estate_ai.clock import SystemClock
 from ghl_real_estate_ai.integrations.llm import ReplyWriter
 from ghl_real_estate_ai.outbox import Outbox
-from ghl_real_estate_ai.storage.base import Store
+from ghl_real_estate_ai.storage.base import OutboxItem, Store
 
 __all__ = [
     "AFFIRMATIVE",
     "OBJECTION_TEMPLATES",
     "Outbound",
-    "first_slot",
     "format_slot",
     "is_affirmative",
     "last_inbound_text",
     "objection_text",
+    "upcoming_slots",
 ]
 
 AFFIRMATIVE = re.compile(
@@ -158,11 +158,13 @@ class Outbound:
 
     async def book(
         self, contact_id: str, *, key: str, calendar_id: str, start_time: datetime, title: str
-    ) -> str:
+    ) -> OutboxItem:
         """Book an appointment on a GHL calendar.
 
         Returns:
-            The idempotency key.
+            The outbox item: ``sent`` when GHL booked it, ``failed`` when GHL refused
+            it for good (the slot was taken meanwhile), ``pending`` when GHL could not
+            be reached and the worker will retry.
         """
         payload = {
             "calendar_id": calendar_id,
@@ -170,8 +172,7 @@ class Outbound:
             "start_time": start_time.isoformat(),
             "title": title,
         }
-        await self.outbox.submit(key, "book_appointment", payload, contact_id=contact_id)
-        return key
+        return await self.outbox.submit(key, "book_appointment", payload, contact_id=contact_id)
 
     async def _remember(self, contact_id: str, channel: str, text: str, key: str) -> None:
         # A replayed event reaches here again with the same key: record the message once.
@@ -191,10 +192,9 @@ def last_inbound_text(turns: Iterable[Turn]) -> str:
     return ""
 
 
-def first_slot(slots: Iterable[datetime], now: datetime) -> datetime | None:
-    """The earliest free slot after ``now``, or None."""
-    future = sorted(s for s in slots if s > now)
-    return future[0] if future else None
+def upcoming_slots(slots: Iterable[datetime], now: datetime) -> list[datetime]:
+    """The free slots after ``now``, earliest first."""
+    return sorted(s for s in slots if s > now)
 
 
 def format_slot(slot: datetime, timezone: str) -> str:

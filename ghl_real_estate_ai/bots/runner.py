@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from ghl_real_estate_ai.bots.cma import CMAResult, CompsSource, SubjectProperty
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, PropertyFacts
-from ghl_real_estate_ai.bots.outbound import Outbound, first_slot, format_slot, objection_text
+from ghl_real_estate_ai.bots.outbound import Outbound, format_slot, objection_text, upcoming_slots
 from ghl_real_estate_ai.bots.state import BotName, BotOutcome, BotTurn, CommonState
 from ghl_real_estate_ai.bots.templates import render
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
@@ -42,6 +42,9 @@ __all__ = [
     "conversation_state",
     "next_question",
 ]
+
+BOOKING_ATTEMPTS = 3
+"""Free slots tried, in order, when GHL refuses a booking because the slot was taken meanwhile."""
 
 S = TypeVar("S", bound=CommonState)
 
@@ -228,8 +231,9 @@ async def book_first_slot(
 ) -> dict[str, Any]:
     """Book the first free slot from 20 hours to 8 days ahead and send the reply with its time.
 
-    With no free slot the draft reply goes out with a "no slots" note and the
-    step is ``<what>_requested``.
+    With no free slot (or every tried slot taken meanwhile) the draft reply goes
+    out with a "no slots" note and the step is ``<what>_requested``; when GHL
+    cannot be reached the reply says the slot is being reserved.
 
     Args:
         state: the graph state (``contact_id``, ``event_key``, ``channel``,
@@ -251,23 +255,31 @@ async def book_first_slot(
     )
     draft = state.get("draft_reply", "")
     key = f"{state.get('event_key', '')}:{booking.bot}"
-    slot = first_slot(slots, now)
     booked_key = f"{booking.what}_booked"
-    if slot is None:
-        text = " ".join(p for p in (draft, render("no_slots")) if p)
-        step = f"{booking.what}_requested"
-    else:
-        await outbound.book(
+    step = f"{booking.what}_requested"
+    note = render("no_slots")
+    # Another contact may take a slot between the free-slot query and the booking: GHL then
+    # refuses it for good and the next slot is tried. Only what GHL accepted is confirmed.
+    for attempt, slot in enumerate(upcoming_slots(slots, now)[:BOOKING_ATTEMPTS]):
+        suffix = booking.book_key if attempt == 0 else f"{booking.book_key}:{attempt + 1}"
+        item = await outbound.book(
             state["contact_id"],
-            key=f"{key}:{booking.book_key}",
+            key=f"{key}:{suffix}",
             calendar_id=calendar_id,
             start_time=slot,
             title=booking.title,
         )
-        memory[booked_key] = slot.isoformat()
-        confirmed = render(f"{booking.what}_confirmed", slot=format_slot(slot, timezone))
-        text = " ".join(p for p in (draft, confirmed) if p)
-        step = booked_key
+        if item.status == "failed":
+            continue
+        if item.status == "sent":
+            memory[booked_key] = slot.isoformat()
+            note = render(f"{booking.what}_confirmed", slot=format_slot(slot, timezone))
+            step = booked_key
+        else:  # GHL is unreachable: the outbox keeps trying this slot
+            memory[f"{booking.what}_pending"] = slot.isoformat()
+            note = render("booking_pending", slot=format_slot(slot, timezone))
+        break
+    text = " ".join(p for p in (draft, note) if p)
     await outbound.reply(
         state["contact_id"],
         state.get("channel", "SMS"),

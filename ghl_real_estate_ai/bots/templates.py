@@ -132,6 +132,9 @@ TEMPLATES: Mapping[str, Template] = {
         "I can come by to look at the home {slot_1} or {slot_2}. Which works better for you?"
     ),
     "appointment_confirmed": Template("Perfect, you're booked for {slot}. Talk soon, {first_name}!"),
+    "booking_pending": Template(
+        "I'm reserving {slot} for you and will text you as soon as it's confirmed, {first_name}."
+    ),
     "no_slots": Template(
         "Our calendar is full for the next few days. I'll have {agent_name} reach out to find a time."
     ),

@@ -4,13 +4,16 @@ showing bookings from GHL free slots, and the buyer->seller handoff decision."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conversation_kit import Harness, call_summary
 
 from ghl_real_estate_ai.bots.buyer import BUYER_QUESTIONS, affordable_price
+from ghl_real_estate_ai.bots.outbound import format_slot
+from ghl_real_estate_ai.integrations.ghl.sandbox import get_sandbox_state
 from ghl_real_estate_ai.storage.base import Contact
 
 
@@ -103,6 +106,69 @@ async def test_a_booked_slot_is_not_offered_to_the_next_buyer(h: Harness) -> Non
     second = (await h.contact("b5")).state["buyer"]["showing_booked"]
     assert first != second
     assert second > first
+
+
+READY_TO_SEE = "Pre-approved for $600k, want 3 bedrooms in Ontario within 60 days. Can I see a house?"
+
+
+def _someone_books_first(h: Harness, monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """Another agent books the first free slot right after the bot reads the calendar."""
+    taken: list[datetime] = []
+    read_slots = h.ghl.get_free_slots
+
+    async def racing(*args: Any, **kwargs: Any) -> list[datetime]:
+        slots = await read_slots(*args, **kwargs)
+        first = min(s for s in slots if s > h.clock())
+        await h.ghl.book_appointment(h.settings.ghl_calendar_id, "another-contact", first)
+        taken.append(first)
+        return slots
+
+    monkeypatch.setattr(h.ghl, "get_free_slots", racing)
+    return taken
+
+
+async def test_a_slot_taken_meanwhile_is_not_confirmed_and_the_next_one_is_booked(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await buyer(h, "b7")
+    taken = _someone_books_first(h, monkeypatch)
+    await h.say("b7", READY_TO_SEE)
+    booked = datetime.fromisoformat((await h.contact("b7")).state["buyer"]["showing_booked"])
+    assert taken and booked > taken[0]
+    ours = [a for a in get_sandbox_state(h.sandbox).appointments if a["contactId"] == "b7"]
+    assert [datetime.fromisoformat(a["startTime"]) for a in ours] == [booked]
+    (text,) = await h.sent_texts("b7")
+    assert format_slot(booked, "America/Los_Angeles") in text
+    assert format_slot(taken[0], "America/Los_Angeles") not in text
+
+
+async def test_with_ghl_down_the_showing_is_reserved_not_confirmed_and_booked_on_recovery(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await buyer(h, "b8")
+    faults = get_sandbox_state(h.sandbox)
+    read_slots = h.ghl.get_free_slots
+
+    async def then_ghl_goes_down(*args: Any, **kwargs: Any) -> list[datetime]:
+        slots = await read_slots(*args, **kwargs)
+        faults.failure_rate = 1.0
+        return slots
+
+    monkeypatch.setattr(h.ghl, "get_free_slots", then_ghl_goes_down)
+    await h.say("b8", READY_TO_SEE)
+    memory = (await h.contact("b8")).state["buyer"]
+    assert "showing_booked" not in memory and "showing_pending" in memory
+    pending = await h.store.list_outbox(status="pending")
+    replies = [i.payload["message"] for i in pending if i.kind == "send_message"]
+    assert len(replies) == 1 and "reserving" in replies[0] and "booked" not in replies[0]
+
+    faults.failure_rate = 0.0
+    h.clock.advance(timedelta(hours=1))
+    await h.outbox.deliver_due()
+    ours = [a for a in faults.appointments if a["contactId"] == "b8"]
+    starts = [datetime.fromisoformat(a["startTime"]) for a in ours]
+    assert starts == [datetime.fromisoformat(memory["showing_pending"])]
+    assert "reserving" in (await h.sent_texts("b8"))[0]
 
 
 async def test_a_buyer_talking_about_selling_is_handed_to_the_seller_bot(h: Harness) -> None:
