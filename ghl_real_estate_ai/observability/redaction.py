@@ -194,6 +194,46 @@ def _is_content_key(key: str) -> bool:
     return lowered in CONTENT_KEYS or lowered.endswith(CONTENT_SUFFIXES)
 
 
+# What a key calls for, decided once per key: a span carries a handful of keys
+# that repeat on every span, so the export thread pays one dict lookup per
+# attribute instead of lower-casing and suffix-matching each time.
+_SECRET: Final = 0
+_CONTENT: Final = 1
+_URL: Final = 2
+_QUERY: Final = 3
+_SQL: Final = 4
+_TEXT: Final = 5
+_MAX_CACHED: Final = 4096
+_plans: dict[str, int] = {}
+# Redacted forms of URL, query and SQL values, which are costly to parse and
+# repeat (the same statements and GHL paths on every webhook). Bounded: cleared
+# when full, so memory stays flat whatever the traffic.
+_MAX_CACHED_VALUE: Final = 2048
+_parsed: dict[tuple[int, str], str] = {}
+
+
+def _plan(key: str) -> int:
+    plan = _plans.get(key)
+    if plan is None:
+        lowered = key.lower()
+        if lowered.rsplit(".", 1)[-1] in SECRET_KEYS:
+            plan = _SECRET
+        elif _is_content_key(key):
+            plan = _CONTENT
+        elif lowered in URL_KEYS:
+            plan = _URL
+        elif lowered in _QUERY_KEYS:
+            plan = _QUERY
+        elif lowered in _SQL_KEYS:
+            plan = _SQL
+        else:
+            plan = _TEXT
+        if len(_plans) >= _MAX_CACHED:
+            _plans.clear()
+        _plans[key] = plan
+    return plan
+
+
 def _redact_url(value: str) -> str:
     try:
         parts = urlsplit(value)
@@ -215,29 +255,63 @@ def _redact_query(query: str) -> str:
     return "&".join(names)
 
 
+def _redact_sql(value: str) -> str:
+    return redact_text(_SQL_LITERAL.sub("'?'", value))
+
+
+_PARSERS: Final = {_URL: _redact_url, _QUERY: _redact_query, _SQL: _redact_sql}
+
+
+def _redact_by_plan(plan: int, value: str) -> str:
+    if plan == _TEXT:
+        return redact_text(value)
+    if len(value) > _MAX_CACHED_VALUE:
+        return _PARSERS[plan](value)
+    cache_key = (plan, value)
+    cached = _parsed.get(cache_key)
+    if cached is None:
+        cached = _PARSERS[plan](value)
+        if len(_parsed) >= _MAX_CACHED:
+            _parsed.clear()
+        _parsed[cache_key] = cached
+    return cached
+
+
 def _redact_string(key: str, value: str) -> str:
-    lowered = key.lower()
-    if lowered in URL_KEYS:
-        return _redact_url(value)
-    if lowered in _QUERY_KEYS:
-        return _redact_query(value)
-    if lowered in _SQL_KEYS:
-        return redact_text(_SQL_LITERAL.sub("'?'", value))
-    return redact_text(value)
+    plan = _plan(key)
+    return _redact_by_plan(plan if plan > _CONTENT else _TEXT, value)
 
 
 def _redact_value(key: str, value: Any, capture_content: bool) -> Any:
-    if _last_segment(key) in SECRET_KEYS:
+    plan = _plan(key)
+    if plan == _SECRET:
         return _whole(value)
     if capture_content:
         return value
-    if _is_content_key(key):
+    if plan == _CONTENT:
         return _whole(value)
     if isinstance(value, str):
-        return _redact_string(key, value)
+        return _redact_by_plan(plan, value)
+    if isinstance(value, bool | int | float):
+        # The common case after strings: nothing in a number can be content.
+        return value
     if isinstance(value, tuple | list) and any(isinstance(item, str) for item in value):
-        return tuple(_redact_string(key, item) if isinstance(item, str) else item for item in value)
+        return tuple(_redact_by_plan(plan, item) if isinstance(item, str) else item for item in value)
     return value
+
+
+def _redacted_or_none(attributes: Mapping[str, Any] | None, capture_content: bool) -> dict[str, Any] | None:
+    """The redacted attributes, or ``None`` when redaction leaves every value as it is."""
+    if not attributes:
+        return None
+    changed: dict[str, Any] | None = None
+    for key, value in attributes.items():
+        cleaned = _redact_value(key, value, capture_content)
+        if cleaned is not value and cleaned != value:
+            if changed is None:
+                changed = dict(attributes)
+            changed[key] = cleaned
+    return changed
 
 
 def redact_attributes(attributes: Mapping[str, Any] | None, capture_content: bool = False) -> dict[str, Any]:
@@ -295,6 +369,57 @@ def redact_span(span: ReadableSpan, capture_content: bool = False) -> ReadableSp
     )
 
 
+def _redact_span_if_needed(span: ReadableSpan, capture_content: bool) -> ReadableSpan:
+    """:func:`redact_span`'s result, but ``span`` itself when redaction changes nothing in it.
+
+    Most spans (node names, ids, SQL without literals) hold nothing to redact;
+    handing the finished span on as it is saves a copy per span in the export thread.
+    """
+    name = span.name if capture_content else redact_text(span.name)
+    changed = name != span.name
+    attributes = _redacted_or_none(span.attributes, capture_content)
+    changed = changed or attributes is not None
+    events: list[Event] = []
+    for event in span.events:
+        event_name = event.name if capture_content else redact_text(event.name)
+        event_attributes = _redacted_or_none(event.attributes, capture_content)
+        if event_attributes is None and event_name == event.name:
+            events.append(event)
+        else:
+            changed = True
+            events.append(Event(event_name, event_attributes, event.timestamp))
+    links: list[Link] = []
+    for link in span.links:
+        link_attributes = _redacted_or_none(link.attributes, capture_content)
+        if link_attributes is None:
+            links.append(link)
+        else:
+            changed = True
+            links.append(Link(link.context, link_attributes))
+    status = span.status
+    if status.description and not capture_content:
+        description = redact_text(status.description)
+        if description != status.description:
+            changed = True
+            status = Status(status.status_code, description)
+    if not changed:
+        return span
+    return ReadableSpan(
+        name=name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes if attributes is not None else span.attributes,
+        events=events,
+        links=links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
 def _capture_setting(capture_content: bool | None) -> bool:
     if capture_content is not None:
         return capture_content
@@ -333,7 +458,7 @@ class RedactingSpanExporter(SpanExporter):
         cleaned: list[ReadableSpan] = []
         for span in spans:
             try:
-                cleaned.append(redact_span(span, self.capture_content))
+                cleaned.append(_redact_span_if_needed(span, self.capture_content))
             except Exception:
                 # Better lose a span than leak one: drop it, count it, say so once.
                 with self._lock:

@@ -330,3 +330,59 @@ def test_unreadable_settings_fail_closed(
     exporter = RedactingSpanExporter(InMemorySpanExporter())
     assert exporter.capture_content is False
     assert "could not read OTEL_CAPTURE_CONTENT" in caplog.text
+
+
+def test_a_span_with_nothing_to_redact_is_handed_on_as_it_is(span_capture: SpanCapture) -> None:
+    with tracer.start_as_current_span(
+        "SELECT contacts", attributes={"db.statement": "SELECT * FROM contacts WHERE contact_id = ?", "n": 3}
+    ) as span:
+        span.add_event("retry", {"attempt": 2})
+    original = span_capture.by_name("SELECT contacts")[0]
+    exported = InMemorySpanExporter()
+    RedactingSpanExporter(exported, capture_content=False).export([original])
+    assert exported.get_finished_spans()[0] is original  # no copy when nothing changes
+
+
+@pytest.mark.parametrize("where", ["event name", "event attribute", "link attribute", "status"])
+def test_content_only_in_an_event_link_or_status_is_still_redacted(
+    span_capture: SpanCapture, where: str
+) -> None:
+    with tracer.start_as_current_span("other") as other:
+        pass
+    links = (
+        [trace.Link(other.get_span_context(), {"phone": PHONE_FORMS[0]})] if where == "link attribute" else []
+    )
+    with tracer.start_as_current_span("clean name", links=links) as span:
+        if where == "event name":
+            span.add_event(f"mailed {EMAIL}")
+        elif where == "event attribute":
+            span.add_event("sms", {"note": f"from {PHONE_FORMS[1]}"})
+        elif where == "status":
+            span.set_status(StatusCode.ERROR, f"bounce {EMAIL}")
+    original = span_capture.by_name("clean name")[0]
+    exported = InMemorySpanExporter()
+    RedactingSpanExporter(exported, capture_content=False).export([original])
+    (copy,) = exported.get_finished_spans()
+    assert copy is not original
+    events = [(event.name, dict(event.attributes or {})) for event in copy.events]
+    link_attributes = [dict(link.attributes or {}) for link in copy.links]
+    text = repr((copy.name, copy.status.description, events, link_attributes))
+    for needle in (EMAIL, PHONE_FORMS[0], PHONE_FORMS[1]):
+        assert needle not in text
+    assert copy.attributes == original.attributes
+
+
+def test_repeated_values_redact_the_same_and_the_caches_stay_bounded() -> None:
+    from ghl_real_estate_ai.observability import redaction
+
+    sql = "UPDATE outbox SET status = 'sent' WHERE id = ?"
+    first = redact_attributes({"db.statement": sql, "http.url": "https://x.test/a?token=1"})
+    for n in range(3 * redaction._MAX_CACHED):
+        redact_attributes({f"key.{n}": "v", "db.statement": f"SELECT '{n}' FROM t"})
+    assert redact_attributes({"db.statement": sql, "http.url": "https://x.test/a?token=1"}) == first
+    assert first == {
+        "db.statement": "UPDATE outbox SET status = '?' WHERE id = ?",
+        "http.url": "https://x.test/a?token=[REDACTED]",
+    }
+    assert len(redaction._plans) <= redaction._MAX_CACHED
+    assert len(redaction._parsed) <= redaction._MAX_CACHED
