@@ -44,6 +44,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -148,8 +149,17 @@ def _json_value(value: Any) -> AttributeValue:
     return str(value)
 
 
+_PLAIN_TYPES = frozenset({str, bool, int})
+
+
 def _attributes(attributes: Mapping[str, Any] | None) -> dict[str, AttributeValue]:
-    return {key: _json_value(value) for key, value in (attributes or {}).items()}
+    if not attributes:
+        return {}
+    # Most values are plain strings, ints and bools: keep them without the
+    # conversion call (this runs once per attribute of every exported span).
+    return {
+        key: value if type(value) in _PLAIN_TYPES else _json_value(value) for key, value in attributes.items()
+    }
 
 
 def _dumps(value: object) -> str:
@@ -184,6 +194,7 @@ class LocalSpanExporter(SpanExporter):
         self._since_prune = 0
         self._last_prune = 0.0
         self._resource_ids: dict[str, int] = {}
+        self._resource_objects: dict[int, tuple[Resource, int]] = {}
         self._failures_logged = 0
 
     def _connection(self) -> sqlite3.Connection:
@@ -214,6 +225,20 @@ class LocalSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
     def _resource_id(self, conn: sqlite3.Connection, span: ReadableSpan) -> int:
+        # Every span of a provider carries the same Resource object: look it up by
+        # identity before serialising and hashing its attributes. The entry keeps
+        # the resource alive, so its id cannot be reused by another object.
+        resource = span.resource
+        known = self._resource_objects.get(id(resource))
+        if known is not None and known[0] is resource:
+            return known[1]
+        resource_id = self._resource_row(conn, span)
+        if len(self._resource_objects) >= 64:
+            self._resource_objects.clear()
+        self._resource_objects[id(resource)] = (resource, resource_id)
+        return resource_id
+
+    def _resource_row(self, conn: sqlite3.Connection, span: ReadableSpan) -> int:
         text = _dumps(_attributes(span.resource.attributes))
         digest = hashlib.sha1(text.encode()).hexdigest()
         cached = self._resource_ids.get(digest)
@@ -348,6 +373,7 @@ class LocalSpanExporter(SpanExporter):
                 " (SELECT 1 FROM spans WHERE spans.resource_id = resources.id)"
             )
             self._resource_ids.clear()
+            self._resource_objects.clear()
         self._since_prune = 0
         self._last_prune = time.monotonic()
         return deleted

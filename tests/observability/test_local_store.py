@@ -240,6 +240,21 @@ def test_age_retention_drops_old_spans(store: Path) -> None:
     provider.shutdown()
 
 
+def test_a_resource_pruned_with_its_spans_is_written_again_for_new_ones(store: Path) -> None:
+    """Spans of two providers keep their own resource, also after retention dropped every row."""
+    exporter = LocalSpanExporter(store, max_age_hours=1.0)
+    first, second = make_provider(exporter, "svc-a"), make_provider(exporter, "svc-b")
+    two_hours_ago = int((datetime.now(UTC) - timedelta(hours=2)).timestamp() * 1e9)
+    emit(first, Node("old", 0, 1), base_ns=two_hours_ago)
+    assert exporter.prune() == 1  # the span and its now unused resource row are gone
+    a, b = emit(first, Node("a", 0, 1)), emit(second, Node("b", 0, 1))
+    reader = LocalTraceReader(store)
+    assert [span.resource["service.name"] for span in reader.get_trace(a)] == ["svc-a"]
+    assert [span.resource["service.name"] for span in reader.get_trace(b)] == ["svc-b"]
+    first.shutdown()
+    second.shutdown()
+
+
 def test_retention_keeps_the_store_bounded_over_100k_spans(store: Path) -> None:
     """Acceptance 5: 100k spans through a batch processor; rows and file size stay bounded."""
     exporter = LocalSpanExporter(store, max_spans=2_000)
