@@ -96,6 +96,21 @@ def test_service_name_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert exporter.get_finished_spans()[0].resource.attributes["service.name"] == "from-env"
 
 
+def test_the_resource_hashes_and_compares_like_a_plain_one() -> None:
+    """Spans carry a resource that hashes once (for the OTLP encoder) yet equals a plain Resource."""
+    from opentelemetry.sdk.resources import Resource
+
+    exporter = InMemorySpanExporter()
+    setup_observability(settings(), exporter_type="none", span_exporters=[exporter])
+    one_span()
+    flush_observability()
+    resource = exporter.get_finished_spans()[0].resource
+    plain = Resource(resource.attributes, resource.schema_url)
+    assert resource == plain and hash(resource) == hash(plain)
+    assert {resource: 1}[plain] == 1
+    assert resource.merge(Resource({"team": "jorge"})).attributes["team"] == "jorge"
+
+
 # --- headers and endpoints --------------------------------------------------------------
 
 
