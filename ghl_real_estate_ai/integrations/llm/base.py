@@ -14,6 +14,7 @@ purpose, outcome and reply length: never the text.
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import re
@@ -105,7 +106,7 @@ def user_prompt(purpose: str, context: dict[str, Any], fallback: str) -> str:
     return json.dumps({"purpose": purpose, "context": context, "draft": fallback}, default=str)
 
 
-class ProviderReplyWriter:
+class ProviderReplyWriter(abc.ABC):
     """Shared logic of the model-backed writers; subclasses implement :meth:`_complete`."""
 
     provider = "unknown"
@@ -120,9 +121,9 @@ class ProviderReplyWriter:
         self.model = model
         self.max_chars = max_chars
 
+    @abc.abstractmethod
     async def _complete(self, system: str, user: str) -> str:
         """One call to the model; returns its text (may raise anything the SDK raises)."""
-        raise NotImplementedError
 
     async def write(self, purpose: str, context: dict[str, Any], fallback: str) -> str:
         """Ask the model to rewrite ``fallback``; on any trouble return ``fallback``.
