@@ -27,6 +27,7 @@ import json
 import logging
 import secrets
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
@@ -142,10 +143,9 @@ class SQLiteStore(SQLStore):
             conn = await aiosqlite.connect(str(self.path), timeout=self._busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from None
+        conn.row_factory = sqlite3.Row
         try:
-            conn.row_factory = sqlite3.Row
-            await conn.execute_fetchall("PRAGMA journal_mode = WAL")
-            await conn.execute_fetchall("PRAGMA foreign_keys = ON")
+            await self._set_pragmas(conn)
         except sqlite3.Error as exc:
             await conn.close()
             raise self._unavailable(exc) from None
@@ -156,6 +156,23 @@ class SQLiteStore(SQLStore):
             self._conn = None
             await conn.close()
             raise
+
+    async def _set_pragmas(self, conn: aiosqlite.Connection) -> None:
+        # Switching a fresh file to WAL needs a moment alone with it, and SQLite does not
+        # always wait for that through the busy handler: when several processes open the
+        # same new file at once, retry until busy_timeout is spent.
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.01
+        while True:
+            try:
+                await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        await conn.execute_fetchall("PRAGMA foreign_keys = ON")
 
     async def _migrate(self) -> None:
         async with self._conn_lock:
