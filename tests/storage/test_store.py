@@ -30,8 +30,8 @@ async def open_another(database_url: str) -> AsyncIterator[OpenStore]:
 
     async def make(**kwargs: object) -> Store:
         store = open_store(database_url, pool_size=4, **kwargs)  # type: ignore[arg-type]
+        stores.append(store)  # before open(): a store still opening when the test fails is closed too
         await store.open()
-        stores.append(store)
         return store
 
     yield make
