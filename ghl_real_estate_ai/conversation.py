@@ -182,14 +182,17 @@ class ConversationService:
             )
         channel = message.reply_channel
         await self._record_inbound(contact_id, message, channel)
+        newest = analyze_lead([_InboundTurn(message.body, self.clock())])
         if contact.opted_out:
+            # The opt-out confirmation promises that START brings the texts back.
+            if "resume" in newest.latest_signals:
+                return await self._opt_in(contact, channel, event_key)
             return ConversationResult(contact, "ignored_opted_out", [])
         if contact.escalated:
             return ConversationResult(contact, "ignored_escalated", [])
 
         current = contact.current_bot if contact.current_bot in BOT_NAMES else "lead"
         contact.current_bot = current
-        newest = analyze_lead([_InboundTurn(message.body, self.clock())])
         if newest.opt_out:
             return await self._opt_out(contact, channel, event_key)
         if newest.human_request or newest.red_flags:
@@ -264,11 +267,11 @@ class ConversationService:
                 contact_id=contact.contact_id,
             )
             contact.tags.append(OPT_OUT_TAG)
-        # Keyed by contact, not event: whatever arrives later, one confirmation at most.
+        # Keyed by contact (and how often it came back), not event: one confirmation per opt-out.
         await self.outbound.reply(
             contact.contact_id,
             channel,
-            key=f"opt-out-confirmation:{contact.contact_id}",
+            key=f"opt-out-confirmation:{contact.contact_id}:{contact.state.get('opt_ins', 0)}",
             purpose="opt_out_confirmation",
             context={},
             fallback=render("opt_out_confirmation"),
@@ -276,6 +279,29 @@ class ConversationService:
         await self.store.cancel_followups(contact.contact_id)
         contact = await self.store.upsert_contact(contact)
         return ConversationResult(contact, "opted_out", [])
+
+    async def _opt_in(self, contact: Contact, channel: str, event_key: str) -> ConversationResult:
+        add_workflow_event("contact_opted_in", contact_id=contact.contact_id)
+        contact.opted_out = False
+        contact.state = {**contact.state, "opt_ins": int(contact.state.get("opt_ins", 0)) + 1}
+        if OPT_OUT_TAG in contact.tags:
+            await self.outbox.submit(
+                f"{event_key}:opt_in:remove_tags",
+                "remove_tags",
+                {"contact_id": contact.contact_id, "tags": [OPT_OUT_TAG]},
+                contact_id=contact.contact_id,
+            )
+            contact.tags = [t for t in contact.tags if t != OPT_OUT_TAG]
+        await self.outbound.reply(
+            contact.contact_id,
+            channel,
+            key=f"{event_key}:opt_in",
+            purpose="opt_in_confirmation",
+            context={},
+            fallback=render("opt_in_confirmation"),
+        )
+        contact = await self.store.upsert_contact(contact)
+        return ConversationResult(contact, "opted_in", [])
 
     async def _escalate(
         self, contact: Contact, bot: str, intent: LeadIntent, channel: str, event_key: str

@@ -166,6 +166,24 @@ async def test_opt_out_in_spanish(h: Harness) -> None:
     assert len(await h.sent_texts("o2")) == 2
 
 
+async def test_start_after_stop_brings_the_texts_back_as_the_confirmation_promised(h: Harness) -> None:
+    await h.say("o3", "Hi, thinking about buying")
+    await h.say("o3", "STOP")
+    assert "Reply START" in (await h.sent_texts("o3"))[-1]
+    resumed = await h.say("o3", "START")
+    assert resumed.action == "opted_in"
+    contact = await h.contact("o3")
+    assert not contact.opted_out and "Opted-Out" not in contact.tags
+    assert "Welcome back" in (await h.sent_texts("o3"))[-1]
+    answered = await h.say("o3", "Pre-approved for $500k, looking for 3 bedrooms in Upland")
+    assert answered.action == "answered"
+    # A second STOP is confirmed again: one confirmation per opt-out.
+    assert (await h.say("o3", "stop")).action == "opted_out"
+    texts = await h.sent_texts("o3")
+    assert sum("unsubscribed" in t for t in texts) == 2
+    assert call_summary(await h.calls()).count("DELETE /contacts/o3/tags") >= 1
+
+
 async def test_a_legal_red_flag_escalates_to_a_person_and_the_bot_stops(h: Harness) -> None:
     escalated = await h.say("r1", "I'm behind on payments and facing foreclosure, I need to sell fast")
     assert escalated.action == "escalated" and escalated.handoff_outcome == "executed"

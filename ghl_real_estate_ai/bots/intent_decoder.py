@@ -173,6 +173,7 @@ _SIGNAL_ORDER = (
     "motivation",
     "human_request",
     "opt_out",
+    "resume",
     "red_flag",
     "objection",
 )
@@ -786,6 +787,8 @@ def _extract(raw: str, asked: str, known_areas: Sequence[str], side: str = "") -
     found.resume = _strip_filler(text) in _RESUME_WORDS
     if found.opt_out:
         found.add("opt_out")
+    elif found.resume:
+        found.add("resume")
     return found
 
 

@@ -150,6 +150,10 @@ TEMPLATES: Mapping[str, Template] = {
     ),
     "handoff_seller_to_buyer": Template("Great, let's also line up your next home so the move is seamless."),
     # --- opt-out, escalation, objections ------------------------------------------
+    "opt_in_confirmation": Template(
+        "Welcome back, {first_name}! You'll get texts from us again. Are you thinking about buying, "
+        "selling, or both?"
+    ),
     "opt_out_confirmation": Template(
         "You're unsubscribed and won't get more texts from us. Reply START anytime to resume."
     ),
