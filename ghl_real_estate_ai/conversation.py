@@ -61,6 +61,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 OPT_OUT_TAG = "Opted-Out"
+
+HISTORY_LIMIT = 50
+"""Messages of a conversation the bots read (the newest ones)."""
 """Tag added to a contact that asked the bots to stop."""
 
 
@@ -181,7 +184,7 @@ class ConversationService:
                 )
             )
         channel = message.reply_channel
-        await self._record_inbound(contact_id, message, channel)
+        turns = await self._record_inbound(contact_id, message, channel)
         newest = analyze_lead([_InboundTurn(message.body, self.clock())])
         if contact.opted_out:
             # The opt-out confirmation promises that START brings the texts back.
@@ -198,7 +201,6 @@ class ConversationService:
         if newest.human_request or newest.red_flags:
             return await self._escalate(contact, current, newest, channel, event_key)
 
-        turns = await self.store.list_messages(contact_id, limit=50)
         turn = BotTurn(contact=contact, turns=turns, channel=channel, event_key=event_key)
         first = await self.bots.run(current, turn)
         outcomes = [first]
@@ -235,13 +237,15 @@ class ConversationService:
         return ConversationResult(contact, "answered", outcomes, handoff_outcome)
 
     # -- steps ---------------------------------------------------------------------
-    async def _record_inbound(self, contact_id: str, message: InboundMessage, channel: str) -> Message | None:
-        if message.message_id:
-            # The worker may process a stored event again after a crash: record it once.
-            recent = await self.store.list_messages(contact_id, limit=50)
-            if any(m.message_id == message.message_id and m.direction == "inbound" for m in recent):
-                return None
-        return await self.store.add_message(
+    async def _record_inbound(self, contact_id: str, message: InboundMessage, channel: str) -> list[Message]:
+        """Store the inbound message once; returns the conversation's last 50 messages, oldest first."""
+        recent = await self.store.list_messages(contact_id, limit=HISTORY_LIMIT)
+        # The worker may process a stored event again after a crash: record it once.
+        if message.message_id and any(
+            m.message_id == message.message_id and m.direction == "inbound" for m in recent
+        ):
+            return recent
+        stored = await self.store.add_message(
             contact_id,
             "inbound",
             message.body,
@@ -249,6 +253,8 @@ class ConversationService:
             message_id=message.message_id,
             created_at=message.date_added or self.clock(),
         )
+        # The same order the store reads in, so a late-delivered message sits where it belongs.
+        return sorted([*recent, stored], key=lambda m: (m.created_at, m.id))[-HISTORY_LIMIT:]
 
     def _remember(self, contact: Contact, outcome: BotOutcome) -> None:
         state = dict(contact.state)
