@@ -29,9 +29,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from pydantic import ValidationError
 
 from ghl_real_estate_ai.integrations.ghl.webhook import EventProcessor, parse_webhook, process_claimed_event
+from ghl_real_estate_ai.observability.workflow_tracing import link_from_trace_context
 from ghl_real_estate_ai.outbox import Outbox, utcnow
 from ghl_real_estate_ai.storage.base import Store
 
@@ -129,8 +131,11 @@ class BackgroundWorker:
         for event in events:
             if not await self.store.claim_webhook_event(event.id, stale_before=cutoff):
                 continue  # another replica, or the request itself, has it
+            # A new trace (the request is long gone) that links to the one that stored the event.
             with _tracer.start_as_current_span(
                 "worker.process_webhook_event",
+                context=Context(),
+                links=link_from_trace_context(event.trace_context),
                 attributes={"webhook.event_id": event.id, "webhook.attempt": event.attempts + 1},
             ):
                 try:

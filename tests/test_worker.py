@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from opentelemetry import trace
 
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
 from ghl_real_estate_ai.integrations.ghl.sandbox import get_sandbox_state
 from ghl_real_estate_ai.integrations.ghl.webhook import InboundMessage
 from ghl_real_estate_ai.observability.testing import capture_spans
+from ghl_real_estate_ai.observability.workflow_tracing import propagate_trace_context
 from ghl_real_estate_ai.outbox import Outbox
 from ghl_real_estate_ai.storage.base import Store, WebhookEvent
 from ghl_real_estate_ai.worker import BackgroundWorker
@@ -169,6 +171,30 @@ async def test_reprocessing_starts_its_own_trace_with_the_ghl_call_under_it(
     posts = [s for s in capture.spans() if s.name == "POST"]
     assert len(posts) == 1 and posts[0].context.trace_id == root.context.trace_id
     assert root.attributes is not None and root.attributes["webhook.event_id"] == 1
+
+
+async def test_a_reprocessed_event_links_to_the_request_that_stored_it(
+    worker: BackgroundWorker, store: Store, clock: Clock
+) -> None:
+    """The request's trace ended long ago: the re-run is a new trace with a span link back."""
+    with capture_spans() as capture:
+        with trace.get_tracer("test").start_as_current_span("POST /api/v1/webhooks/ghl") as request:
+            carrier = dict(propagate_trace_context({}))
+            payload = {**PAYLOAD}
+            await store.record_webhook_event(
+                webhook_id=payload["webhookId"],
+                message_id=payload["messageId"],
+                event_type=payload["type"],
+                contact_id=payload["contactId"],
+                payload=payload,
+                trace_context=carrier,
+            )
+        clock.now += timedelta(minutes=3)
+        await worker.run_once()
+    (root,) = capture.by_name("worker.process_webhook_event")
+    assert root.parent is None
+    assert root.context.trace_id != request.get_span_context().trace_id
+    assert [link.context.span_id for link in root.links] == [request.get_span_context().span_id]
 
 
 async def test_one_failing_job_does_not_stop_the_others(worker: BackgroundWorker) -> None:

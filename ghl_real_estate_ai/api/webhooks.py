@@ -51,6 +51,7 @@ from ghl_real_estate_ai.integrations.ghl.webhook import (
     process_claimed_event,
     webhook_json_schema,
 )
+from ghl_real_estate_ai.observability.workflow_tracing import propagate_trace_context
 from ghl_real_estate_ai.settings import Settings
 from ghl_real_estate_ai.storage.base import Store
 
@@ -226,6 +227,8 @@ async def _store_and_process(
             contact_id=message.contact_id,
             payload=data,
             status=status,
+            # A re-run by the worker (after a crash or a failure) links back to this request's trace.
+            trace_context=dict(propagate_trace_context({})),
         )
     except StorageError as exc:
         logger.error("webhook not stored, answering 429 so GHL retries: %s", exc)

@@ -208,6 +208,7 @@ def _webhook_event(row: Mapping[str, Any]) -> WebhookEvent:
         attempts=row["attempts"],
         received_at=row["received_at"],
         error=row["error"],
+        trace_context={str(k): str(v) for k, v in dict(row["trace_context"]).items()},
     )
 
 
@@ -443,6 +444,7 @@ class SQLStore(ABC):
         contact_id: str | None,
         payload: dict[str, Any],
         status: str = "received",
+        trace_context: dict[str, str] | None = None,
     ) -> WebhookInsert:
         """Store a delivery once; a known webhookId or messageId is reported as a duplicate."""
         _check_status("webhook event", status, WEBHOOK_STATUSES)
@@ -453,10 +455,20 @@ class SQLStore(ABC):
             now = _now()
             row = await self._one(
                 """INSERT INTO webhook_events (webhook_id, message_id, event_type, contact_id, payload,
-                       status, attempts, received_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)
+                       status, attempts, received_at, updated_at, trace_context)
+                   VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
                    ON CONFLICT DO NOTHING RETURNING id""",
-                (webhook_id, message_id, event_type, contact_id, dict(payload), status, now, now),
+                (
+                    webhook_id,
+                    message_id,
+                    event_type,
+                    contact_id,
+                    dict(payload),
+                    status,
+                    now,
+                    now,
+                    dict(trace_context or {}),
+                ),
             )
             if row is not None:
                 return WebhookInsert(event_id=int(row["id"]), duplicate=False)

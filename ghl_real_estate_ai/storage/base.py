@@ -77,6 +77,8 @@ class WebhookEvent:
     attempts: int
     received_at: datetime
     error: str | None = None
+    trace_context: dict[str, str] = field(default_factory=dict)
+    """W3C ``traceparent``/``tracestate`` of the request that stored it (a later re-run links to it)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -186,6 +188,7 @@ class Store(Protocol):
         contact_id: str | None,
         payload: dict[str, Any],
         status: str = "received",
+        trace_context: dict[str, str] | None = None,
     ) -> WebhookInsert:
         """Store a delivery; a duplicate webhookId or messageId is reported, not raised."""
 

@@ -166,6 +166,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             real="DOUBLE PRECISION",
         ),
     ),
+    Migration(
+        version=2,
+        description="webhook events keep the trace context of the request that stored them",
+        sqlite=("ALTER TABLE webhook_events ADD COLUMN trace_context TEXT NOT NULL DEFAULT '{}'",),
+        postgresql=(
+            "ALTER TABLE webhook_events ADD COLUMN trace_context JSONB NOT NULL DEFAULT '{}'::jsonb",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

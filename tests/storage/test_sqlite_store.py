@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind
 
 from ghl_real_estate_ai.errors import ConfigurationError, LockTimeoutError, StorageUnavailableError
 from ghl_real_estate_ai.storage import Contact, open_store
+from ghl_real_estate_ai.storage.schema import MIGRATIONS
 from ghl_real_estate_ai.storage.sqlite import SQLiteStore
 
 
@@ -104,7 +105,7 @@ async def test_the_file_has_wal_and_foreign_keys(sqlite_url: str, tmp_path: Path
         with sqlite3.connect(tmp_path / "jorge.db") as raw:
             assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             version_rows = raw.execute("SELECT version FROM schema_version").fetchall()
-        assert version_rows == [(1,)]
+        assert version_rows == [(m.version,) for m in MIGRATIONS]
     finally:
         await store.close()
 

@@ -77,6 +77,28 @@ async def test_reopening_an_existing_database_applies_only_new_migrations(open_a
     assert await again.get_contact("c-keep") is not None
 
 
+async def test_a_version_1_database_upgrades_to_keep_trace_contexts(open_another: OpenStore) -> None:
+    """A database deployed before webhook events kept a trace context gains the column."""
+    old = await open_another(migrations=MIGRATIONS[:1])
+    assert await old.schema_version() == 1
+    await old.upsert_contact(Contact("c-old"))
+    await old.close()
+    upgraded = await open_another()
+    assert await upgraded.schema_version() == LATEST_VERSION
+    carrier = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    stored = await upgraded.record_webhook_event(
+        webhook_id="wh-new",
+        message_id="m-new",
+        event_type="InboundMessage",
+        contact_id="c-old",
+        payload={},
+        trace_context=carrier,
+    )
+    event = await upgraded.get_webhook_event(stored.event_id)
+    assert event is not None and event.trace_context == carrier
+    assert await upgraded.get_contact("c-old") is not None
+
+
 async def test_two_stores_opening_a_fresh_database_at_once_both_succeed(open_another: OpenStore) -> None:
     a, b = await asyncio.gather(open_another(), open_another())
     assert await a.schema_version() == await b.schema_version() == LATEST_VERSION
@@ -142,6 +164,25 @@ async def test_naive_datetimes_are_refused(store: Store) -> None:
 
 
 # --- webhook events -------------------------------------------------------------
+
+
+async def test_a_webhook_event_keeps_the_trace_context_it_was_stored_with(store: Store) -> None:
+    carrier = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    stored = await store.record_webhook_event(
+        webhook_id="wh-tc",
+        message_id="m-tc",
+        event_type="InboundMessage",
+        contact_id="c1",
+        payload={"body": "hi"},
+        trace_context=carrier,
+    )
+    plain = await store.record_webhook_event(
+        webhook_id="wh-tc2", message_id="m-tc2", event_type="InboundMessage", contact_id="c1", payload={}
+    )
+    event = await store.get_webhook_event(stored.event_id)
+    other = await store.get_webhook_event(plain.event_id)
+    assert event is not None and event.trace_context == carrier
+    assert other is not None and other.trace_context == {}
 
 
 async def test_duplicate_webhook_id_is_reported_with_the_first_event_id(store: Store) -> None:
