@@ -72,8 +72,13 @@ logger = logging.getLogger(__name__)
 EXPORTER_TYPES = ("otlp", "otlp_http", "console", "local", "none")
 """The values OTEL_EXPORTER_TYPE accepts (comma separated)."""
 
-EXCLUDED_URLS = r"^[a-z]+://[^/]+/(health|ready|metrics)/?$"
-"""Requests never traced: exactly the probe and scrape paths, whatever the host."""
+EXCLUDED_URLS = (
+    r"^[a-z]+://[^/]+/(health|ready|metrics)/?$"
+    r"|^[a-z]+://[^/]+/(traces|api/traces|api/services|sandbox)(/.*)?(\?.*)?$"
+)
+"""Requests never traced, whatever the host: the probe and scrape paths, and the tools
+that look at traces or at the GHL sandbox (browsing traces must not fill the store
+with traces of the browsing)."""
 
 
 def fastapi_native_telemetry_off() -> dict[str, Any]:

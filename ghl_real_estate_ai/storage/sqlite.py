@@ -224,7 +224,9 @@ class SQLiteStore(SQLStore):
     async def _run(self, conn: aiosqlite.Connection, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         params = [_encode(a) for a in args]
         described = _describe(sql)
-        if described is None:
+        # Statements outside any trace (migrations at start-up, the worker's polling for due
+        # rows) get no span: a one-span root trace per poll would flood the trace store.
+        if described is None or not trace.get_current_span().get_span_context().is_valid:
             return await self._execute(conn, sql, params)
         name, attributes = described
         span = self._tracer.start_span(name, kind=SpanKind.CLIENT)

@@ -51,7 +51,8 @@ def make_app() -> FastAPI:
             span.set_attribute("work.item_length", len(item))
         return {"item": item}
 
-    for path in ("/health", "/ready", "/metrics", "/healthz"):
+    paths = ("/health", "/ready", "/metrics", "/healthz", "/traces", "/api/traces", "/sandbox/ghl/_calls")
+    for path in paths:
 
         async def probe() -> dict[str, bool]:
             return {"ok": True}
@@ -146,8 +147,10 @@ async def test_fastapi_server_span_per_request_without_asgi_noise(
         setup_observability(settings(), exporter_type="otlp", endpoint=receiver.endpoint)
         instrument_app(app)
         instrument_app(app)  # idempotent: still one SERVER span per request
-        for path in ("/health", "/ready", "/metrics", "/work/abc", "/healthz"):
+        for path in ("/health", "/ready", "/metrics", "/work/abc", "/healthz", "/traces", "/api/traces"):
             assert (await client.get(path)).status_code == 200
+        # Looking at traces or at the GHL sandbox must not fill the store with traces of the looking.
+        assert (await client.get("/sandbox/ghl/_calls?since=1")).status_code == 200
         assert flush_observability()
         spans = receiver.wait_for(lambda spans: len(spans) >= 3)
         shutdown_observability()

@@ -146,6 +146,21 @@ async def test_statement_spans_nest_under_the_caller_and_carry_no_values(
     assert "?" in statement and "555" not in statement
 
 
+async def test_statements_outside_any_trace_start_no_trace(
+    sqlite_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """Migrations and the worker's polling run outside a trace: no one-span root traces."""
+    provider, exporter = spans
+    store = open_store(sqlite_url, tracer_provider=provider)
+    await store.open()
+    try:
+        await store.claim_due_followups(datetime.now(UTC))
+        await store.upsert_contact(Contact("c1"))
+    finally:
+        await store.close()
+    assert exporter.get_finished_spans() == ()
+
+
 async def test_unsampled_statements_record_nothing_and_still_work(sqlite_url: str) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=ALWAYS_OFF)
