@@ -27,14 +27,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import asyncpg
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from ghl_real_estate_ai.errors import StorageError, StorageUnavailableError
 from ghl_real_estate_ai.storage._sql import (
@@ -82,8 +84,10 @@ def _cause(exc: BaseException) -> str:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # Plumbing of a new pooled connection (type introspection), never worth a span.
+    with suppress_instrumentation():
+        for name in ("json", "jsonb"):
+            await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 class PostgresStore(SQLStore):
@@ -147,27 +151,31 @@ class PostgresStore(SQLStore):
     async def _migrate(self) -> None:
         pool = self._require_pool()
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                # Taken before even the version table is created: concurrent
-                # CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL.
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", SCHEMA_LOCK_KEY)
-                await conn.execute(bootstrap_sql("postgresql"))
-                current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-                for migration in self._migrations:
-                    if migration.version <= current:
-                        continue
-                    for statement in migration.statements("postgresql"):
-                        await conn.execute(statement)
-                    await conn.execute(
-                        "INSERT INTO schema_version (version, description, applied_at) VALUES ($1, $2, $3)",
-                        migration.version,
-                        migration.description,
-                        datetime.now(UTC),
-                    )
+            with _untraced_outside_a_trace():
+                await self._apply_migrations(pool)
         except StorageError:
             raise
         except Exception as exc:
             raise self._translate(exc, "migrating the schema") from None
+
+    async def _apply_migrations(self, pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            # Taken before even the version table is created: concurrent
+            # CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", SCHEMA_LOCK_KEY)
+            await conn.execute(bootstrap_sql("postgresql"))
+            current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            for migration in self._migrations:
+                if migration.version <= current:
+                    continue
+                for statement in migration.statements("postgresql"):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, description, applied_at) VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.description,
+                    datetime.now(UTC),
+                )
 
     async def close(self) -> None:
         """Close the pool and the lock connection; safe to call twice."""
@@ -227,9 +235,12 @@ class PostgresStore(SQLStore):
             tx = self._tx.get()
             if tx is not None and tx.active:
                 async with tx.lock:
-                    return await self._fetch(tx.conn, sql, args)
-            async with self._require_pool().acquire() as conn:
-                return await self._fetch(conn, sql, args)
+                    with _untraced_outside_a_trace():
+                        return await self._fetch(tx.conn, sql, args)
+            # The release runs asyncpg's reset query: it belongs inside the same rule.
+            with _untraced_outside_a_trace():
+                async with self._require_pool().acquire() as conn:
+                    return await self._fetch(conn, sql, args)
         except StorageError:
             raise
         except Exception as exc:
@@ -258,7 +269,8 @@ class PostgresStore(SQLStore):
         try:
             tr = conn.transaction()
             try:
-                await tr.start()
+                with _untraced_outside_a_trace():
+                    await tr.start()
             except Exception as exc:
                 raise self._translate(exc, "BEGIN") from None
             state = TxState(conn)
@@ -271,13 +283,15 @@ class PostgresStore(SQLStore):
                     # A failed rollback (dead connection) must not hide the error of the block.
                     with suppress(Exception):
                         if not conn.is_closed():
-                            await tr.rollback()
+                            with _untraced_outside_a_trace():
+                                await tr.rollback()
                 raise
             else:
                 state.active = False
                 async with state.lock:
                     try:
-                        await tr.commit()
+                        with _untraced_outside_a_trace():
+                            await tr.commit()
                     except Exception as exc:
                         error = self._translate(exc, "COMMIT")
                         if isinstance(error, StorageUnavailableError):
@@ -286,7 +300,8 @@ class PostgresStore(SQLStore):
             finally:
                 self._tx.reset(token)
         finally:
-            await pool.release(conn)
+            with _untraced_outside_a_trace():
+                await pool.release(conn)
 
     # --- contact lock -------------------------------------------------------------
     async def _lock_call(self, sql: str, key: str) -> bool:
@@ -321,3 +336,18 @@ class PostgresStore(SQLStore):
             except StorageError as exc:
                 # The server frees a dead session's locks; nothing more to do.
                 logger.warning("could not release the advisory lock of contact %r: %s", contact_id, exc)
+
+
+@contextmanager
+def _untraced_outside_a_trace() -> Iterator[None]:
+    """Silence the asyncpg instrumentation for queries run outside any trace.
+
+    The worker asks every few seconds whether anything is due; as root spans those
+    polls would flood the trace backend with one-span traces. Inside a trace every
+    query is still a span under its caller (the same rule as the SQLite store).
+    """
+    if trace.get_current_span().get_span_context().is_valid:
+        yield
+        return
+    with suppress_instrumentation():
+        yield

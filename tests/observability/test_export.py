@@ -10,6 +10,7 @@ import logging
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -243,6 +244,28 @@ async def test_asyncpg_queries_nest_under_the_caller(postgres_url: str) -> None:
     queries = [s for s in spans if s.attributes.get("db.system") == "postgresql"]
     assert queries and all(q.parent_span_id == parent.span_id for q in queries)
     assert all(q.kind is SpanKind.CLIENT for q in queries)
+
+
+@pytest.mark.postgres
+async def test_store_queries_outside_a_trace_start_no_trace(postgres_url: str) -> None:
+    """The worker's polling for due rows must not flood the backend with one-span traces."""
+    from ghl_real_estate_ai.storage import open_store
+
+    with OTLPGrpcReceiver() as receiver:
+        setup_observability(settings(), exporter_type="otlp", endpoint=receiver.endpoint)
+        store = open_store(postgres_url, pool_size=2)
+        await store.open()
+        try:
+            await store.claim_due_followups(datetime.now(UTC))  # a worker poll: no trace
+            with tracer.start_as_current_span("webhook.handle"):
+                await store.get_contact("c-1")
+        finally:
+            await store.close()
+        flush_observability()
+        spans = receiver.wait_for(lambda spans: any(s.name == "webhook.handle" for s in spans))
+    queries = [s for s in spans if s.attributes.get("db.system") == "postgresql"]
+    parent = by_name(spans)["webhook.handle"]
+    assert queries and all(q.parent_span_id == parent.span_id for q in queries)
 
 
 @pytest.mark.redis
