@@ -270,12 +270,13 @@ class BuyerBot:
         ack, acked = acknowledgement(dialogue)
         negative = is_negative(last_inbound_text(turns), intent)
         if qualified and not booked and (intent.facts.wants_showing or said_yes):
-            mark_reply(answered=topic, acknowledged=acked)
+            marks = mark_reply(answered=topic, acknowledged=acked)
             return {
                 "draft_reply": compose(answer=" ".join(parts), ack=ack, sent=set(), negative=negative),
                 "wants_showing": True,
                 "memory": memory,
                 "path": "showing",
+                **marks,
             }
         question = next_question(missing, asked)
         body: list[str]
@@ -301,7 +302,7 @@ class BuyerBot:
         text = compose(answer=" ".join(parts), ack=ack, body=body, sent=sent_texts(turns), negative=negative)
         memory["questions_asked"] = asked
         trace.get_current_span().set_attribute("buyer.reply_path", path)
-        mark_reply(answered=topic, asked=question, acknowledged=acked)
+        marks = mark_reply(answered=topic, asked=question, acknowledged=acked)
         key = f"{state.get('event_key', '')}:buyer:reply"
         await self.outbound.reply(
             state["contact_id"],
@@ -314,6 +315,7 @@ class BuyerBot:
         return {
             "memory": memory,
             "replies": [*state.get("replies", []), key],
+            **marks,
             "wants_showing": False,
             "path": path,
         }

@@ -78,6 +78,7 @@ CONTACT_SLOTS: tuple[str, ...] = ("sides", "agent_status", "must_sell_first", "l
 
 _ONLY_BUY = frozenset({"budget", "financing", "preapproved", "buyer_for"})
 _ONLY_SELL = frozenset({"price_expectation", "condition", "sqft"})
+_SHARED_BY_A_MOVE = frozenset({"target_date", "timeline_days", "motivation"})
 _BUYER_MOTIVES = frozenset({"first_home", "investment", "upsizing"})
 _SELLER_MOTIVES = frozenset({"divorce", "inheritance", "financial", "downsizing", "retirement"})
 
@@ -159,15 +160,18 @@ class Dialogue:
         price and a seller's no budget.
         """
         values: dict[str, Any] = {}
+        other = "sell" if side == "buy" else "buy"
         for name in SIDE_SLOTS[side]:
             value = self.get(side, name)
+            if value is None and self.two_sided and name in _SHARED_BY_A_MOVE:
+                # One move, two deals: when to move and why hold for both sides.
+                value = self.get(other, name)
             if name == "areas":
                 values[name] = tuple(value or ())
             elif name == "target_date":
                 values[name] = date.fromisoformat(value) if value else None
             else:
                 values[name] = value
-        other = "sell" if side == "buy" else "buy"
         for name in SIDE_SLOTS[other]:
             if name not in SIDE_SLOTS[side] and name != "sqft":
                 values[name] = None
@@ -244,9 +248,10 @@ def merge(stored: Iterable[Slot], intent: LeadIntent, bot: str) -> Dialogue:
     """
     dialogue = Dialogue({(s.side, s.name): s.value for s in stored})
     focus = side_in_focus(bot, intent)
-    latest = set(intent.slots_filled)
+    latest = set(intent.slots_filled) or _latest_from_signals(intent.latest_signals)
     facts = intent.facts
     updates: dict[tuple[str, str], Any] = {}
+    filled: list[tuple[str, str]] = []
     for name in (*dict.fromkeys((*SIDE_SLOTS["buy"], *SIDE_SLOTS["sell"])), "agent_status"):
         value = getattr(facts, name, None)
         if value is None or value == ():
@@ -254,19 +259,48 @@ def merge(stored: Iterable[Slot], intent: LeadIntent, bot: str) -> Dialogue:
         side = "contact" if name == "agent_status" else _fact_side(name, value, focus)
         key = (side, name)
         value = _json(value)
-        if dialogue.slots.get(key) is None or name in latest:
+        if name in latest:
+            updates[key] = value
+            filled.append(key)
+        elif dialogue.slots.get(key) is None and not any(
+            n == name and v is not None for (_, n), v in dialogue.slots.items()
+        ):
+            # Said in an earlier message the database has not seen yet (the first turn
+            # after an upgrade); a fact stored on the other side stays that side's.
             updates[key] = value
     if facts.must_sell_first:
         updates[("contact", "must_sell_first")] = True
+        if "must_sell_first" in latest or not dialogue.get("contact", "must_sell_first"):
+            filled.append(("contact", "must_sell_first"))
     sides = _sides(intent, bot, dialogue.sides)
     if sides != list(dialogue.sides):
         updates[("contact", "sides")] = sides
+        filled.append(("contact", "sides"))
     for key, value in updates.items():
         if dialogue.slots.get(key) != value:
             dialogue.slots[key] = value
-            dialogue.filled.append(key)
             dialogue.changed.append(Slot(key[0], key[1], value))
+    dialogue.filled = [key for key in dict.fromkeys(filled) if dialogue.slots.get(key) is not None]
     return dialogue
+
+
+_SIGNAL_SLOTS: Mapping[str, tuple[str, ...]] = {
+    "budget": ("budget",),
+    "preapproved": ("preapproved",),
+    "not_preapproved": ("preapproved",),
+    "bedrooms": ("bedrooms",),
+    "areas": ("areas",),
+    "timeline": ("timeline_days", "target_date"),
+    "motivation": ("motivation",),
+    "condition": ("condition",),
+    "price_expectation": ("price_expectation",),
+    "sqft": ("sqft",),
+}
+
+
+def _latest_from_signals(signals: Iterable[str]) -> set[str]:
+    """Slot names the latest message gave, read from the decoder's signal names (no ``slots_filled``)."""
+    return {slot for signal in signals for slot in _SIGNAL_SLOTS.get(signal, ())}
 
 
 # --- understanding on the analyze span ------------------------------------------------
@@ -451,8 +485,14 @@ def is_negative(text: str, intent: LeadIntent | None = None) -> bool:
 
 
 _CHEERFUL_OPENER = re.compile(
-    r"^(?:great|awesome|perfect|wonderful|fantastic|excellent|amazing|love it|yay)\b[^.!?]*[.!?]\s*",
+    r"^(?:great|awesome|perfect|wonderful|fantastic|excellent|amazing|love it|yay)"
+    r"(?:,\s+[A-Z][a-z]+(?=!))?\s*[!.,]\s*",
     re.IGNORECASE,
+)
+
+
+_ACK_OPENER = re.compile(
+    r"^(?:got it|thanks|thank you|great|perfect|okay|ok)\b[^.!?]{0,24}[.!?]\s+", re.IGNORECASE
 )
 
 
@@ -503,10 +543,14 @@ def compose(
         return calmer[:1].upper() + calmer[1:] if calmer else calmer
 
     head = [p for p in (answer, "" if negative else ack) if p]
-    candidates = [tone(b) for b in body if b] or [""]
-    fallbacks = [*candidates, *FRESH_LINES]
-    for option in fallbacks:
+    candidates = [tone(b) for b in body if b]
+    if ack and not negative:
+        # The acknowledgement already opens the reply: no second "Got it." or "Thanks!".
+        candidates = [_ACK_OPENER.sub("", c, count=1) or c for c in candidates]
+    for option in [*(candidates or [""]), *FRESH_LINES]:
         text = " ".join(p for p in (*head, option) if p)
-        if text and _plain(text) not in sent:
+        if not text:
+            return ""  # nothing to say (a booking node adds its own text)
+        if _plain(text) not in sent:
             return text
-    return " ".join(p for p in (*head, candidates[0]) if p) or FRESH_LINES[0]
+    return " ".join(p for p in (*head, *candidates[:1]) if p)

@@ -261,14 +261,14 @@ class LeadBot:
             span.set_attribute("cma.comps", len(result.comps))
             span.set_attribute("cma.estimate", result.estimate)
             text = compose(answer=text, sent=sent)
-            mark_reply(answered="value")
+            marks = mark_reply(answered="value")
         elif purpose == "cma_need_details":
             memory["questions_asked"] = _once(memory.get("questions_asked", []), "property_details")
             text = compose(ack=ack, body=phrasings("cma_need_details"), sent=sent)
-            mark_reply(answered="value", asked="property_details", acknowledged=acked)
+            marks = mark_reply(answered="value", asked="property_details", acknowledged=acked)
         else:
             text = compose(answer=text, sent=sent)
-            mark_reply(answered="value")
+            marks = mark_reply(answered="value")
         key = f"{state.get('event_key', '')}:lead:cma"
         await self.outbound.reply(
             state["contact_id"],
@@ -278,7 +278,7 @@ class LeadBot:
             context={"facts": _facts_context(intent), "cma": memory.get("cma")},
             fallback=text,
         )
-        return _acted(state, memory, key)
+        return {**_acted(state, memory, key), **marks}
 
     @trace_workflow_node(BOT, "ask_qualifying_question")
     async def ask_qualifying_question(self, state: LeadState) -> dict[str, Any]:
@@ -315,7 +315,7 @@ class LeadBot:
         )
         memory["questions_asked"] = asked
         trace.get_current_span().set_attribute("lead.question", question or "none")
-        mark_reply(answered=topic, asked=question, acknowledged=acked)
+        marks = mark_reply(answered=topic, asked=question, acknowledged=acked)
         key = f"{state.get('event_key', '')}:lead:reply"
         await self.outbound.reply(
             state["contact_id"],
@@ -325,7 +325,7 @@ class LeadBot:
             context={"facts": _facts_context(intent), "objections": objections},
             fallback=text,
         )
-        return _acted(state, memory, key)
+        return {**_acted(state, memory, key), **marks}
 
     @trace_workflow_node(BOT, "send_day_3_sms")
     async def send_day_3_sms(self, state: LeadState) -> dict[str, Any]:

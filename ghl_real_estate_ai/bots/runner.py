@@ -55,7 +55,7 @@ QUESTION_SLOTS: dict[str, str] = {
     "intent": "sides",
     "timeline": "timeline",
     "budget": "budget",
-    "preapproval": "financing",
+    "preapproval": "preapproved",
     "bedrooms_areas": "bedrooms_areas",
     "motivation": "motivation",
     "condition": "condition",
@@ -65,23 +65,34 @@ QUESTION_SLOTS: dict[str, str] = {
 """The slot each qualification question asks for (``reply.asked_slot`` on the reply span)."""
 
 
-def mark_reply(*, answered: str = "", asked: str | None = None, acknowledged: Sequence[str] = ()) -> None:
+def mark_reply(
+    *, answered: str = "", asked: str | None = None, acknowledged: Sequence[str] = ()
+) -> dict[str, Any]:
     """Record on the current (reply node) span what the reply does: answers, asks, acknowledges.
 
     Args:
         answered: the topic of the lead's question answered first (``value``, ``process``...).
         asked: the question asked (a key of :data:`QUESTION_SLOTS`), if any.
         acknowledged: the slot names the acknowledgement clause repeated back.
+
+    Returns:
+        The state update ``{"reply_marks": {...}}`` (read into :class:`BotOutcome`).
     """
+    marks = {
+        "answered": answered,
+        "asked": QUESTION_SLOTS.get(asked, asked) if asked else None,
+        "acknowledged": list(acknowledged),
+    }
     span = trace.get_current_span()
     if not span.is_recording():
-        return
+        return {"reply_marks": marks}
     if answered:
         span.set_attribute("reply.answered", answered)
     if asked:
         span.set_attribute("reply.asked_slot", QUESTION_SLOTS.get(asked, asked))
     if acknowledged:
         span.set_attribute("reply.acknowledged", list(acknowledged))
+    return {"reply_marks": marks}
 
 
 BOOKING_ATTEMPTS = 3
@@ -143,6 +154,8 @@ def bot_outcome(bot: BotName, final: Mapping[str, Any], default_step: str) -> Bo
         path="handoff" if final.get("handoff") else str(final.get("path", "")),
         scores=dict(final.get("scores", {})),
         dialogue=final.get("dialogue"),
+        reply_marks=dict(final.get("reply_marks") or {}),
+        question_topic=getattr(final.get("intent"), "question_topic", None),
     )
 
 

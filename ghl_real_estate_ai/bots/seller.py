@@ -226,12 +226,13 @@ class SellerBot:
         ack, acked = acknowledgement(dialogue)
         negative = is_negative(last_inbound_text(turns), intent)
         if hot and not booked and (intent.facts.wants_appointment or said_yes):
-            mark_reply(answered=topic, acknowledged=acked)
+            marks = mark_reply(answered=topic, acknowledged=acked)
             return {
                 "draft_reply": compose(answer=" ".join(parts), ack=ack, sent=set(), negative=negative),
                 "book_appointment": True,
                 "memory": memory,
                 "path": "booking",
+                **marks,
             }
         question = next_question(missing, asked)
         body: list[str]
@@ -259,7 +260,7 @@ class SellerBot:
         text = compose(answer=" ".join(parts), ack=ack, body=body, sent=sent_texts(turns), negative=negative)
         memory["questions_asked"] = asked
         trace.get_current_span().set_attribute("seller.reply_path", path)
-        mark_reply(answered=topic, asked=question, acknowledged=acked)
+        marks = mark_reply(answered=topic, asked=question, acknowledged=acked)
         key = f"{state.get('event_key', '')}:seller:reply"
         await self.outbound.reply(
             state["contact_id"],
@@ -272,6 +273,7 @@ class SellerBot:
         return {
             "memory": memory,
             "replies": [*state.get("replies", []), key],
+            **marks,
             "book_appointment": False,
             "path": path,
         }

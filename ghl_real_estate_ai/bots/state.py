@@ -90,6 +90,10 @@ class BotOutcome:
         path: the branch the graph took (e.g. ``generate_cma``, ``handoff``).
         scores: numeric scores of the run (``frs``, ``pcs``, ``readiness``...).
         dialogue: the merged dialogue state (its ``changed`` slots are saved).
+        reply_marks: what the reply did: ``answered`` (the topic of the lead's
+            question it answered first), ``asked`` (the slot it asked for),
+            ``acknowledged`` (slot names it repeated back).
+        question_topic: the topic of the question in the lead's latest message, if any.
     """
 
     bot: str
@@ -100,6 +104,8 @@ class BotOutcome:
     path: str = ""
     scores: dict[str, float] = field(default_factory=dict)
     dialogue: Dialogue | None = None
+    reply_marks: dict[str, Any] = field(default_factory=dict)
+    question_topic: str | None = None
 
 
 class CommonState(TypedDict, total=False):
@@ -121,6 +127,7 @@ class CommonState(TypedDict, total=False):
     scores: dict[str, float]
     stored_slots: list[Slot]
     dialogue: Dialogue
+    reply_marks: dict[str, Any]
 
 
 class LeadState(CommonState, total=False):
