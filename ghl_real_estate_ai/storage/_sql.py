@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ghl_real_estate_ai.errors import LockTimeoutError
+from ghl_real_estate_ai.errors import LockLostError, LockTimeoutError
 from ghl_real_estate_ai.storage.base import (
     Contact,
     FollowUp,
@@ -158,6 +158,11 @@ class KeyedLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+async def _cancel_when(lost: asyncio.Event, holder: asyncio.Task[Any]) -> None:
+    await lost.wait()
+    holder.cancel("contact lock lost")
 
 
 @dataclass(slots=True, eq=False)
@@ -338,6 +343,9 @@ class SQLStore(ABC):
 
         Raises:
             LockTimeoutError: another holder kept it for ``timeout`` seconds.
+            LockLostError: the lock was lost while held (another process took the
+                lease over, or the lock connection died): the block is cancelled at
+                its next ``await`` rather than left running unguarded.
         """
         return self._hold_contact(contact_id, timeout)
 
@@ -348,17 +356,32 @@ class SQLStore(ABC):
         error = lock_timeout_error(contact_id, wait)
         async with (
             self._local_locks.hold(key, deadline, error),
-            self._hold_across_processes(contact_id, key, deadline, error),
+            self._hold_across_processes(contact_id, key, deadline, error) as lost,
         ):
-            yield
+            holder = asyncio.current_task()
+            assert holder is not None
+            watcher = asyncio.create_task(_cancel_when(lost, holder), name=f"lock watch {key}")
+            try:
+                yield
+            except asyncio.CancelledError:
+                if not lost.is_set() or holder.uncancel() > 0:
+                    raise
+                raise LockLostError(
+                    f"lost the lock of contact {contact_id!r} while holding it (lease taken over or "
+                    "lock connection gone): the guarded work was stopped and is retried"
+                ) from None
+            finally:
+                watcher.cancel()
+                await asyncio.wait({watcher})
 
     @abstractmethod
     def _hold_across_processes(
         self, contact_id: str, key: str, deadline: float, error: Exception
-    ) -> AbstractAsyncContextManager[None]:
+    ) -> AbstractAsyncContextManager[asyncio.Event]:
         """Hold ``key`` against other processes until the block ends.
 
         Waits until the event loop's clock reaches ``deadline``, then raises ``error``.
+        Yields an event the backend sets when it finds the lock lost while held.
         """
 
     async def schema_version(self) -> int:

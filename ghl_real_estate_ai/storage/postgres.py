@@ -120,6 +120,8 @@ class PostgresStore(SQLStore):
         self._tx: ContextVar[TxState | None] = ContextVar(f"postgres_tx_{id(self)}", default=None)
         self._lock_conn: asyncpg.Connection | None = None
         self._lock_mutex = asyncio.Lock()
+        self.lock_check_seconds = 1.0
+        """How often a held contact lock checks that its connection is alive."""
 
     # --- life cycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -318,8 +320,8 @@ class PostgresStore(SQLStore):
     @asynccontextmanager
     async def _hold_across_processes(
         self, contact_id: str, key: str, deadline: float, error: Exception
-    ) -> AsyncIterator[None]:
-        """A session advisory lock on ``key``."""
+    ) -> AsyncIterator[asyncio.Event]:
+        """A session advisory lock on ``key``, watched while held: it dies with its connection."""
         loop = asyncio.get_running_loop()
         backoff = Backoff()
         # Polling pg_try_advisory_lock keeps the one lock connection free for
@@ -328,14 +330,43 @@ class PostgresStore(SQLStore):
             if loop.time() >= deadline:
                 raise error
             await backoff.sleep(deadline)
+        held_on = self._lock_conn
+        lost = asyncio.Event()
+        watcher = asyncio.create_task(self._watch_lock(held_on, lost), name=f"lock watch {key}")
         try:
-            yield
+            yield lost
         finally:
-            try:
-                await self._lock_call("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
-            except StorageError as exc:
-                # The server frees a dead session's locks; nothing more to do.
-                logger.warning("could not release the advisory lock of contact %r: %s", contact_id, exc)
+            watcher.cancel()
+            await asyncio.wait({watcher})
+            # When lost, the session that held it is gone, and the lock with it.
+            if not lost.is_set():
+                try:
+                    await self._lock_call("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+                except StorageError as exc:
+                    # The server frees a dead session's locks; nothing more to do.
+                    logger.warning("could not release the advisory lock of contact %r: %s", contact_id, exc)
+
+    async def _watch_lock(self, held_on: asyncpg.Connection | None, lost: asyncio.Event) -> None:
+        """Set ``lost`` once the connection holding the advisory lock is closed or replaced."""
+        while True:
+            await asyncio.sleep(self.lock_check_seconds)
+            async with self._lock_mutex:
+                alive = await self._lock_connection_alive(held_on)
+            if not alive:
+                logger.error("the advisory lock connection was lost: the locks it held are gone")
+                lost.set()
+                return
+
+    async def _lock_connection_alive(self, conn: asyncpg.Connection | None) -> bool:
+        if conn is None or conn is not self._lock_conn or conn.is_closed():
+            return False
+        try:
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), self.lock_check_seconds * 2)
+        except Exception:
+            conn.terminate()
+            self._lock_conn = None
+            return False
+        return True
 
 
 @contextmanager

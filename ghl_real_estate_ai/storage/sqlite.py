@@ -327,13 +327,14 @@ class SQLiteStore(SQLStore):
     @asynccontextmanager
     async def _hold_across_processes(
         self, contact_id: str, name: str, deadline: float, error: Exception
-    ) -> AsyncIterator[None]:
+    ) -> AsyncIterator[asyncio.Event]:
         """A lease row on ``name`` in the ``locks`` table, renewed while held."""
         token = secrets.token_hex(16)
         await self._take_lease(name, token, deadline, error)
-        renewer = asyncio.create_task(self._renew_lease(name, token), name=f"lease {name}")
+        lost = asyncio.Event()
+        renewer = asyncio.create_task(self._renew_lease(name, token, lost), name=f"lease {name}")
         try:
-            yield
+            yield lost
         finally:
             renewer.cancel()
             # wait() neither raises the renewer's CancelledError nor swallows ours.
@@ -362,7 +363,9 @@ class SQLiteStore(SQLStore):
                 raise error
             await backoff.sleep(deadline)
 
-    async def _renew_lease(self, name: str, token: str) -> None:
+    async def _renew_lease(self, name: str, token: str, lost: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        expires = loop.time() + self._lock_lease
         while True:
             await asyncio.sleep(self._lock_lease / 3)
             try:
@@ -371,8 +374,14 @@ class SQLiteStore(SQLStore):
                     (datetime.now(UTC) + timedelta(seconds=self._lock_lease), name, token),
                 )
             except StorageError as exc:
+                if loop.time() >= expires:
+                    logger.error("lock %s was lost: its lease ran out while it could not be renewed", name)
+                    lost.set()
+                    return
                 logger.warning("could not renew lock %s: %s", name, exc)
                 continue
             if row is None:
-                logger.warning("lock %s was lost: its lease expired and another holder took it", name)
+                logger.error("lock %s was lost: its lease expired and another holder took it", name)
+                lost.set()
                 return
+            expires = loop.time() + self._lock_lease
