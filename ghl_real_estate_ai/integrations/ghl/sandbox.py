@@ -128,18 +128,19 @@ class SandboxState:
     max_records: int = 10_000
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     conversations: dict[str, str] = field(default_factory=dict)
-    messages: deque[dict[str, Any]] = field(default_factory=deque)
-    tasks: deque[dict[str, Any]] = field(default_factory=deque)
-    appointments: deque[dict[str, Any]] = field(default_factory=deque)
-    calls: deque[dict[str, Any]] = field(default_factory=deque)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    appointments: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
     _hits: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __post_init__(self) -> None:
-        # Bounded windows of the most recent records (see the module docstring).
-        for name in ("messages", "tasks", "appointments", "calls"):
-            setattr(self, name, deque(getattr(self, name), maxlen=self.max_records))
+    def keep(self, records: list[dict[str, Any]], record: dict[str, Any]) -> None:
+        """Append a record, forgetting the oldest beyond ``max_records`` (a tenth at a time)."""
+        records.append(record)
+        if len(records) > self.max_records + max(1, self.max_records // 10):
+            del records[: len(records) - self.max_records]
 
     def contact(self, contact_id: str) -> dict[str, Any]:
         """The contact, created on first sight like a lead arriving from GHL."""
@@ -178,9 +179,9 @@ class SandboxState:
         """Contacts, messages, tasks and appointments as JSON."""
         return {
             "contacts": list(self.contacts.values()),
-            "messages": list(self.messages),
-            "tasks": list(self.tasks),
-            "appointments": list(self.appointments),
+            "messages": self.messages,
+            "tasks": self.tasks,
+            "appointments": self.appointments,
         }
 
     def clear(self) -> None:
@@ -278,7 +279,8 @@ class _GHLGate:
             await response(scope, replay, send_with_headers)
         else:
             await self.app(scope, replay, send_with_headers)
-        state.calls.append(
+        state.keep(
+            state.calls,
             {
                 "method": scope["method"],
                 "path": path,
@@ -287,7 +289,7 @@ class _GHLGate:
                 "version": headers.get("version"),
                 "status": status_box[0] if status_box else None,
                 "time": _now().isoformat(),
-            }
+            },
         )
 
     def _refusal(
@@ -515,7 +517,7 @@ def create_sandbox_app(
             "html": body.html,
             "dateAdded": _iso_ms(_now()),
         }
-        state.messages.append(record)
+        state.keep(state.messages, record)
         answer: dict[str, Any] = {
             "conversationId": conversation_id,
             "messageId": message_id,
@@ -622,7 +624,7 @@ def create_sandbox_app(
             "completed": body.completed,
             "assignedTo": body.assigned_to,
         }
-        state.tasks.append(task)
+        state.keep(state.tasks, task)
         return {"task": task}
 
     @app.get("/calendars/{calendar_id}/free-slots")
@@ -672,7 +674,7 @@ def create_sandbox_app(
             "appointmentStatus": body.appointment_status,
             "dateAdded": _iso(_now()),
         }
-        state.appointments.append(appointment)
+        state.keep(state.appointments, appointment)
         return JSONResponse(appointment, status_code=201)
 
     # --- inspection and control ----------------------------------------------------
