@@ -50,7 +50,11 @@ async def start(
         setup_observability(settings)
         stack.callback(shutdown_observability)
 
-    store = open_store(settings.database_url, pool_size=settings.database_pool_size)
+    store = open_store(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        trace_statements=settings.database_trace_statements,
+    )
     await store.open()
     stack.push_async_callback(store.close)
     cache = open_cache(settings.redis_url)
