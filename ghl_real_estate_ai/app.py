@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ghl_real_estate_ai import __version__
 from ghl_real_estate_ai.api import health
-from ghl_real_estate_ai.errors import JorgeError
+from ghl_real_estate_ai.errors import APP_ERRORS
 from ghl_real_estate_ai.observability.otel_config import fastapi_native_telemetry_off, instrument_app
 from ghl_real_estate_ai.settings import Settings, load_settings
 
@@ -78,7 +78,7 @@ class JorgeApp(FastAPI):
         await receive()  # lifespan.startup
         try:
             await self.startup()
-        except JorgeError as exc:
+        except APP_ERRORS as exc:
             # The server logs this message as the one line a user sees; no traceback.
             await send({"type": "lifespan.startup.failed", "message": f"start-up failed: {exc}"})
             return

@@ -43,9 +43,9 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from ghl_real_estate_ai.observability.workflow_tracing import async_workflow_span
@@ -110,6 +110,25 @@ class PropertyFacts:
     """A street address the contact gave (PII: never put it in spans or logs)."""
     wants_showing: bool = False
     wants_appointment: bool = False
+    # Issue 10 (understanding): the slots the dialogue keeps, all optional.
+    financing: str | None = None
+    """How the buyer pays: "cash", "va", "fha", "conventional", "usda" or "preapproved"
+    (pre-approved with no loan kind named)."""
+    must_sell_first: bool = False
+    """A buyer who has to sell their current home before buying (a two-sided lead)."""
+    agent_status: str | None = None
+    """"has_agent" (already working with an agent) or "no_agent" (said they have none)."""
+    target_date: date | None = None
+    """When they want to move, as an absolute date computed from the timestamp of the
+    message that said it ("end of next month" sent on 3 March gives 30 April)."""
+    monthly_rent: int | None = None
+    """Dollars a month: the rent they pay now, or the rent they are looking for."""
+    property_type: str | None = None
+    """"single_family", "condo", "townhouse", "multi_unit" (duplex to fourplex and
+    apartment buildings), "land" or "mobile"."""
+    buyer_for: str | None = None
+    """Who the home is for when it is not the contact ("parents", "daughter", "son",
+    "family", "investment")."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +152,26 @@ class LeadIntent:
     """Names of every signal found in the conversation, in a stable order."""
     latest_signals: tuple[str, ...] = field(default=())
     """The signals found in the latest inbound message alone."""
+    # Issue 10 (understanding): what the classifier read from the latest inbound message.
+    intent_scores: Mapping[str, float] = field(default_factory=dict)
+    """Label -> probability (0-1) from the intent classifier for the latest inbound
+    message; the labels are those of the shipped corpus (buy, sell, both, rent, opt_out...)."""
+    acts: tuple[str, ...] = ()
+    """Dialogue acts of the latest inbound message: labels from the classifier's label set
+    whose probability passed the act threshold, plus "question" when the lead asked something."""
+    question_topic: str | None = None
+    """What the lead asked in the latest message: "value", "process", "fees",
+    "availability", "market" or "other"; ``None`` when they asked nothing."""
+    not_prospect: str | None = None
+    """Why the contact is no prospect, from the latest inbound message: "renter",
+    "has_agent", "wrong_number" or "not_interested"; ``None`` otherwise."""
+    slots_filled: tuple[str, ...] = ()
+    """Names of the :class:`PropertyFacts` fields the latest inbound message gave a value
+    (names only: the values may be personal)."""
+    classifier_version: str = ""
+    """Version of the trained intent classifier that produced ``intent_scores``."""
+    opt_in: bool = False
+    """The latest inbound message asked to receive texts again (START, UNSTOP, "text me again")."""
 
 
 BUYER_WEIGHTS: dict[str, float] = {

@@ -50,6 +50,7 @@ from ghl_real_estate_ai.storage.base import (
     Handoff,
     Message,
     OutboxItem,
+    Slot,
     WebhookEvent,
     WebhookInsert,
 )
@@ -1214,3 +1215,40 @@ class SQLStore(ABC):
                 "SELECT * FROM followups WHERE contact_id = ? ORDER BY due_at, id", (contact_id,)
             )
         return [_followup(r) for r in rows]
+
+    # --- dialogue slots (issue 10) ------------------------------------------------
+    async def list_slots(self, contact_id: str) -> list[Slot]:
+        """Every stored slot of a contact, ordered by side and name."""
+        rows = await self._sql(
+            """SELECT side, name, value, updated_at FROM dialogue_slots
+               WHERE contact_id = ? ORDER BY side, name""",
+            (contact_id,),
+        )
+        return [Slot(r["side"], r["name"], r["value"]["v"], r["updated_at"]) for r in rows]
+
+    async def save_slots(self, contact_id: str, slots: list[Slot]) -> None:
+        """Insert or replace the given slots of a contact, all in one statement; others are kept.
+
+        Deferred inside a unit of work.
+
+        Raises:
+            ValueError: the same (side, name) is given twice.
+        """
+        if not slots:
+            return
+        seen = {(s.side, s.name) for s in slots}
+        if len(seen) != len(slots):
+            raise ValueError(f"save_slots got one (side, name) twice: {sorted(seen)!r}")
+        now = _now()
+        values = ", ".join("(?, ?, ?, ?, ?)" for _ in slots)
+        args: list[Any] = []
+        for slot in slots:
+            # Wrapped so any JSON value (a number, a list, null) fits the JSON column alike.
+            args.extend((contact_id, slot.side, slot.name, {"v": slot.value}, now))
+        # Nothing to return: deferred inside a unit of work, written with its other writes.
+        await self._write(
+            f"""INSERT INTO dialogue_slots (contact_id, side, name, value, updated_at) VALUES {values}
+                ON CONFLICT (contact_id, side, name) DO UPDATE SET
+                    value = excluded.value, updated_at = excluded.updated_at""",
+            tuple(args),
+        )

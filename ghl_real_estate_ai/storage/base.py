@@ -28,6 +28,7 @@ __all__ = [
     "Handoff",
     "Message",
     "OutboxItem",
+    "Slot",
     "Store",
     "WebhookEvent",
     "WebhookInsert",
@@ -137,6 +138,21 @@ class FollowUp:
     trace_context: dict[str, str]
     created_at: datetime
     last_error: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Slot:
+    """One fact of the dialogue state: what a contact told the bots about one side.
+
+    ``side`` is ``buy`` or ``sell`` for the facts of that side of a deal (a
+    two-sided lead has both sets), ``contact`` for facts about the person
+    (the sides they are on, agent status). ``value`` is plain JSON.
+    """
+
+    side: str
+    name: str
+    value: Any
+    updated_at: datetime | None = None
 
 
 class Store(Protocol):
@@ -288,3 +304,10 @@ class Store(Protocol):
         """``failed`` to retry at ``next_attempt_at``; ``dead`` when it is None."""
 
     async def list_followups(self, contact_id: str | None = None) -> list[FollowUp]: ...
+
+    # dialogue slots (issue 10)
+    async def list_slots(self, contact_id: str) -> list[Slot]:
+        """Every stored slot of a contact, ordered by side and name."""
+
+    async def save_slots(self, contact_id: str, slots: list[Slot]) -> None:
+        """Insert or replace the given slots of a contact in one statement (others are kept)."""

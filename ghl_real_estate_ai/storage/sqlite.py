@@ -54,7 +54,7 @@ __all__ = ["SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
-_JSON_COLUMNS = frozenset({"tags", "state", "payload", "response", "trace_context"})
+_JSON_COLUMNS = frozenset({"tags", "state", "payload", "response", "trace_context", "value"})
 _TRACED_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE"})
 
 
