@@ -56,7 +56,11 @@ async def start(
 
         stack.push_async_callback(_shutdown_tracing)
 
-    store = open_store(settings.database_url, pool_size=settings.database_pool_size)
+    store = open_store(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        trace_statements=settings.database_trace_statements,
+    )
     await store.open()
     stack.push_async_callback(store.close)
     cache = open_cache(settings.redis_url)

@@ -237,7 +237,8 @@ async def _store_and_process(
     request: Request, store: Store, message: InboundMessage, data: dict[str, Any]
 ) -> JSONResponse:
     span = trace.get_current_span()
-    status = "received" if message.should_process else "ignored"
+    # An event to process now is stored already claimed: one statement, not two (issue 14).
+    status = "processing" if message.should_process else "ignored"
     try:
         inserted = await store.record_webhook_event(
             webhook_id=message.webhook_id,
@@ -262,11 +263,12 @@ async def _store_and_process(
 
     processor: EventProcessor = request.app.state.processor
     try:
-        claimed = await store.claim_webhook_event(inserted.event_id)
-        if not claimed:  # the worker took it between our insert and claim
-            span.set_attribute("webhook.outcome", "queued")
-            return JSONResponse({"status": "queued", "event_id": inserted.event_id})
-        outcome = await process_claimed_event(store, processor, inserted.event_id, message)
+        # One unit of work: the turn's writes, the event's outcome and the contact lock's
+        # release are written together in one round trip at the end (issue 14).
+        async with store.unit_of_work():
+            outcome = await process_claimed_event(
+                store, processor, inserted.event_id, message, event=inserted.event
+            )
     except StorageError as exc:
         # Stored already: the worker picks it up once the database answers again.
         logger.error("webhook event %d stored but not processed: %s", inserted.event_id, exc)

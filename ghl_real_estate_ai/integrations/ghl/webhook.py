@@ -524,6 +524,7 @@ async def process_claimed_event(
     message: InboundMessage,
     *,
     max_attempts: int = 5,
+    event: WebhookEvent | None = None,
 ) -> ProcessOutcome:
     """Run the processor on an event the caller has claimed, and record the outcome.
 
@@ -539,12 +540,14 @@ async def process_claimed_event(
         event_id: the claimed event.
         message: the event's parsed body.
         max_attempts: claims after which a failing event is given up.
+        event: the claimed row when the caller has it already (saves reading it again).
 
     Returns:
         ``processed``, ``retry`` (failed, will be retried), ``failed`` (given up),
         or ``gone`` (the event row vanished).
     """
-    event = await store.get_webhook_event(event_id)
+    if event is None or event.id != event_id:
+        event = await store.get_webhook_event(event_id)
     if event is None:
         logger.error("webhook event %d vanished after it was claimed", event_id)
         return "gone"
