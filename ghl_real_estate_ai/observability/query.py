@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypeAlias
 
-from ghl_real_estate_ai.errors import TraceQueryError
+from ghl_real_estate_ai.observability.errors import TraceQueryError
 
 __all__ = [
     "AttributeValue",
