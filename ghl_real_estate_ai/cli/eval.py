@@ -26,8 +26,8 @@ The file holds ``{"conversations": [...]}``; each conversation::
      }}
 
 Every conversation is also held to the reply rules, labelled or not: no text
-sent twice (opt-out/opt-in confirmations aside) and no question for a slot the
-lead has already given (the ``dialogue.slots_filled`` and ``reply.asked_slot``
+sent twice (opt-out/opt-in confirmations aside), no "Great!" in answer to a
+"no", and no question for a slot the lead has already given (the ``dialogue.slots_filled`` and ``reply.asked_slot``
 span attributes).
 
 The team's labelled sets ship in ``ghl_real_estate_ai/data/eval/``;
@@ -49,6 +49,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from ghl_real_estate_ai.bots.dialogue import is_negative
 from ghl_real_estate_ai.errors import JorgeError
 from ghl_real_estate_ai.settings import Settings, load_settings
 
@@ -422,10 +423,13 @@ def grade(conversation: Conversation, played: _Played) -> Verdict:
         replies = sorted(
             (s for s in turns[n - 1] if "reply.answered" in s.attributes), key=lambda s: s.start_ns
         )
-        got = str(replies[0].attributes["reply.answered"]) if replies else None
+        got = (str(replies[0].attributes["reply.answered"]) if replies else "") or None
         if got != rule["topic"]:
             problems.append(f"turn {n} answers {got!r} first, expected {rule['topic']!r}")
 
+    for n, (body, texts) in enumerate(zip(conversation.turns, played.texts, strict=False), 1):
+        if is_negative(body) and any(t.lower().startswith(("great", "awesome", "perfect")) for t in texts):
+            problems.append(f"turn {n} answers a no with a cheerful opener: {texts[0][:60]!r}")
     seen: dict[str, int] = {}
     for n, (texts, spans) in enumerate(zip(played.texts, turns, strict=False), 1):
         if any(_events(spans, name) for name in _CONFIRMATION_EVENTS):
