@@ -141,7 +141,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Last resort: keep the 500 short and log the cause with its trace id.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse({"detail": "internal error"}, status_code=500)
+    # The server drops the connection after an unhandled error; say so, so clients do not reuse it.
+    return JSONResponse({"detail": "internal error"}, status_code=500, headers={"Connection": "close"})
 
 
 def create_app(settings: Settings | None = None, *, manage_observability: bool = True) -> JorgeApp:

@@ -252,6 +252,7 @@ class ConversationService:
             channel,
             message_id=message.message_id,
             created_at=message.date_added or self.clock(),
+            defer=True,  # written with the turn's other writes (issue 14)
         )
         # The same order the store reads in, so a late-delivered message sits where it belongs.
         return sorted([*recent, stored], key=lambda m: (m.created_at, m.id))[-HISTORY_LIMIT:]
@@ -329,7 +330,8 @@ class ConversationService:
         # Only a lead still with the lead bot gets the silence sequence; the buyer and
         # seller bots have their own appointments. A reply always cancels what was pending.
         if contact.current_bot != "lead" or contact.opted_out or contact.escalated:
-            await self.store.cancel_followups(contact.contact_id)
+            # Replacing them with nothing cancels them, written with the turn's other writes.
+            await self.store.replace_followups(contact.contact_id, [], {})
             return
         await restart_sequence(
             self.store,

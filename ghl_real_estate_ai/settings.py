@@ -208,6 +208,12 @@ class Settings(BaseSettings):
     slo_trace_error_rate: float = Field(default=0.02, ge=0, le=1)
     """SLO_TRACE_ERROR_RATE: highest acceptable share of traces with an error."""
 
+    # --- issue 14: performance --------------------------------------------
+    database_trace_statements: bool = False
+    """DATABASE_TRACE_STATEMENTS: besides the one span per store operation, trace every
+    SQL statement on its own (its text with placeholders, never values). For debugging:
+    it multiplies the database spans of a webhook."""
+
     @field_validator("database_url")
     @classmethod
     def _known_database_scheme(cls, value: str) -> str:

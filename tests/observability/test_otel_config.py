@@ -454,7 +454,6 @@ def test_phone_numbers_do_not_reach_the_receiver_by_default() -> None:
 
 def test_local_exporter_writes_the_trace_store(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """`local` writes spans to TRACE_STORE_PATH and names the file in the INFO line."""
-    pytest.importorskip("ghl_real_estate_ai.observability.local_store")
     path = tmp_path / "store" / "traces.db"
     caplog.set_level(logging.INFO, LOGGER)
     assert setup_observability(settings(trace_store_path=path), exporter_type="local")
