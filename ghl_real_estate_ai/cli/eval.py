@@ -27,8 +27,8 @@ The file holds ``{"conversations": [...]}``; each conversation::
 
 Every conversation is also held to the reply rules, labelled or not: no text
 sent twice (opt-out/opt-in confirmations aside), no "Great!" in answer to a
-"no", and no question for a slot the lead has already given (the ``dialogue.slots_filled`` and ``reply.asked_slot``
-span attributes).
+"no", and no question for a slot the lead has already given (the
+``dialogue.slots_filled`` and ``reply.asked_slot`` span attributes).
 
 The team's labelled sets ship in ``ghl_real_estate_ai/data/eval/``;
 ``jorge eval`` with no file plays them all.
