@@ -1,21 +1,37 @@
-"""Server-rendered HTML of the ``/traces`` viewer: a search page and a trace waterfall.
+"""The HTML of the ``/traces`` viewer, rendered from Jinja2 templates.
 
-Pure functions from query results to HTML text; :mod:`.traces` serves them.
-No JavaScript framework: the pages work without scripts, and a few lines of
-inline JavaScript show a span's attributes when its row is clicked.
+Pure functions from query results to HTML text; :mod:`.traces` serves them. The
+markup lives in ``api/templates/`` (autoescaped: span names and attribute values
+are text, whatever they contain) and the style and the few lines of JavaScript
+that open a span's attributes in ``api/static/``, served by :func:`static_file`.
+The pages work without scripts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from html import escape
-from urllib.parse import quote, urlencode
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, PackageLoader
 
 from ghl_real_estate_ai.observability.query import SpanRecord, TraceSummary, build_tree
 
-__all__ = ["SearchForm", "render_message_page", "render_search_page", "render_trace_page"]
+__all__ = [
+    "SearchForm",
+    "format_ms",
+    "render_message_page",
+    "render_search_page",
+    "render_template",
+    "render_trace_page",
+    "static_file",
+    "with_token",
+]
 
 
 @dataclass(frozen=True)
@@ -32,62 +48,8 @@ class SearchForm:
     sort: str = "duration"
 
 
-_STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
-header{background:#1d2330;color:#fff;padding:10px 20px}header a{color:#fff;text-decoration:none}
-main{padding:16px 20px}form.search{display:flex;flex-wrap:wrap;gap:10px;align-items:end;background:#fff;
-padding:12px;border:1px solid #dde1e7;border-radius:6px}
-label{display:flex;flex-direction:column;font-size:12px;color:#555}
-input,select{font:inherit;padding:4px 6px;border:1px solid #c4cad3;border-radius:4px}
-button{font:inherit;padding:5px 14px;background:#2f6fde;color:#fff;border:0;border-radius:4px;cursor:pointer}
-table{border-collapse:collapse;width:100%;background:#fff;margin-top:14px}
-th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #e6e9ee;vertical-align:top}
-.error{color:#b3261e;background:#fdecea;padding:8px 12px;border-radius:4px;margin:10px 0}
-.dur{font-variant-numeric:tabular-nums;white-space:nowrap}.err{color:#b3261e;font-weight:600}
-.minibar{background:#d9e4fb;height:6px;border-radius:3px}.minibar>div{background:#2f6fde;height:6px;border-radius:3px}
-.waterfall{background:#fff;border:1px solid #dde1e7;border-radius:6px;margin-top:12px}
-.axis,.span-row{display:grid;grid-template-columns:minmax(260px,38%) 1fr}
-.axis{font-size:11px;color:#666;border-bottom:1px solid #dde1e7}
-.axis .ticks{position:relative;height:18px}.axis .ticks span{position:absolute;top:2px}
-.span-row{cursor:pointer;border-bottom:1px solid #f0f2f5}.span-row:hover{background:#f2f6ff}
-.span-row.selected{background:#e4edff}
-.name{padding:4px 8px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-.name small{color:#777}.lane{position:relative;height:26px;margin-right:12px}
-.bar{position:absolute;top:7px;height:12px;min-width:2px;border-radius:2px;background:#2f6fde}
-.bar.error-bar{background:#d93025}.bar-label{position:absolute;top:5px;font-size:11px;color:#444;
-white-space:nowrap;padding-left:4px}
-.detail{padding:6px 12px 12px 24px;background:#fafbfc;border-bottom:1px solid #dde1e7}
-.detail table{margin-top:4px}.detail td:first-child{font-family:monospace;color:#555;width:32%}
-.detail td{font-family:monospace;font-size:12px}
-"""
-
-_SCRIPT = """
-document.querySelectorAll('.span-row').forEach(function (row) {
-  function toggle() {
-    var detail = document.getElementById('detail-' + row.dataset.spanId);
-    detail.hidden = !detail.hidden;
-    row.classList.toggle('selected', !detail.hidden);
-    row.setAttribute('aria-expanded', String(!detail.hidden));
-  }
-  row.addEventListener('click', toggle);
-  row.addEventListener('keydown', function (e) {
-    if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); toggle(); }
-  });
-});
-"""
-
-
-def _page(title: str, body: str, *, script: str = "") -> str:
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<meta name=viewport content='width=device-width,initial-scale=1'><title>{escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body>"
-        "<header><a href='/traces'><strong>Jorge traces</strong></a></header>"
-        f"<main>{body}</main>" + (f"<script>{script}</script>" if script else "") + "</body></html>"
-    )
-
-
-def _with_token(url: str, token: str | None) -> str:
+def with_token(url: str, token: str | None) -> str:
+    """``url`` with ``token=`` appended when the pages run behind the admin token."""
     if not token:
         return url
     return url + ("&" if "?" in url else "?") + urlencode({"token": token})
@@ -110,6 +72,56 @@ def _time(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
+def _value_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _attr_pairs(attributes: Mapping[str, object]) -> str:
+    return ", ".join(f"{k}={_value_text(v)}" for k, v in attributes.items())
+
+
+@cache
+def _environment() -> Environment:
+    # Autoescape everything: every value a template prints is text unless marked safe.
+    env = Environment(
+        loader=PackageLoader("ghl_real_estate_ai.api", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    env.filters["ms"] = format_ms
+    env.filters["utc_time"] = _time
+    env.filters["with_token"] = with_token
+    env.filters["attr_pairs"] = _attr_pairs
+    return env
+
+
+def render_template(name: str, **context: Any) -> str:
+    """Render the template ``name`` of ``api/templates/`` (autoescaped) with ``context``."""
+    return _environment().get_template(name).render(**context)
+
+
+_STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
+
+
+def static_file(name: str) -> tuple[Path, str] | None:
+    """The file ``name`` of ``api/static/`` and its media type, or None if there is no such file.
+
+    Only plain ``.css`` and ``.js`` file names of the static folder are served
+    (no sub-paths, no dot files).
+    """
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    media_type = _STATIC_TYPES.get(Path(name).suffix)
+    if media_type is None:
+        return None
+    path = Path(str(resources.files("ghl_real_estate_ai.api") / "static" / name))
+    return (path, media_type) if path.is_file() else None
+
+
 def render_search_page(
     *,
     form: SearchForm,
@@ -120,84 +132,29 @@ def render_search_page(
     token: str | None = None,
 ) -> str:
     """The search form and, after a search, the matching traces."""
-    service_options = "".join(
-        f"<option value='{escape(s, True)}'{' selected' if s == form.service else ''}>{escape(s)}</option>"
-        for s in services
-    )
-    operation_options = "".join(f"<option value='{escape(op, True)}'>" for op in operations)
-    sort_options = "".join(
-        f"<option value='{value}'{' selected' if value == form.sort else ''}>{label}</option>"
-        for value, label in (("duration", "Longest first"), ("time", "Most recent"))
-    )
-    hidden_token = f"<input type=hidden name=token value='{escape(token, True)}'>" if token else ""
-
-    def field(name: str, label: str, value: str, placeholder: str, size: int, extra: str = "") -> str:
-        return (
-            f"<label>{label}<input name={name} value='{escape(value, True)}' "
-            f"placeholder='{escape(placeholder, True)}' size={size}{extra}></label>"
-        )
-
-    body = [
-        "<h1>Find traces</h1>",
-        "<form class=search method=get action='/traces' id=search-form>",
-        f"<label>Service<select name=service><option value=''>all services</option>{service_options}</select>"
-        "</label>",
-        field("operation", "Operation", form.operation, "lead_bot.analyze_intent", 28, " list=operations"),
-        f"<datalist id=operations>{operation_options}</datalist>",
-        field(
-            "tags",
-            "Tags (key=value ...)",
-            form.tags,
-            "workflow.contact_id=abc123 workflow.temperature=hot",
-            44,
-        ),
-        field("min_duration", "Min duration", form.min_duration, "250ms", 8),
-        field("max_duration", "Max duration", form.max_duration, "2s", 8),
-        field("since", "Since", form.since, "1h", 6),
-        field("limit", "Limit", form.limit, "20", 4),
-        f"<label>Sort<select name=sort>{sort_options}</select></label>",
-        hidden_token,
-        "<input type=hidden name=search value=1><button type=submit>Find traces</button></form>",
-    ]
-    if error:
-        body.append(f"<p class=error role=alert>{escape(error)}</p>")
-    if results is not None:
-        body.append(_results_table(results, token))
-    return _page("Jorge traces", "".join(body))
-
-
-def _results_table(results: Sequence[TraceSummary], token: str | None) -> str:
-    if not results:
-        return "<p id=no-results>No traces match.</p>"
-    longest = max(r.duration_ns for r in results) or 1
-    rows = []
-    for r in results:
-        href = _with_token(f"/traces/{quote(r.trace_id)}", token)
-        width = 100 * r.duration_ns / longest
-        errors = f"<span class=err>{r.error_count}</span>" if r.error_count else "0"
-        rows.append(
-            f"<tr class=trace-row><td><a class=trace-link href='{escape(href, True)}'>"
-            f"{escape(r.root_service)}: {escape(r.root_name)}</a><br>"
-            f"<small><code>{r.trace_id}</code></small></td>"
-            f"<td>{_time(r.start_ns)}</td>"
-            f"<td class=dur>{format_ms(r.duration_ms)}<div class=minibar><div style='width:{width:.2f}%'>"
-            "</div></div></td>"
-            f"<td>{r.span_count}</td><td>{errors}</td><td>{escape(', '.join(r.services))}</td></tr>"
-        )
-    return (
-        f"<p>{len(results)} trace{'s' if len(results) != 1 else ''}</p><table id=results><thead><tr>"
-        "<th>Trace</th><th>Started</th><th>Duration</th><th>Spans</th><th>Errors</th><th>Services</th>"
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    longest = max((r.duration_ns for r in results or ()), default=0) or 1
+    return render_template(
+        "traces_search.html",
+        form=form,
+        services=services,
+        operations=operations,
+        results=results,
+        longest=longest,
+        error=error,
+        token=token,
     )
 
 
-def _value_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+@dataclass(frozen=True)
+class _Row:
+    span: SpanRecord
+    depth: int
+    left: float
+    width: float
+    fields: list[tuple[str, str]]
 
 
-def _detail(span: SpanRecord, token: str | None) -> str:
+def _fields(span: SpanRecord) -> list[tuple[str, str]]:
     rows = [
         ("span.id", span.span_id),
         ("parent.id", span.parent_span_id or "(root)"),
@@ -208,26 +165,7 @@ def _detail(span: SpanRecord, token: str | None) -> str:
         ("duration", format_ms(span.duration_ms)),
     ]
     rows.extend((key, _value_text(value)) for key, value in sorted(span.attributes.items()))
-    table = "".join(
-        f"<tr class=attr data-key='{escape(k, True)}'><td>{escape(k)}</td><td>{escape(v)}</td></tr>"
-        for k, v in rows
-    )
-    parts = [f"<table class=attributes>{table}</table>"]
-    if span.events:
-        items = "".join(
-            f"<li><strong>{escape(e.name)}</strong> at {_time(e.timestamp_ns)} "
-            f"{escape(', '.join(f'{k}={_value_text(v)}' for k, v in e.attributes.items()))}</li>"
-            for e in span.events
-        )
-        parts.append(f"<p>Events</p><ul class=events>{items}</ul>")
-    if span.links:
-        items = "".join(
-            f"<li><a href='{escape(_with_token('/traces/' + link.trace_id, token), True)}'>"
-            f"{link.trace_id}</a> span {link.span_id}</li>"
-            for link in span.links
-        )
-        parts.append(f"<p>Links (follows from)</p><ul class=links>{items}</ul>")
-    return "".join(parts)
+    return rows
 
 
 def render_trace_page(spans: Sequence[SpanRecord], *, token: str | None = None) -> str:
@@ -236,51 +174,30 @@ def render_trace_page(spans: Sequence[SpanRecord], *, token: str | None = None) 
     start = min(s.start_ns for s in spans)
     end = max(s.end_ns for s in spans)
     total = max(end - start, 1)
-    trace_id = spans[0].trace_id
-    errors = sum(1 for s in spans if s.is_error)
-    ticks = "".join(
-        f"<span style='left:{pct}%;{'transform:translateX(-100%)' if pct == 100 else ''}'>"
-        f"{format_ms(total * pct / 100 / 1e6)}</span>"
-        for pct in (0, 25, 50, 75, 100)
-    )
-    rows = [f"<div class=axis><div class=name>Span</div><div class='lane ticks'>{ticks}</div></div>"]
-    for span, depth in ordered:
-        left = 100 * (span.start_ns - start) / total
-        width = 100 * span.duration_ns / total
-        # Near the right edge the label goes inside the bar's end, in white.
-        inside = left + width > 88.0
-        label_style = (
-            f"left:{left + width:.3f}%;transform:translateX(-100%);color:#fff;padding-right:4px"
-            if inside
-            else f"left:{left + width:.3f}%"
+    rows = [
+        _Row(
+            span=span,
+            depth=depth,
+            left=100 * (span.start_ns - start) / total,
+            width=100 * span.duration_ns / total,
+            fields=_fields(span),
         )
-        bar_class = "bar error-bar" if span.is_error else "bar"
-        service = f" <small>{escape(span.service_name)}</small>" if span.service_name else ""
-        rows.append(
-            f"<div class=span-row role=button tabindex=0 aria-expanded=false data-span-id='{span.span_id}' "
-            f"data-depth='{depth}'><div class=name style='padding-left:{8 + depth * 16}px' "
-            f"title='{escape(span.name, True)}'>{'⚠ ' if span.is_error else ''}{escape(span.name)}{service}"
-            f"</div><div class=lane><div class='{bar_class}' style='left:{left:.3f}%;width:{width:.3f}%'>"
-            f"</div><span class=bar-label style='{label_style}'>{format_ms(span.duration_ms)}</span>"
-            f"</div></div><div class=detail id='detail-{span.span_id}' hidden>{_detail(span, token)}</div>"
-        )
-    back = escape(_with_token("/traces", token), True)
-    body = (
-        f"<p><a href='{back}'>&larr; search</a></p>"
-        f"<h1>{escape(ordered[0][0].name if ordered else spans[0].name)}</h1>"
-        f"<p>Trace <code id=trace-id>{trace_id}</code> &middot; started {_time(start)} &middot; "
-        f"<span class=dur>{format_ms(total / 1e6)}</span> &middot; {len(spans)} spans"
-        f"{f' &middot; <span class=err>{errors} errors</span>' if errors else ''} &middot; "
-        f"services: {escape(', '.join(sorted({s.service_name for s in spans})))}</p>"
-        "<p><small>Click a span to show its attributes.</small></p>"
-        f"<div class=waterfall id=waterfall>{''.join(rows)}</div>"
+        for span, depth in ordered
+    ]
+    return render_template(
+        "trace.html",
+        title=ordered[0][0].name if ordered else spans[0].name,
+        trace_id=spans[0].trace_id,
+        start_ns=start,
+        total_ns=total,
+        span_count=len(spans),
+        error_count=sum(1 for s in spans if s.is_error),
+        services=sorted({s.service_name for s in spans}),
+        rows=rows,
+        token=token,
     )
-    return _page(f"Trace {trace_id}", body, script=_SCRIPT)
 
 
 def render_message_page(title: str, message: str, *, token: str | None = None) -> str:
     """A plain page for errors such as an unknown trace."""
-    back = escape(_with_token("/traces", token), True)
-    return _page(
-        title, f"<h1>{escape(title)}</h1><p class=error>{escape(message)}</p><a href='{back}'>search</a>"
-    )
+    return render_template("message.html", title=title, message=message, token=token)

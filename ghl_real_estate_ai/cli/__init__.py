@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from ghl_real_estate_ai.errors import JorgeError
+from ghl_real_estate_ai.errors import APP_ERRORS
 from ghl_real_estate_ai.settings import Settings, load_settings
 
 __all__ = ["app", "main"]
@@ -81,7 +81,7 @@ def serve(
         settings = load_settings()
         settings.check_production_safety()
         asyncio.run(_preflight(settings))
-    except JorgeError as exc:
+    except APP_ERRORS as exc:
         typer.echo(f"jorge: cannot start: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(_where_to_look(settings, host, port))
@@ -90,12 +90,13 @@ def serve(
 
 def _register() -> None:
     """Attach the sub-commands that live in their own modules."""
-    from ghl_real_estate_ai.cli import demo, followups, slo, traces
+    from ghl_real_estate_ai.cli import demo, eval, followups, slo, traces
 
     app.add_typer(traces.app, name="traces", help="Find and show traces (local store or Jaeger).")
     app.add_typer(followups.app, name="followups", help="Run the follow-up steps that are due.")
     app.command("slo")(slo.slo)
     app.command("demo")(demo.demo)
+    app.command("eval")(eval.eval_command)
 
 
 _register()
@@ -105,6 +106,6 @@ def main() -> None:
     """Entry point of the ``jorge`` console script."""
     try:
         app()
-    except JorgeError as exc:
+    except APP_ERRORS as exc:
         typer.echo(f"jorge: {exc}", err=True)
         sys.exit(2)

@@ -174,6 +174,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE webhook_events ADD COLUMN trace_context JSONB NOT NULL DEFAULT '{}'::jsonb",
         ),
     ),
+    # Issue 10: the dialogue state, one row per filled slot of a contact.
+    Migration(
+        version=3,
+        description="dialogue slots: what each contact told the bots, per side (buy, sell, contact)",
+        sqlite=(
+            """CREATE TABLE dialogue_slots (
+                contact_id TEXT NOT NULL,
+                side TEXT NOT NULL,
+                name TEXT NOT NULL,
+                value TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (contact_id, side, name)
+            )""",
+        ),
+        postgresql=(
+            """CREATE TABLE dialogue_slots (
+                contact_id TEXT NOT NULL,
+                side TEXT NOT NULL,
+                name TEXT NOT NULL,
+                value JSONB NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (contact_id, side, name)
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
