@@ -71,6 +71,11 @@ ACT_THRESHOLD = 0.25
 INTENT_THRESHOLD = 0.6
 """A classifier label this probable decides a flag (opt-out, opt-in, human request, not a prospect...)."""
 
+NOT_PROSPECT_THRESHOLD = 0.7
+"""The classifier must be this sure before a contact is called no prospect (it closes the conversation)."""
+RED_FLAG_THRESHOLD = 0.75
+"""A red-flag label this probable is a red flag even when no phrase of its kind matched."""
+
 SELLER_MOTIVES = frozenset({"divorce", "inheritance", "financial", "downsizing", "retirement"})
 BUYER_MOTIVES = frozenset({"first_home", "investment", "upsizing"})
 # Red-flag labels of the classifier and the phrase-table names of the same family.
@@ -87,6 +92,7 @@ _RED_FLAG_FAMILIES: dict[str, tuple[str, frozenset[str]]] = {
 _KEEP_TEXTING = re.compile(
     r"\b(?:don't|do not|never|please don't|no) (?:stop|unsubscribe|remove|cancel)\b|\bno (?:dejen|deje) de\b"
 )
+_BARE_NO = re.compile(r"^(?:no+|nope|nah|naw|not yet|no no|todavia no|aun no)[.!]*$")
 _NOT_PROSPECT = {
     "rent": "renter",
     "has_agent": "has_agent",
@@ -329,7 +335,7 @@ def read_message(
     denied = {name for name, pattern in _RED_FLAGS if pattern.search(text) and name not in found.red_flags}
     for label in RED_FLAG_LABELS:
         flag, family = _RED_FLAG_FAMILIES[label]
-        if scores.get(label, 0.0) >= INTENT_THRESHOLD and not family & (set(found.red_flags) | denied):
+        if scores.get(label, 0.0) >= RED_FLAG_THRESHOLD and not family & (set(found.red_flags) | denied):
             found.red_flags.append(flag)
     if found.red_flags:
         found.add("red_flag")
@@ -393,7 +399,9 @@ def read_message(
     if found.question_topic is not None:
         acts.append("question")
     found.acts = tuple(acts)
-    if found.label in _NOT_PROSPECT and scores[found.label] >= INTENT_THRESHOLD:
+    if _BARE_NO.match(text):
+        pass  # "no" answers the question asked; it does not close the conversation
+    elif found.label in _NOT_PROSPECT and scores[found.label] >= NOT_PROSPECT_THRESHOLD:
         found.not_prospect = _NOT_PROSPECT[found.label]
     elif found.agent_status == "has_agent" and found.label not in ("buy", "sell", "both", "value_question"):
         found.not_prospect = "has_agent"
