@@ -419,3 +419,15 @@ def asked_about(outbound: str) -> str:
     if _ASKED_PRICE.search(last_question):
         return "price"
     return ""
+
+
+def warm_up() -> None:
+    """Load what reading a message needs (classifier, gazetteer, dateparser's languages) now.
+
+    Called once at start-up so the first message pays nothing; each part is cached per process.
+    """
+    from ghl_real_estate_ai.understanding.places import gazetteer
+
+    load_classifier()
+    gazetteer()
+    when("by june 15", date(2000, 1, 1))

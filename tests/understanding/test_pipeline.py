@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -218,3 +219,19 @@ async def test_the_analyze_span_carries_scores_slot_names_and_version_never_valu
     )
     flat = repr(attributes) + repr([dict(e.attributes or {}) for e in span.events])
     assert "600" not in flat and "Chino" not in flat and "909" not in flat
+
+
+async def test_the_classifier_and_gazetteer_are_loaded_at_start_up_not_per_message(tmp_path: Path) -> None:
+    from ghl_real_estate_ai.app import create_app
+    from ghl_real_estate_ai.settings import Settings
+    from ghl_real_estate_ai.understanding.places import gazetteer
+
+    load_classifier.cache_clear()
+    gazetteer.cache_clear()
+    app = create_app(Settings(otel_exporter_type="none", data_dir=tmp_path), manage_observability=False)
+    async with app.running():
+        assert load_classifier.cache_info().currsize == 1
+        assert gazetteer.cache_info().currsize == 1
+        loaded = load_classifier()
+        said("looking to buy a condo", "in redlands")
+        assert load_classifier() is loaded and load_classifier.cache_info().misses == 1

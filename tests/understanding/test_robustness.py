@@ -23,8 +23,8 @@ STOP_OTHER_SENSES = Path(__file__).with_name("data") / "stop_other_senses.txt"
 # How people shorten words when texting (the reverse of what the normaliser spells out).
 SHORTENED = {
     "you": "u", "are": "r", "please": "pls", "probably": "prolly", "going to": "gonna", "want to": "wanna",
-    "before": "b4", "years": "yrs", "thanks": "thx", "text": "txt", "texting": "txting", "unsubscribe": "unsub",
-    "because": "bc", "your": "ur", "right now": "rn", "with": "w/", "don't": "dont", "i'm": "im",
+    "before": "b4", "years": "yrs", "thanks": "thx", "text": "txt", "texting": "txting",
+    "unsubscribe": "unsub", "because": "bc", "your": "ur", "right now": "rn", "with": "w/", "don't": "dont", "i'm": "im",
     "can't": "cant", "messages": "msgs", "looking": "lookin", "trying to": "tryna", "got to": "gotta",
 }  # fmt: skip
 EMOJI = ["🏡", "🙏", "😊", "👍🏽", "😂", "❤️", "🔑"]
