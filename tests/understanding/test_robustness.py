@@ -24,7 +24,8 @@ STOP_OTHER_SENSES = Path(__file__).with_name("data") / "stop_other_senses.txt"
 SHORTENED = {
     "you": "u", "are": "r", "please": "pls", "probably": "prolly", "going to": "gonna", "want to": "wanna",
     "before": "b4", "years": "yrs", "thanks": "thx", "text": "txt", "texting": "txting",
-    "unsubscribe": "unsub", "because": "bc", "your": "ur", "right now": "rn", "with": "w/", "don't": "dont", "i'm": "im",
+    "unsubscribe": "unsub", "because": "bc", "your": "ur", "right now": "rn", "with": "w/",
+    "don't": "dont", "i'm": "im",
     "can't": "cant", "messages": "msgs", "looking": "lookin", "trying to": "tryna", "got to": "gotta",
 }  # fmt: skip
 EMOJI = ["🏡", "🙏", "😊", "👍🏽", "😂", "❤️", "🔑"]
