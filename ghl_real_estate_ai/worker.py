@@ -3,11 +3,16 @@
 Every ``poll_seconds`` it runs its jobs in order, each isolated (one failing
 job is logged and the others still run):
 
-1. ``outbox``: :meth:`Outbox.deliver_due` sends the actions whose retry time came;
+1. ``outbox``: :meth:`Outbox.deliver_due` sends the actions whose retry time came,
+   reconciles what a dead process left ``sending`` and probes a failing GHL;
 2. ``webhooks``: events stored but not processed (still ``received`` because a
    processing attempt failed or the process died before claiming them, or
    stuck ``processing`` for more than ``stuck_after``: a crash) are claimed and
    run through the same path as the webhook route.
+
+Beside the jobs, the outbox heartbeat runs every quarter of the outbox's
+``owner_timeout``, whatever ``poll_seconds`` is: a live process's items are
+never taken for a dead one's.
 
 More periodic work (e.g. the follow-up runner) joins with :meth:`add_job`::
 
@@ -91,6 +96,7 @@ class BackgroundWorker:
             ("webhooks", self.reprocess_events),
         ]
         self._task: asyncio.Task[None] | None = None
+        self._beat_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
     def add_job(self, name: str, job: Job) -> None:
@@ -160,6 +166,7 @@ class BackgroundWorker:
             return
         self._stopping = asyncio.Event()
         self._task = asyncio.create_task(self._loop(), name="jorge-background-worker")
+        self._beat_task = asyncio.create_task(self._beat(), name="jorge-outbox-heartbeat")
 
     async def stop(self) -> None:
         """Stop the loop: let a running pass finish for ``stop_grace`` seconds, then cancel it."""
@@ -167,6 +174,10 @@ class BackgroundWorker:
         if task is None:
             return
         self._stopping.set()
+        beat, self._beat_task = self._beat_task, None
+        if beat is not None:
+            beat.cancel()
+            await asyncio.wait({beat})
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=self.stop_grace)
         except TimeoutError:
@@ -174,6 +185,16 @@ class BackgroundWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             logger.warning("background worker cancelled after a %.1fs grace period", self.stop_grace)
+
+    async def _beat(self) -> None:
+        interval = max(0.5, self.outbox.owner_timeout.total_seconds() / 4)
+        while not self._stopping.is_set():
+            try:
+                await self.outbox.heartbeat()
+            except Exception as exc:  # a database blip: the next beat tries again
+                logger.warning("outbox heartbeat failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
