@@ -77,6 +77,7 @@ from opentelemetry import trace
 
 from ghl_real_estate_ai.errors import GHLError, GHLOutcomeUnknownError
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
+from ghl_real_estate_ai.observability.metrics import record_outbox
 from ghl_real_estate_ai.storage.base import OutboxItem, Store
 
 __all__ = ["KINDS", "Outbox", "utcnow"]
@@ -293,6 +294,7 @@ class Outbox:
             hours = self.max_age.total_seconds() / 3600
             reason = f"gave up after {hours:g}h (OUTBOX_MAX_AGE_HOURS); last error: {item.last_error}"
             await self.store.finish_outbox_item(item.id, "dead", reason)
+            record_outbox("dead")
             logger.error("outbox %s (%s) is dead: %s", item.idempotency_key, item.kind, reason)
             return replace(item, status="dead", last_error=reason)
         if item.kind == "send_message" and item.attempts > 1:
@@ -300,6 +302,7 @@ class Outbox:
             if moved_on is not None:
                 reason = f"conversation moved on: the reply {moved_on!r} to a newer message was sent"
                 await self.store.finish_outbox_item(item.id, "dropped", reason)
+                record_outbox("dropped")
                 logger.warning("outbox %s dropped: %s", item.idempotency_key, reason)
                 return replace(item, status="dropped", last_error=reason)
         try:
@@ -308,12 +311,14 @@ class Outbox:
                 if found is not None:
                     response = {**found, "reconciled": True}
                     await self._sent(item, response, probing)
+                    record_outbox("reconciled")
                     logger.info("outbox %s was delivered already (read back from GHL)", item.idempotency_key)
                     return replace(item, status="sent", response=response, last_error=None)
             response = await _CALLS[item.kind](client, item.payload)
         except Exception as exc:
             return await self._record_failure(item, exc, now, probing)
         await self._sent(item, response, probing)
+        record_outbox("sent")
         return replace(item, status="sent", response=dict(response), last_error=None)
 
     async def _sent(self, item: OutboxItem, response: dict[str, Any], probing: bool) -> None:
@@ -358,6 +363,7 @@ class Outbox:
             exc, ValueError | TypeError | KeyError
         ):
             await self.store.finish_outbox_item(item.id, "failed", error)
+            record_outbox("failed")
             if probing:  # GHL answered: it is up
                 await self.store.outbox_circuit_closed(self.location_id)
             logger.error("outbox %s (%s) refused for good: %s", item.idempotency_key, item.kind, error)
