@@ -37,6 +37,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from pydantic import ValidationError
 
+from ghl_real_estate_ai.dispatch import drain_contact
 from ghl_real_estate_ai.integrations.ghl.webhook import EventProcessor, parse_webhook, process_claimed_event
 from ghl_real_estate_ai.observability.workflow_tracing import link_from_trace_context
 from ghl_real_estate_ai.outbox import Outbox, utcnow
@@ -134,7 +135,28 @@ class BackgroundWorker:
         cutoff = self.clock() - self.stuck_after
         events = await self.store.list_unprocessed_webhook_events(cutoff, self.batch)
         processed = 0
+        drained: set[str] = set()
         for event in events:
+            if event.status == "received" and event.contact_id:
+                # A contact's events go in dateAdded order: drain the contact, not one event.
+                if event.contact_id in drained:
+                    continue
+                drained.add(event.contact_id)
+                with _tracer.start_as_current_span(
+                    "worker.process_webhook_event",
+                    context=Context(),
+                    links=link_from_trace_context(event.trace_context),
+                    attributes={"webhook.event_id": event.id, "webhook.attempt": event.attempts + 1},
+                ):
+                    outcomes = await drain_contact(
+                        self.store,
+                        self.processor,
+                        event.contact_id,
+                        max_attempts=self.max_event_attempts,
+                        wait=5.0,
+                    )
+                processed += sum(outcome == "processed" for outcome in outcomes.values())
+                continue
             if not await self.store.claim_webhook_event(event.id, stale_before=cutoff):
                 continue  # another replica, or the request itself, has it
             # A new trace (the request is long gone) that links to the one that stored the event.
