@@ -140,7 +140,7 @@ def test_webhook_traces_are_found_by_cli_api_and_page(tmp_path: Path) -> None:
         for source in (["--store", str(store)], ["--jaeger-url", base_url]):
             result = runner.invoke(cli, ["traces", "find", "--json", *source, *args])
             assert result.exit_code == 0, result.output
-            assert [row["trace_id"] for row in json.loads(result.output)] == [trace_id]
+            assert [row["trace_id"] for row in json.loads(result.stdout)] == [trace_id]
         shown = runner.invoke(cli, ["traces", "show", trace_id, "--store", str(store)])
         assert shown.exit_code == 0
         lines = shown.output.splitlines()

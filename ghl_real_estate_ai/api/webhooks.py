@@ -19,6 +19,12 @@ stored before the signature verifies:
       holds it: the event is stored and the background worker retries it
 ====  =============================================================
 
+Every answer names the request's trace, so a user can find it (issue 12): the W3C
+``traceresponse`` header (set for every traced request, see ``instrument_app``) and
+``trace_id`` in the JSON body; ``jorge traces show <trace_id>`` prints it. The
+request's SERVER span also starts the contact's session (``session.id``), which every
+span below it carries.
+
 Processing runs inside the request so the request's trace holds the whole bot
 flow. A processing failure still answers 200: the event is durably stored, and
 answering anything else would either lose it (GHL does not retry a 500) or
@@ -58,7 +64,8 @@ from ghl_real_estate_ai.integrations.ghl.webhook import (
     process_claimed_event,
     webhook_json_schema,
 )
-from ghl_real_estate_ai.observability.workflow_tracing import propagate_trace_context
+from ghl_real_estate_ai.observability.journey import start_session
+from ghl_real_estate_ai.observability.workflow_tracing import get_trace_id, propagate_trace_context
 from ghl_real_estate_ai.payloads import JSONDepthError, loads, make_storable
 from ghl_real_estate_ai.settings import Settings
 from ghl_real_estate_ai.storage.base import Store
@@ -73,15 +80,17 @@ RETRY_AFTER_SECONDS = 60
 
 router = APIRouter()
 
+_TRACE_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "the request's trace"}
 _STATUS_BODY = {
     "type": "object",
-    "properties": {"status": {"type": "string"}, "event_id": {"type": "integer"}},
+    "properties": {"status": {"type": "string"}, "event_id": {"type": "integer"}, "trace_id": _TRACE_ID},
     "required": ["status"],
 }
 _ERROR_BODY = {
     "type": "object",
     "properties": {
         "detail": {"type": "string"},
+        "trace_id": _TRACE_ID,
         "errors": {
             "type": "array",
             "items": {
@@ -115,9 +124,17 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _answer(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A JSON answer carrying ``trace_id`` when the request is traced."""
+    trace_id = get_trace_id()
+    if trace_id is not None:
+        body["trace_id"] = trace_id
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def _refuse(status: int, detail: str, **extra: Any) -> JSONResponse:
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 429 else None
-    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+    return _answer({"detail": detail, **extra}, status, headers)
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -231,6 +248,7 @@ async def receive_ghl_webhook(request: Request) -> JSONResponse:
     span.set_attribute("webhook.event_type", message.type)
     if message.contact_id:
         span.set_attribute("workflow.contact_id", message.contact_id)
+        start_session(span, message.contact_id)
     return await _store_and_process(request, store, message, data)
 
 
@@ -259,10 +277,10 @@ async def _store_and_process(
     span.set_attribute("webhook.event_id", inserted.event_id)
     if inserted.duplicate:
         span.set_attribute("webhook.outcome", "duplicate")
-        return JSONResponse({"status": "duplicate", "event_id": inserted.event_id})
+        return _answer({"status": "duplicate", "event_id": inserted.event_id})
     if status == "ignored":
         span.set_attribute("webhook.outcome", "ignored")
-        return JSONResponse({"status": "ignored", "event_id": inserted.event_id})
+        return _answer({"status": "ignored", "event_id": inserted.event_id})
 
     processor: EventProcessor = request.app.state.processor
     try:
@@ -281,4 +299,4 @@ async def _store_and_process(
         outcome = "retry"
     span.set_attribute("webhook.outcome", outcome)
     answer = {"processed": "processed", "failed": "failed"}.get(outcome, "queued")
-    return JSONResponse({"status": answer, "event_id": inserted.event_id})
+    return _answer({"status": answer, "event_id": inserted.event_id})
