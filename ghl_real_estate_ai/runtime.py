@@ -85,7 +85,13 @@ async def start(
     )
     processor = build_conversation_service(store, outbox, ghl, settings)
     followups = FollowUpRunner(store, processor.bots.lead)
-    worker = BackgroundWorker(store, outbox, processor, poll_seconds=settings.followup_poll_seconds)
+    worker = BackgroundWorker(
+        store,
+        outbox,
+        processor,
+        poll_seconds=settings.followup_poll_seconds,
+        stuck_after=timedelta(seconds=settings.webhook_stuck_after_seconds),
+    )
     worker.add_job("followups", followups.run_due)
 
     state = app.state

@@ -227,6 +227,10 @@ class Settings(BaseSettings):
     """OUTBOX_OWNER_TIMEOUT_SECONDS: a process whose outbox heartbeat is older than this is taken
     for dead; the items it was sending are read back from GHL and finished by a live one."""
 
+    webhook_stuck_after_seconds: float = Field(default=30.0, gt=0)
+    """WEBHOOK_STUCK_AFTER_SECONDS: an event left ``processing`` this long (its process died
+    mid-turn) is taken over by the worker; outbound actions stay once-only by their keys."""
+
     @field_validator("database_url")
     @classmethod
     def _known_database_scheme(cls, value: str) -> str:

@@ -61,8 +61,10 @@ class BackgroundWorker:
         processor: runs the bots for a webhook event.
         poll_seconds: pause between runs.
         clock: the current time (tests pass their own).
-        stuck_after: how long an event may sit ``received``/``processing`` before
-            the worker takes it; also the pause before a failed event is retried.
+        stuck_after: how long an event may sit ``processing`` before the worker takes
+            it over (its process died mid-turn).
+        received_grace: how long a ``received`` event is left to the request (or
+            lock holder) that stored it before the worker drains its contact.
         max_event_attempts: processing attempts before an event is ``failed`` for good.
         batch: events and outbox items handled per run.
         stop_grace: seconds :meth:`stop` lets a running pass finish before cancelling it.
@@ -80,6 +82,7 @@ class BackgroundWorker:
         max_event_attempts: int = 5,
         batch: int = 50,
         stop_grace: float = 5.0,
+        received_grace: timedelta = timedelta(seconds=2),
     ) -> None:
         if poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be > 0, got {poll_seconds!r}")
@@ -92,6 +95,7 @@ class BackgroundWorker:
         self.max_event_attempts = max_event_attempts
         self.batch = batch
         self.stop_grace = stop_grace
+        self.received_grace = received_grace
         self.jobs: list[tuple[str, Job]] = [
             ("outbox", self.deliver_outbox),
             ("webhooks", self.reprocess_events),
@@ -132,8 +136,11 @@ class BackgroundWorker:
 
     async def reprocess_events(self) -> int:
         """Process stored events nobody finished; returns how many were processed."""
-        cutoff = self.clock() - self.stuck_after
-        events = await self.store.list_unprocessed_webhook_events(cutoff, self.batch)
+        now = self.clock()
+        cutoff = now - self.stuck_after
+        # A received event is safe to drain at once (claims happen under the contact's lock):
+        # a short grace lets the request that stored it drain it first.
+        events = await self.store.list_unprocessed_webhook_events(now - self.received_grace, self.batch)
         processed = 0
         drained: set[str] = set()
         for event in events:
