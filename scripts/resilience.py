@@ -56,7 +56,7 @@ def _free_port() -> int:
         return port
 
 
-def _wait_for(url: str, what: str, timeout: float = 60.0) -> None:
+def _wait_for(url: str, what: str, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
