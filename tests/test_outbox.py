@@ -241,3 +241,30 @@ async def test_caller_mistakes_raise_before_anything_is_stored(
     with pytest.raises(ValueError, match=message):
         await outbox.submit("bad:1", kind, payload)
     assert await store.list_outbox() == []
+
+
+async def test_final_outcomes_are_counted_in_the_outbox_metric(
+    store: Store, ghl: GHLClient, sandbox: FastAPI
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from ghl_real_estate_ai.observability import _provider
+    from ghl_real_estate_ai.observability.metrics import metric_points
+
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    previous = _provider.current_meter_delegate()
+    _provider.set_meter_delegate(meter_provider)
+    try:
+        outbox = Outbox(store, ghl, max_age=timedelta(minutes=1))
+        assert (await outbox.submit("evt-1:reply:1", "send_message", dict(SMS))).status == "sent"
+        _fail_everything(sandbox)
+        item = await outbox.submit("evt-2:reply:1", "send_message", {**SMS, "contact_id": "c2"})
+        await outbox.deliver_due(now=item.created_at + timedelta(minutes=2))
+        points = metric_points(reader.get_metrics_data())
+    finally:
+        _provider.set_meter_delegate(previous)
+        meter_provider.shutdown()
+    counted = {labels["outcome"]: value for labels, value in points["jorge.outbox.outcomes"]}
+    assert counted == {"sent": 1, "dead": 1}
