@@ -7,7 +7,10 @@ arrival), so the bots see the conversation in the order the lead wrote it::
 
     outcomes = await drain_contact(store, processor, contact_id)
 
-A caller that cannot take the lock at once leaves its event to the holder: the
+An event is processed once it has been stored for :data:`ORDER_WINDOW` (300 ms),
+so a message written a moment earlier but stored a moment later (through
+another replica) still goes first. A caller that cannot take the lock at once
+leaves its event to the holder: the
 holder checks again after letting the lock go, so an event stored while the
 lock was held is never stranded (and the background worker takes whatever a
 crashed holder left). The drain runs in one unit of work, which keeps the lock
@@ -17,7 +20,10 @@ inside it is then a no-op.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -30,12 +36,17 @@ from ghl_real_estate_ai.integrations.ghl.webhook import (
 )
 from ghl_real_estate_ai.storage.base import Store
 
-__all__ = ["TRY_LOCK_SECONDS", "drain_contact"]
+__all__ = ["ORDER_WINDOW", "TRY_LOCK_SECONDS", "drain_contact"]
 
 logger = logging.getLogger(__name__)
 
 TRY_LOCK_SECONDS = 0.2
 """How long a caller waits for a contact's lock before leaving its event to the holder."""
+
+ORDER_WINDOW = timedelta(milliseconds=300)
+"""How long an event waits after it was stored before it is processed, so that a message
+written just before it but stored a moment later (another replica, a slower request) is
+processed first."""
 
 _BATCH = 20
 
@@ -85,21 +96,30 @@ async def _drain_locked(
     outcomes: dict[int, ProcessOutcome],
     tried: set[int],
 ) -> None:
+    # One batch per hold: what arrives meanwhile is found by the check after the release.
+    # Only settled events go: an event stored ORDER_WINDOW ago or more. A message sent a
+    # moment earlier through another replica has been stored by then, and sorts first.
     while True:
-        events = [e for e in await store.pending_contact_events(contact_id, _BATCH) if e.id not in tried]
-        if not events:
+        pending = [e for e in await store.pending_contact_events(contact_id, _BATCH) if e.id not in tried]
+        if not pending:
             return
-        for event in events:
-            tried.add(event.id)
-            if not await store.claim_webhook_event(event.id):
-                continue
-            try:
-                message = parse_webhook(event.payload)
-            except ValidationError as exc:
-                await store.finish_webhook_event(event.id, "failed", f"payload no longer valid: {exc}")
-                logger.error("webhook event %d has an unreadable payload: %s", event.id, exc)
-                outcomes[event.id] = "failed"
-                continue
-            outcomes[event.id] = await process_claimed_event(
-                store, processor, event.id, message, max_attempts=max_attempts
-            )
+        wait = (pending[0].received_at + ORDER_WINDOW - datetime.now(UTC)).total_seconds()
+        if wait <= 0:
+            break
+        await asyncio.sleep(wait)
+    cutoff = datetime.now(UTC) - ORDER_WINDOW
+    events = list(itertools.takewhile(lambda e: e.received_at <= cutoff, pending))
+    for event in events:
+        tried.add(event.id)
+        if not await store.claim_webhook_event(event.id):
+            continue
+        try:
+            message = parse_webhook(event.payload)
+        except ValidationError as exc:
+            await store.finish_webhook_event(event.id, "failed", f"payload no longer valid: {exc}")
+            logger.error("webhook event %d has an unreadable payload: %s", event.id, exc)
+            outcomes[event.id] = "failed"
+            continue
+        outcomes[event.id] = await process_claimed_event(
+            store, processor, event.id, message, max_attempts=max_attempts
+        )

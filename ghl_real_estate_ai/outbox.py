@@ -68,6 +68,7 @@ import os
 import random
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -178,6 +179,10 @@ class Outbox:
         # The worker's sends and read-backs retry here, per location, not inside the client:
         # a retrying client would multiply the calls a failing GHL gets.
         self._worker_client = client.with_retries(0)
+        # What this process last knew of the circuit, and when (monotonic): a send in a
+        # request reads the database at most once a second for it.
+        self._circuit_open: bool | None = None
+        self._circuit_seen = 0.0
 
     async def heartbeat(self) -> None:
         """Tell the other processes this one is alive (its ``sending`` items are not to be taken)."""
@@ -216,7 +221,7 @@ class Outbox:
             raise ValueError("idempotency_key must not be empty")
         _validate(kind, payload)
         contact = contact_id if contact_id is not None else payload.get("contact_id")
-        if send_now and await self.store.outbox_circuit(self.location_id) is not None:
+        if send_now and await self._circuit_is_open():
             send_now = False  # GHL is failing here: no call per item, the worker probes
         # Stored already claimed when it is sent now: nobody else can take it, one statement (issue 14).
         item, created = await self.store.enqueue_outbox(
@@ -282,6 +287,14 @@ class Outbox:
             span.set_attribute("outbox.delivered", delivered)
         return delivered
 
+    async def _circuit_is_open(self) -> bool:
+        if self._circuit_open is None or time.monotonic() - self._circuit_seen > _CIRCUIT_RECHECK:
+            self._note_circuit(await self.store.outbox_circuit(self.location_id) is not None)
+        return bool(self._circuit_open)
+
+    def _note_circuit(self, is_open: bool) -> None:
+        self._circuit_open, self._circuit_seen = is_open, time.monotonic()
+
     # --- one item ---------------------------------------------------------------------
     def _deadline(self, item: OutboxItem) -> datetime:
         return item.deadline_at or item.created_at + self.max_age
@@ -325,6 +338,7 @@ class Outbox:
         await self.store.mark_outbox_sent(item.id, response)
         if probing:
             await self.store.outbox_circuit_closed(self.location_id)
+            self._note_circuit(False)
             logger.info("GHL answers again for location %s: the outbox backlog resumes", self.location_id)
 
     async def _newer_reply(self, item: OutboxItem) -> str | None:
@@ -376,6 +390,7 @@ class Outbox:
             delay = self._backoff(failures, exc.retry_after)
             next_at = now + timedelta(seconds=delay)
             await self.store.outbox_circuit_failed(self.location_id, failures, next_at)
+            self._note_circuit(True)
         else:
             next_at = now + timedelta(seconds=self._backoff(max(1, item.attempts), None))
         if check:
@@ -400,6 +415,9 @@ class Outbox:
             delay = max(delay, retry_after)
         return delay
 
+
+_CIRCUIT_RECHECK = 1.0
+"""Seconds a process trusts what it last saw of the circuit before reading it again."""
 
 _CLOCK_SKEW = timedelta(seconds=5)
 """Slack on the read-back window: GHL's clock and ours differ a little."""

@@ -206,14 +206,16 @@ async def test_the_same_text_sent_by_another_item_is_not_taken_for_ours(
 
 
 async def test_a_late_reply_whose_conversation_moved_on_is_dropped(
-    outbox: Outbox, store: Store, sandbox: FastAPI
+    outbox: Outbox, store: Store, ghl: GHLClient, sandbox: FastAPI
 ) -> None:
     _fail_everything(sandbox)
     old = await outbox.submit("evt-3:reply:1", "send_message", {**SMS, "message": "old answer"})
     assert old.status == "pending"
     _fail_everything(sandbox, on=False)
     await store.outbox_circuit_closed(outbox.location_id)
-    newer = await outbox.submit("evt-4:reply:1", "send_message", {**SMS, "message": "new answer"})
+    # Another replica, which saw GHL answer again, replies to the newer message.
+    other = Outbox(store, ghl)
+    newer = await other.submit("evt-4:reply:1", "send_message", {**SMS, "message": "new answer"})
     assert newer.status == "sent"
     assert await outbox.deliver_due(now=datetime.now(UTC) + timedelta(hours=1)) == 0
     dropped = await store.get_outbox_item(old.id)
