@@ -7,7 +7,8 @@
     ├── StorageError              the database cannot do what was asked
     │   └── StorageUnavailableError   the database cannot be reached
     ├── CacheError                the cache or lock backend failed
-    │   └── LockTimeoutError      a lock was not acquired in time
+    │   ├── LockTimeoutError      a lock was not acquired in time
+    │   └── LockLostError         a held lock was lost; the work it guarded was stopped
     ├── GHLError                  a GHL API call failed for good
     │   └── GHLRateLimitError     GHL answered 429 after every retry
     ├── WebhookError              a webhook was refused (signature, shape)
@@ -29,6 +30,7 @@ __all__ = [
     "GHLError",
     "GHLRateLimitError",
     "JorgeError",
+    "LockLostError",
     "LockTimeoutError",
     "SignatureError",
     "StorageError",
@@ -60,6 +62,10 @@ class CacheError(JorgeError):
 
 class LockTimeoutError(CacheError):
     """A lock was not acquired within its timeout."""
+
+
+class LockLostError(CacheError):
+    """A held lock was lost (lease taken over, lock connection gone): the guarded work was cancelled."""
 
 
 class GHLError(JorgeError):

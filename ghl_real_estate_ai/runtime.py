@@ -8,6 +8,7 @@ parts know nothing of it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,12 @@ async def start(
         from ghl_real_estate_ai.observability.otel_config import setup_observability, shutdown_observability
 
         setup_observability(settings)
-        stack.callback(shutdown_observability)
+
+        async def _shutdown_tracing() -> None:
+            # The final flush may wait on the exporter for seconds: not on the event loop.
+            await asyncio.to_thread(shutdown_observability)
+
+        stack.push_async_callback(_shutdown_tracing)
 
     store = open_store(
         settings.database_url,

@@ -148,7 +148,16 @@ def _instrument_one_app(app: FastAPI) -> None:
     if app in _instrumented_apps:
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.propagators import (
+        TraceResponsePropagator,
+        get_global_response_propagator,
+        set_global_response_propagator,
+    )
 
+    # Every traced answer names its trace in the W3C `traceresponse` header (issue 12),
+    # unless the host application chose its own response propagator.
+    if get_global_response_propagator() is None:  # type: ignore[no-untyped-call]
+        set_global_response_propagator(TraceResponsePropagator())  # type: ignore[no-untyped-call]
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=_provider.install(),
@@ -171,6 +180,9 @@ def _uninstrument_one_app(app: FastAPI) -> None:
 
 def instrument_app(app: FastAPI) -> None:
     """Give every request of ``app`` a SERVER span (once per app, safe to call again).
+
+    Each traced answer carries the W3C ``traceresponse`` header
+    (``00-<trace id>-<server span id>-<flags>``) so a caller can find its trace.
 
     ``/health``, ``/ready`` and ``/metrics`` are not traced and the ASGI
     ``receive``/``send`` spans are left out. Call it before or after

@@ -61,6 +61,7 @@ from ghl_real_estate_ai.observability._exporters import (
 )
 from ghl_real_estate_ai.observability.config import DEFAULT_SERVICE_NAME, TracingConfig
 from ghl_real_estate_ai.observability.errors import ObservabilityConfigError
+from ghl_real_estate_ai.observability.journey import ConversationSpanProcessor
 
 __all__ = [
     "SupportsTracingConfig",
@@ -465,10 +466,12 @@ def setup_observability(
                 problems.add(f"{type(extra).__name__}: {exc}")
 
         gate: _Gate | None = None
+        # Session keys and the journey go on the spans before any exporter sees them.
+        conversation = ConversationSpanProcessor()
         if foreign is not None:
             # Join the host's SDK provider: its sampler and resource stay in charge.
             tracer_provider: TracerProvider = foreign  # type: ignore[assignment]
-            gate = _Gate(processors)
+            gate = _Gate([conversation, *processors])
             tracer_provider.add_span_processor(gate)
             resource = getattr(tracer_provider, "resource", resource)
             sampler_text = "the host provider's"
@@ -476,6 +479,7 @@ def setup_observability(
             tracer_provider = TracerProvider(
                 resource=resource, sampler=chosen_sampler, shutdown_on_exit=False
             )
+            tracer_provider.add_span_processor(conversation)
             for processor in processors:
                 tracer_provider.add_span_processor(processor)
             for view in _added:

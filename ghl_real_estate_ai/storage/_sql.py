@@ -42,7 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry.trace import TracerProvider
 
-from ghl_real_estate_ai.errors import LockTimeoutError
+from ghl_real_estate_ai.errors import LockLostError, LockTimeoutError
 from ghl_real_estate_ai.storage._spans import StoreSpans, describe_statement
 from ghl_real_estate_ai.storage.base import (
     Contact,
@@ -165,6 +165,31 @@ class KeyedLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+async def _cancel_when(lost: asyncio.Event, holder: asyncio.Task[Any]) -> None:
+    await lost.wait()
+    holder.cancel("contact lock lost")
+
+
+@asynccontextmanager
+async def _abort_when_lost(contact_id: str, key: str, lost: asyncio.Event) -> AsyncIterator[None]:
+    """Cancel the block once ``lost`` is set, and raise LockLostError in its place."""
+    holder = asyncio.current_task()
+    assert holder is not None
+    watcher = asyncio.create_task(_cancel_when(lost, holder), name=f"lock watch {key}")
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not lost.is_set() or holder.uncancel() > 0:
+            raise
+        raise LockLostError(
+            f"lost the lock of contact {contact_id!r} while holding it (lease taken over or "
+            "lock connection gone): the guarded work was stopped and is retried"
+        ) from None
+    finally:
+        watcher.cancel()
+        await asyncio.wait({watcher})
 
 
 @dataclass(slots=True, eq=False)
@@ -595,6 +620,9 @@ class SQLStore(ABC):
 
         Raises:
             LockTimeoutError: another holder kept it for ``timeout`` seconds.
+            LockLostError: the lock was lost while held (another process took the
+                lease over, or the lock connection died): the block is cancelled at
+                its next ``await`` rather than left running unguarded.
         """
         return self._hold_contact(contact_id, timeout)
 
@@ -608,7 +636,8 @@ class SQLStore(ABC):
             async with (
                 self._local_locks.hold(key, deadline, error),
                 self.unit_of_work(),
-                self._hold_across_processes(contact_id, key, deadline, error),
+                self._hold_across_processes(contact_id, key, deadline, error) as lost,
+                _abort_when_lost(contact_id, key, lost),
             ):
                 yield
             return
@@ -622,7 +651,7 @@ class SQLStore(ABC):
             await local.__aenter__()
             across = self._hold_across_processes(contact_id, key, deadline, error)
             try:
-                await across.__aenter__()  # also reads the contact's rows into the unit of work
+                lost = await across.__aenter__()  # also reads the contact's rows into the unit of work
             except BaseException:
                 await local.__aexit__(None, None, None)
                 raise
@@ -634,7 +663,8 @@ class SQLStore(ABC):
                     await local.__aexit__(None, None, None)
 
             outer.held.append((key, release))
-            yield
+            async with _abort_when_lost(contact_id, key, lost):
+                yield
 
     @asynccontextmanager
     async def _scoped(self, uow: UnitOfWork) -> AsyncIterator[None]:
@@ -726,12 +756,13 @@ class SQLStore(ABC):
     @abstractmethod
     def _hold_across_processes(
         self, contact_id: str, key: str, deadline: float, error: Exception
-    ) -> AbstractAsyncContextManager[None]:
+    ) -> AbstractAsyncContextManager[asyncio.Event]:
         """Hold ``key`` against other processes until the block ends.
 
         Waits until the event loop's clock reaches ``deadline``, then raises ``error``.
         Calls :meth:`_enter_contact` once held, and :meth:`_flush_and_release`
-        before letting go.
+        before letting go. Yields an event the backend sets when it finds the lock
+        lost while held.
         """
 
     async def schema_version(self) -> int:

@@ -145,6 +145,8 @@ class PostgresStore(SQLStore):
         self._tx: ContextVar[TxState | None] = ContextVar(f"postgres_tx_{id(self)}", default=None)
         self._lock_conn: asyncpg.Connection | None = None
         self._lock_mutex = asyncio.Lock()
+        self.lock_check_seconds = 1.0
+        """How often a held contact lock checks that its connection is alive."""
 
     # --- life cycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -421,11 +423,13 @@ class PostgresStore(SQLStore):
     @asynccontextmanager
     async def _hold_across_processes(
         self, contact_id: str, key: str, deadline: float, error: Exception
-    ) -> AsyncIterator[None]:
+    ) -> AsyncIterator[asyncio.Event]:
         """A session advisory lock on ``key``; the block's deferred writes are written before it is freed.
 
         The lock and the reads of the contact's rows are one store operation (one
-        span); writing the deferred writes and freeing the lock another.
+        span); writing the deferred writes and freeing the lock another. While
+        held, the lock's connection is watched: the lock dies with it, and the
+        yielded event is then set.
         """
         loop = asyncio.get_running_loop()
         backoff = Backoff()
@@ -443,12 +447,19 @@ class PostgresStore(SQLStore):
                 await self._unlock(contact_id, key)
                 raise
         self._enter_contact(contact_id, prefetched)
+        held_on = self._lock_conn
+        lost = asyncio.Event()
+        watcher = asyncio.create_task(self._watch_lock(held_on, lost), name=f"lock watch {key}")
 
         async def unlock() -> None:
-            await self._unlock(contact_id, key)
+            watcher.cancel()
+            await asyncio.wait({watcher})
+            # When lost, the session that held it is gone, and the lock with it.
+            if not lost.is_set():
+                await self._unlock(contact_id, key)
 
         try:
-            yield
+            yield lost
         except BaseException:
             await self._flush_and_release(True, after=unlock, after_sql=_UNLOCK)
             raise
@@ -460,6 +471,29 @@ class PostgresStore(SQLStore):
         except StorageError as exc:
             # The server frees a dead session's locks; nothing more to do.
             logger.warning("could not release the advisory lock of contact %r: %s", contact_id, exc)
+
+    async def _watch_lock(self, held_on: asyncpg.Connection | None, lost: asyncio.Event) -> None:
+        """Set ``lost`` once the connection holding the advisory lock is closed or replaced."""
+        while True:
+            await asyncio.sleep(self.lock_check_seconds)
+            async with self._lock_mutex:
+                alive = await self._lock_connection_alive(held_on)
+            if not alive:
+                logger.error("the advisory lock connection was lost: the locks it held are gone")
+                lost.set()
+                return
+
+    async def _lock_connection_alive(self, conn: asyncpg.Connection | None) -> bool:
+        if conn is None or conn is not self._lock_conn or conn.is_closed():
+            return False
+        try:
+            with suppress_instrumentation():
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), self.lock_check_seconds * 2)
+        except Exception:
+            conn.terminate()
+            self._lock_conn = None
+            return False
+        return True
 
 
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"

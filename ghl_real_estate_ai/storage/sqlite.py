@@ -455,19 +455,22 @@ class SQLiteStore(SQLStore):
     @asynccontextmanager
     async def _hold_across_processes(
         self, contact_id: str, name: str, deadline: float, error: Exception
-    ) -> AsyncIterator[None]:
+    ) -> AsyncIterator[asyncio.Event]:
         """A lease row on ``name`` in the ``locks`` table, renewed while held.
 
         Taking the lease and reading the contact's row and newest messages is one
         round trip; writing the block's deferred writes and deleting the lease is another.
+        The yielded event is set when the lease is found lost (taken over, or not
+        renewable before it ran out).
         """
         token = secrets.token_hex(16)
         prefetched = await self._take_lease(contact_id, name, token, deadline, error)
         self._enter_contact(contact_id, prefetched)
-        renewer = asyncio.create_task(self._renew_lease(name, token), name=f"lease {name}")
+        lost = asyncio.Event()
+        renewer = asyncio.create_task(self._renew_lease(name, token, lost), name=f"lease {name}")
         release = Step("DELETE FROM locks WHERE name = ? AND owner = ?", ((name, token),))
         try:
-            yield
+            yield lost
         except BaseException:
             await self._stop(renewer)
             await self._flush_and_release(True, release)
@@ -503,8 +506,10 @@ class SQLiteStore(SQLStore):
                 raise error
             await backoff.sleep(deadline)
 
-    async def _renew_lease(self, name: str, token: str) -> None:
+    async def _renew_lease(self, name: str, token: str, lost: asyncio.Event) -> None:
         self._uow.set(None)  # this task's own context: the holder's unit of work is not ours to flush
+        loop = asyncio.get_running_loop()
+        expires = loop.time() + self._lock_lease
         while True:
             await asyncio.sleep(self._lock_lease / 3)
             try:
@@ -513,8 +518,14 @@ class SQLiteStore(SQLStore):
                     (datetime.now(UTC) + timedelta(seconds=self._lock_lease), name, token),
                 )
             except StorageError as exc:
+                if loop.time() >= expires:
+                    logger.error("lock %s was lost: its lease ran out while it could not be renewed", name)
+                    lost.set()
+                    return
                 logger.warning("could not renew lock %s: %s", name, exc)
                 continue
             if row is None:
-                logger.warning("lock %s was lost: its lease expired and another holder took it", name)
+                logger.error("lock %s was lost: its lease expired and another holder took it", name)
+                lost.set()
                 return
+            expires = loop.time() + self._lock_lease
