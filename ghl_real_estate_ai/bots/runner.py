@@ -86,8 +86,8 @@ def mark_reply(
     span = trace.get_current_span()
     if not span.is_recording():
         return {"reply_marks": marks}
-    if answered:
-        span.set_attribute("reply.answered", answered)
+    # Always set (empty: the reply answered no question), so the first reply of a turn is graded.
+    span.set_attribute("reply.answered", answered)
     if asked:
         span.set_attribute("reply.asked_slot", QUESTION_SLOTS.get(asked, asked))
     if acknowledged:
