@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ghl_real_estate_ai.api import webhooks
 from ghl_real_estate_ai.api.admin import create_admin_router
+from ghl_real_estate_ai.api.metrics import AppMetrics, WebhookMetricsMiddleware, create_metrics_router
 from ghl_real_estate_ai.api.traces import create_traces_router
 from ghl_real_estate_ai.cache import open_cache
 from ghl_real_estate_ai.conversation import build_conversation_service
@@ -47,7 +48,8 @@ async def start(
     if manage_observability:
         from ghl_real_estate_ai.observability.otel_config import setup_observability, shutdown_observability
 
-        setup_observability(settings)
+        # The /metrics bridge reads the instruments through its own pull reader.
+        setup_observability(settings, metric_readers=[app.state.metrics.new_reader()])
         stack.callback(shutdown_observability)
 
     store = open_store(settings.database_url, pool_size=settings.database_pool_size)
@@ -98,12 +100,15 @@ def _add_settings_routes(app: FastAPI, settings: Settings) -> None:
         )
     )
     app.include_router(create_admin_router(admin_token=settings.admin_token, require_token=protect))
+    app.include_router(create_metrics_router(app.state.metrics, token=settings.metrics_token))
     app.state.settings_routes_added = True
 
 
 def add_routes(app: FastAPI, embedded_only: Any) -> None:
     """Attach the routers that need no settings, and mount the GHL sandbox."""
     app.include_router(webhooks.router)
+    app.state.metrics = AppMetrics()  # one Prometheus registry per app
+    app.add_middleware(WebhookMetricsMiddleware, path=webhooks.WEBHOOK_PATH)
     sandbox = create_sandbox_app()
     app.state.ghl_sandbox = sandbox
     app.mount(SANDBOX_PATH, embedded_only(app, sandbox))

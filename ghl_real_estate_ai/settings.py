@@ -204,6 +204,12 @@ class Settings(BaseSettings):
     slo_trace_error_rate: float = Field(default=0.02, ge=0, le=1)
     """SLO_TRACE_ERROR_RATE: highest acceptable share of traces with an error."""
 
+    # --- issue 11: /metrics and /dashboard ------------------------------------
+    metrics_token: str | None = None
+    """METRICS_TOKEN: when set, `GET /metrics` needs `Authorization: Bearer <token>`
+    (Prometheus' `authorization` scrape setting). Unset: `/metrics` is open; it holds
+    counts and latencies only, no contact data."""
+
     @field_validator("database_url")
     @classmethod
     def _known_database_scheme(cls, value: str) -> str:
