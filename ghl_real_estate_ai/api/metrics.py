@@ -31,7 +31,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from opentelemetry.sdk.metrics.export import MetricReader
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,6 +49,9 @@ _BACKLOG_GAUGES = {
     "followups_due": ("jorge_followups_due", "Follow-up steps due now and not yet run"),
     "followups_dead": ("jorge_followups_dead", "Follow-up steps that gave up"),
 }
+
+# The classic text format, which every Prometheus version reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _BODY_OUTCOMES = frozenset({"processed", "queued", "duplicate", "ignored"})
 _MAX_CAPTURED_BODY = 4096
@@ -182,6 +185,6 @@ def create_metrics_router(app_metrics: AppMetrics, *, token: str | None) -> APIR
                     headers={"WWW-Authenticate": "Bearer"},
                 )
         body = await app_metrics.render(getattr(request.app.state, "store", None))
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return Response(body, media_type=CONTENT_TYPE)
 
     return router
