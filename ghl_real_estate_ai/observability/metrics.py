@@ -92,6 +92,8 @@ class _Instruments:
     handoff_duration: Histogram
     traces: Counter
     webhooks: Counter
+    seen_bots: set[str]
+    webhooks_started: list[bool]
 
 
 _lock = threading.Lock()
@@ -129,6 +131,8 @@ def _build() -> _Instruments | None:
         webhooks=meter.create_counter(
             attr.METRIC_WEBHOOKS, unit="1", description="Webhook requests by outcome and status code"
         ),
+        seen_bots=set(),
+        webhooks_started=[],
     )
 
 
@@ -215,6 +219,11 @@ def record_webhook(outcome: str, status_code: int) -> None:
     """
     inst = instruments()
     if inst is not None:
+        if not inst.webhooks_started:
+            # The alerting outcomes exist from the first webhook on (see trace_scope).
+            inst.webhooks_started.append(True)
+            inst.webhooks.add(0, {"outcome": "retry_later", "status_code": "429"})
+            inst.webhooks.add(0, {"outcome": "error", "status_code": "500"})
         inst.webhooks.add(1, {"outcome": outcome, "status_code": str(status_code)})
 
 
@@ -249,6 +258,12 @@ def trace_scope() -> Iterator[TraceOutcome]:
         if outcome.bot_type is not None:
             inst = instruments()
             if inst is not None:
+                if outcome.bot_type not in inst.seen_bots:
+                    # Both series of a bot exist from its first trace on, so the first error
+                    # shows as an increase to Prometheus' rate() rather than as a new series.
+                    inst.seen_bots.add(outcome.bot_type)
+                    inst.traces.add(0, {"bot_type": outcome.bot_type, "error": "true"})
+                    inst.traces.add(0, {"bot_type": outcome.bot_type, "error": "false"})
                 inst.traces.add(1, {"bot_type": outcome.bot_type, "error": str(outcome.error).lower()})
 
 
