@@ -93,6 +93,7 @@ class _Instruments:
     traces: Counter
     webhooks: Counter
     seen_bots: set[str]
+    error_series: set[str]
     webhooks_started: list[bool]
 
 
@@ -132,6 +133,7 @@ def _build() -> _Instruments | None:
             attr.METRIC_WEBHOOKS, unit="1", description="Webhook requests by outcome and status code"
         ),
         seen_bots=set(),
+        error_series=set(),
         webhooks_started=[],
     )
 
@@ -188,6 +190,12 @@ def record_node(
     inst.node_duration.record(duration_ms, metric_attributes)
     if error_attributes is not None:
         inst.errors.add(1, error_attributes)
+    elif metric_attributes.get("bot_type") not in inst.error_series:
+        # A bot's error counter exists (at 0) from its first call, so its first error is an
+        # increase Prometheus' rate() can see rather than a new series.
+        bot = metric_attributes.get("bot_type", "")
+        inst.error_series.add(bot)
+        inst.errors.add(0, {"bot_type": bot})
 
 
 def record_handoff(route: str, outcome: str, duration_ms: float) -> None:
