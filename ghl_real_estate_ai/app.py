@@ -23,7 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ghl_real_estate_ai import __version__
 from ghl_real_estate_ai.api import health
-from ghl_real_estate_ai.errors import JorgeError
+from ghl_real_estate_ai.errors import APP_ERRORS
+from ghl_real_estate_ai.logs import AccessLogMiddleware
 from ghl_real_estate_ai.observability.otel_config import fastapi_native_telemetry_off, instrument_app
 from ghl_real_estate_ai.settings import Settings, load_settings
 
@@ -78,7 +79,7 @@ class JorgeApp(FastAPI):
         await receive()  # lifespan.startup
         try:
             await self.startup()
-        except JorgeError as exc:
+        except APP_ERRORS as exc:
             # The server logs this message as the one line a user sees; no traceback.
             await send({"type": "lifespan.startup.failed", "message": f"start-up failed: {exc}"})
             return
@@ -140,7 +141,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Last resort: keep the 500 short and log the cause with its trace id.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse({"detail": "internal error"}, status_code=500)
+    # The server drops the connection after an unhandled error; say so, so clients do not reuse it.
+    return JSONResponse({"detail": "internal error"}, status_code=500, headers={"Connection": "close"})
 
 
 def create_app(settings: Settings | None = None, *, manage_observability: bool = True) -> JorgeApp:
@@ -157,6 +159,8 @@ def create_app(settings: Settings | None = None, *, manage_observability: bool =
     from ghl_real_estate_ai import runtime
 
     application = JorgeApp(settings, manage_observability=manage_observability)
+    # Added before the tracing middleware, so it runs inside the request's SERVER span.
+    application.add_middleware(AccessLogMiddleware)
     instrument_app(application)
     application.add_exception_handler(StarletteHTTPException, _http_error)
     application.add_exception_handler(RequestValidationError, _validation_error)

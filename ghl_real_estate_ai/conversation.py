@@ -11,12 +11,16 @@ For an inbound message it, under the contact's lock (``store.contact_lock``):
    ``Opted-Out``, one confirmation at most, the follow-ups cancelled) and for a
    request for a person or a legal/financial red flag (an escalation: a
    ``handoff.<bot>_to_human`` span, a tag, a GHL task for the agent);
+   and for a contact who is no prospect (a renter, has an agent, a wrong number,
+   "no thanks"): one polite closing reply, a tag, the follow-ups stopped, and
+   silence afterwards unless they come back wanting to buy or sell;
 4. runs the contact's current bot (unknown contacts start with the lead bot);
    when the bot asks for a handoff, evaluates and executes it and runs the
    TARGET bot on the same message, in the same request and trace; a blocked
    handoff re-runs the source bot, told not to ask again;
 5. saves the contact (``current_bot``, ``temperature``, tags and every bot's
    memory in ``contact.state``, so the conversation continues after a restart)
+   and the dialogue slots the message filled (``dialogue_slots``, one statement)
    and restarts the day-3/7/14/30 follow-up sequence while the contact is still
    with the lead bot (the steps carry this trace's context; a reply cancels them).
 
@@ -47,9 +51,10 @@ from ghl_real_estate_ai.integrations.llm import ReplyWriter, build_reply_writer
 from ghl_real_estate_ai.observability.workflow_tracing import add_workflow_event, propagate_trace_context
 from ghl_real_estate_ai.outbox import Outbox
 from ghl_real_estate_ai.settings import Settings
-from ghl_real_estate_ai.storage.base import Contact, Message, Store, WebhookEvent
+from ghl_real_estate_ai.storage.base import Contact, Message, Slot, Store, WebhookEvent
 
 __all__ = [
+    "NOT_PROSPECT_TAGS",
     "OPT_OUT_TAG",
     "Bots",
     "ConversationResult",
@@ -61,10 +66,21 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 OPT_OUT_TAG = "Opted-Out"
+"""Tag added to a contact that asked the bots to stop."""
 
 HISTORY_LIMIT = 50
 """Messages of a conversation the bots read (the newest ones)."""
-"""Tag added to a contact that asked the bots to stop."""
+
+NOT_PROSPECT_TAGS: dict[str, str] = {
+    "renter": "Not-Prospect-Renter",
+    "has_agent": "Not-Prospect-Has-Agent",
+    "wrong_number": "Not-Prospect-Wrong-Number",
+    "not_interested": "Not-Prospect-Not-Interested",
+}
+"""The tag a contact gets for each reason it is no prospect (issue 10)."""
+
+_COMEBACK_ACTS = frozenset({"buy", "sell", "both", "value_question"})
+"""Acts with which a closed contact is a prospect again."""
 
 
 @dataclass(slots=True)
@@ -96,8 +112,9 @@ class ConversationResult:
 
     Attributes:
         contact: the saved contact.
-        action: ``answered``, ``opted_out``, ``escalated``, ``ignored_opted_out``,
-            ``ignored_escalated`` or ``no_contact``.
+        action: ``answered``, ``opted_out``, ``opted_in``, ``escalated``, ``closed``
+            (no prospect), ``ignored_opted_out``, ``ignored_escalated``, ``ignored_closed``
+            or ``no_contact``.
         outcomes: each bot run, in order (source bot, then target after a handoff).
         handoff_outcome: ``executed`` / ``blocked:<reason>`` when a handoff was tried.
     """
@@ -188,7 +205,7 @@ class ConversationService:
         newest = analyze_lead([_InboundTurn(message.body, self.clock())])
         if contact.opted_out:
             # The opt-out confirmation promises that START brings the texts back.
-            if "resume" in newest.latest_signals:
+            if newest.opt_in or "resume" in newest.latest_signals:
                 return await self._opt_in(contact, channel, event_key)
             return ConversationResult(contact, "ignored_opted_out", [])
         if contact.escalated:
@@ -200,8 +217,16 @@ class ConversationService:
             return await self._opt_out(contact, channel, event_key)
         if newest.human_request or newest.red_flags:
             return await self._escalate(contact, current, newest, channel, event_key)
+        if newest.not_prospect in NOT_PROSPECT_TAGS:
+            return await self._close(contact, newest.not_prospect, channel, event_key)
+        if contact.state.get("closed"):
+            if not (set(newest.acts) & _COMEBACK_ACTS):
+                return ConversationResult(contact, "ignored_closed", [])
+            # Back with a real plan to buy or sell: a prospect again.
+            contact.state = {k: v for k, v in contact.state.items() if k != "closed"}
 
-        turn = BotTurn(contact=contact, turns=turns, channel=channel, event_key=event_key)
+        slots = await self.store.list_slots(contact_id)
+        turn = BotTurn(contact=contact, turns=turns, channel=channel, event_key=event_key, slots=slots)
         first = await self.bots.run(current, turn)
         outcomes = [first]
         self._remember(contact, first)
@@ -218,6 +243,7 @@ class ConversationService:
                     event_key=event_key,
                     handoff_from=first.bot,
                     allow_handoff=False,
+                    slots=_after(slots, first),
                 )
                 second = await self.bots.run(contact.current_bot, target)
             else:
@@ -228,10 +254,12 @@ class ConversationService:
                     event_key=event_key,
                     allow_handoff=False,
                     blocked_handoff=result.outcome,
+                    slots=slots,
                 )
                 second = await self.bots.run(current, retry)
             outcomes.append(second)
             self._remember(contact, second)
+        await self.store.save_slots(contact_id, _changed(outcomes))
         contact = await self.store.upsert_contact(contact)
         await self._schedule_followups(contact)
         return ConversationResult(contact, "answered", outcomes, handoff_outcome)
@@ -252,6 +280,7 @@ class ConversationService:
             channel,
             message_id=message.message_id,
             created_at=message.date_added or self.clock(),
+            defer=True,  # written with the turn's other writes (issue 14)
         )
         # The same order the store reads in, so a late-delivered message sits where it belongs.
         return sorted([*recent, stored], key=lambda m: (m.created_at, m.id))[-HISTORY_LIMIT:]
@@ -309,6 +338,32 @@ class ConversationService:
         contact = await self.store.upsert_contact(contact)
         return ConversationResult(contact, "opted_in", [])
 
+    async def _close(self, contact: Contact, reason: str, channel: str, event_key: str) -> ConversationResult:
+        """No prospect: one polite closing reply, a tag, the follow-ups stopped (issue 10)."""
+        add_workflow_event("contact_closed", contact_id=contact.contact_id, reason=reason)
+        tag = NOT_PROSPECT_TAGS[reason]
+        if tag not in contact.tags:
+            await self.outbox.submit(
+                f"{event_key}:close:add_tags",
+                "add_tags",
+                {"contact_id": contact.contact_id, "tags": [tag]},
+                contact_id=contact.contact_id,
+            )
+            contact.tags.append(tag)
+        if contact.state.get("closed") != reason:
+            await self.outbound.reply(
+                contact.contact_id,
+                channel,
+                key=f"{event_key}:close",
+                purpose=f"close_{reason}",
+                context={},
+                fallback=render(f"close_{reason}"),
+            )
+        contact.state = {**contact.state, "closed": reason}
+        await self.store.cancel_followups(contact.contact_id)
+        contact = await self.store.upsert_contact(contact)
+        return ConversationResult(contact, "closed", [])
+
     async def _escalate(
         self, contact: Contact, bot: str, intent: LeadIntent, channel: str, event_key: str
     ) -> ConversationResult:
@@ -329,7 +384,8 @@ class ConversationService:
         # Only a lead still with the lead bot gets the silence sequence; the buyer and
         # seller bots have their own appointments. A reply always cancels what was pending.
         if contact.current_bot != "lead" or contact.opted_out or contact.escalated:
-            await self.store.cancel_followups(contact.contact_id)
+            # Replacing them with nothing cancels them, written with the turn's other writes.
+            await self.store.replace_followups(contact.contact_id, [], {})
             return
         await restart_sequence(
             self.store,
@@ -337,6 +393,28 @@ class ConversationService:
             now=self.clock(),
             trace_context=dict(propagate_trace_context({})),
         )
+
+
+def _after(slots: list[Slot], outcome: BotOutcome) -> list[Slot]:
+    """What the next bot of the turn starts from: the stored slots plus what the first bot decided.
+
+    The slots read from the message are left to the next bot's own analysis, so
+    it sees (and acknowledges) them as filled by this message too.
+    """
+    if outcome.dialogue is None or not outcome.dialogue.decided:
+        return slots
+    decided = {(s.side, s.name): s for s in outcome.dialogue.decided}
+    return [s for s in slots if (s.side, s.name) not in decided] + list(decided.values())
+
+
+def _changed(outcomes: list[BotOutcome]) -> list[Slot]:
+    """Every slot the turn's bot runs changed, the later run winning."""
+    changed: dict[tuple[str, str], Slot] = {}
+    for outcome in outcomes:
+        if outcome.dialogue is not None:
+            for slot in outcome.dialogue.changed:
+                changed[(slot.side, slot.name)] = slot
+    return list(changed.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +455,7 @@ def build_bots(
             calendar_id=settings.ghl_calendar_id,
             mortgage_rate=settings.mortgage_rate,
             clock=clock,
+            comps=comps,
         ),
         seller=SellerBot(outbound, ghl_client, comps, calendar_id=settings.ghl_calendar_id, clock=clock),
     )

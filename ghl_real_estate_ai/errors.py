@@ -7,22 +7,30 @@
     ├── StorageError              the database cannot do what was asked
     │   └── StorageUnavailableError   the database cannot be reached
     ├── CacheError                the cache or lock backend failed
-    │   └── LockTimeoutError      a lock was not acquired in time
+    │   ├── LockTimeoutError      a lock was not acquired in time
+    │   └── LockLostError         a held lock was lost; the work it guarded was stopped
     ├── GHLError                  a GHL API call failed for good
     │   └── GHLRateLimitError     GHL answered 429 after every retry
     ├── WebhookError              a webhook was refused (signature, shape)
     │   └── SignatureError        the signature is missing, malformed or wrong
-    └── TraceQueryError           a trace query is invalid or its backend cannot answer
+
+The tracing library (``observability/``) stands alone and has its own tree,
+``ObservabilityError`` (see ``observability/errors.py``); its ``TraceQueryError``
+is re-exported here for the app's code. Catch :data:`APP_ERRORS` to catch both.
 """
 
 from __future__ import annotations
 
+from ghl_real_estate_ai.observability.errors import ObservabilityError, TraceQueryError
+
 __all__ = [
+    "APP_ERRORS",
     "CacheError",
     "ConfigurationError",
     "GHLError",
     "GHLRateLimitError",
     "JorgeError",
+    "LockLostError",
     "LockTimeoutError",
     "SignatureError",
     "StorageError",
@@ -56,6 +64,10 @@ class LockTimeoutError(CacheError):
     """A lock was not acquired within its timeout."""
 
 
+class LockLostError(CacheError):
+    """A held lock was lost (lease taken over, lock connection gone): the guarded work was cancelled."""
+
+
 class GHLError(JorgeError):
     """A GHL API call failed after its retries."""
 
@@ -80,5 +92,5 @@ class SignatureError(WebhookError):
     """The webhook signature is missing, malformed, stale or does not verify."""
 
 
-class TraceQueryError(JorgeError):
-    """A trace query has a bad value, or the trace store / Jaeger cannot answer it."""
+APP_ERRORS: tuple[type[Exception], ...] = (JorgeError, ObservabilityError)
+"""Every error raised on purpose, the app's and the tracing library's: ``except APP_ERRORS``."""

@@ -146,9 +146,17 @@ async def restart_sequence(
     Returns:
         The newly stored steps (empty for an opted-out or escalated contact).
     """
-    async with store.transaction():
+    start = ensure_utc(now, name="now")
+    contact = await store.get_contact(contact_id)
+    reason = _eligible(contact)
+    if reason is not None:
+        logger.info("no follow-ups scheduled for contact %s: %s", contact_id, reason)
         await store.cancel_followups(contact_id)
-        return await schedule_sequence(store, contact_id, now=now, trace_context=trace_context)
+        return []
+    carrier = {str(k): str(v) for k, v in trace_context.items()}
+    # One transaction, one round trip (issue 14): cancel, then the four steps in one INSERT.
+    steps = [(step, start + delay) for step, delay in FOLLOWUP_STEPS]
+    return await store.replace_followups(contact_id, steps, carrier)
 
 
 class FollowUpStepRunner(Protocol):

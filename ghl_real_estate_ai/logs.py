@@ -4,6 +4,10 @@ Call :func:`configure_logging` once at start-up (the app's lifespan and the CLI 
 Every record gets ``trace_id`` and ``span_id`` from the active OpenTelemetry span,
 so a log line leads straight to its trace; message text, phone numbers and
 e-mail addresses are redacted unless ``OTEL_CAPTURE_CONTENT=true``.
+
+:class:`AccessLogMiddleware` writes one access line per HTTP request (logger
+``ghl_real_estate_ai.access``) with the method, path, status, duration and the
+request's ``trace_id``, so the ``make run`` terminal shows which trace to open.
 """
 
 from __future__ import annotations
@@ -11,12 +15,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["JsonFormatter", "TraceContextFilter", "configure_logging"]
+__all__ = ["ACCESS_LOGGER", "AccessLogMiddleware", "JsonFormatter", "TraceContextFilter", "configure_logging"]
+
+ACCESS_LOGGER = "ghl_real_estate_ai.access"
+"""The logger of the per-request access lines."""
 
 _HANDLER_NAME = "jorge"
 # Attributes every LogRecord has; anything else was passed through `extra=` and is logged as a field.
@@ -27,6 +36,10 @@ class TraceContextFilter(logging.Filter):
     """Adds ``trace_id`` and ``span_id`` (hex, or None outside a span) to every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "trace_id", None):  # given by the caller (the access log)
+            if not hasattr(record, "span_id"):
+                record.span_id = None
+            return True
         context = trace.get_current_span().get_span_context()
         if context.is_valid:
             record.trace_id = f"{context.trace_id:032x}"
@@ -114,3 +127,65 @@ def configure_logging(level: str = "INFO", fmt: str = "json", *, capture_content
     # httpx logs every request at INFO; the spans already hold that.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class AccessLogMiddleware:
+    """Logs one line per HTTP request: ``POST /api/v1/webhooks/ghl 200 12.3ms`` plus fields.
+
+    The line carries ``http_method``, ``http_path`` (no query string: it may hold
+    contact details), ``http_status``, ``duration_ms`` and the request's
+    ``trace_id``/``span_id``: from the ``traceresponse`` header when the tracing
+    middleware sits inside this one, else from the current (SERVER) span.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.logger = logging.getLogger(ACCESS_LOGGER)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        seen: dict[str, Any] = {"status": 500, "trace": None}
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.lower() == b"traceresponse":
+                        seen["trace"] = value.decode("latin-1")
+                if seen["trace"] is None:
+                    context = trace.get_current_span().get_span_context()
+                    if context.is_valid:
+                        seen["trace"] = f"00-{context.trace_id:032x}-{context.span_id:016x}-00"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self._log(scope, seen, (time.perf_counter() - started) * 1000)
+
+    def _log(self, scope: Scope, seen: dict[str, Any], duration_ms: float) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        trace_id = span_id = None
+        parts = str(seen["trace"] or "").split("-")
+        if len(parts) == 4 and len(parts[1]) == 32:
+            trace_id, span_id = parts[1], parts[2]
+        method, path, status = scope.get("method", "?"), scope.get("path", "?"), seen["status"]
+        self.logger.info(
+            "%s %s %s %.1fms",
+            method,
+            path,
+            status,
+            duration_ms,
+            extra={
+                "http_method": method,
+                "http_path": path,
+                "http_status": status,
+                "duration_ms": round(duration_ms, 1),
+                "trace_id": trace_id,
+                "span_id": span_id,
+            },
+        )

@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -167,18 +168,16 @@ class Outbox:
             raise ValueError("idempotency_key must not be empty")
         _validate(kind, payload)
         contact = contact_id if contact_id is not None else payload.get("contact_id")
-        item, created = await self.store.enqueue_outbox(idempotency_key, kind, payload, contact_id=contact)
+        # Stored already claimed when it is sent now: nobody else can take it, one statement (issue 14).
+        item, created = await self.store.enqueue_outbox(
+            idempotency_key, kind, payload, contact_id=contact, claim=send_now
+        )
         if not created:
             logger.info("outbox %s already known (status %s); not sent again", idempotency_key, item.status)
             return item
         if not send_now:
             return item
-        claimed = await self.store.claim_outbox_item(item.id)
-        if claimed is None:  # the worker got there first
-            return item
-        await self._deliver(claimed, self._in_request_client)
-        latest = await self.store.get_outbox_item(item.id)
-        return latest if latest is not None else claimed
+        return await self._deliver(item, self._in_request_client)
 
     async def deliver_due(self, now: datetime | None = None, limit: int = 50) -> int:
         """Send the items whose retry time has come (and take over stale ``sending`` ones).
@@ -197,21 +196,22 @@ class Outbox:
         delivered = 0
         with _tracer.start_as_current_span("outbox.deliver_due", attributes={"outbox.claimed": len(items)}):
             for item in items:
-                if await self._deliver(item, self.client, now=moment):
+                if (await self._deliver(item, self.client, now=moment)).status == "sent":
                     delivered += 1
         return delivered
 
-    async def _deliver(self, item: OutboxItem, client: GHLClient, *, now: datetime | None = None) -> bool:
-        """Make the call for a claimed item and record the outcome; True when sent."""
+    async def _deliver(
+        self, item: OutboxItem, client: GHLClient, *, now: datetime | None = None
+    ) -> OutboxItem:
+        """Make the call for a claimed item and record the outcome; returns the item as now stored."""
         try:
             response = await _CALLS[item.kind](client, item.payload)
         except Exception as exc:
-            await self._record_failure(item, exc, now or self.clock())
-            return False
+            return await self._record_failure(item, exc, now or self.clock())
         await self.store.mark_outbox_sent(item.id, response)
-        return True
+        return replace(item, status="sent", response=dict(response), last_error=None)
 
-    async def _record_failure(self, item: OutboxItem, exc: Exception, now: datetime) -> None:
+    async def _record_failure(self, item: OutboxItem, exc: Exception, now: datetime) -> OutboxItem:
         error = f"{type(exc).__name__}: {exc}"
         # A refusal GHL will repeat, or a payload the client rejects, cannot succeed later.
         permanent = (isinstance(exc, GHLError) and exc.status_code in _PERMANENT_STATUSES) or isinstance(
@@ -230,6 +230,7 @@ class Outbox:
             next_at = now + timedelta(seconds=delay)
         await self.store.mark_outbox_failed(item.id, error, next_at)
         if next_at is None:
+            stored = replace(item, status="failed", last_error=error)
             logger.error(
                 "outbox %s (%s) failed for good after %d attempt(s): %s",
                 item.idempotency_key,
@@ -238,6 +239,7 @@ class Outbox:
                 error,
             )
         else:
+            stored = replace(item, status="pending", last_error=error, next_attempt_at=next_at)
             logger.warning(
                 "outbox %s (%s) attempt %d failed, retry at %s: %s",
                 item.idempotency_key,
@@ -246,6 +248,7 @@ class Outbox:
                 next_at.isoformat(),
                 error,
             )
+        return stored
 
 
 async def _send_message(client: GHLClient, p: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ parts know nothing of it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
@@ -50,9 +51,18 @@ async def start(
 
         # The /metrics bridge reads the instruments through its own pull reader.
         setup_observability(settings, metric_readers=[app.state.metrics.new_reader()])
-        stack.callback(shutdown_observability)
 
-    store = open_store(settings.database_url, pool_size=settings.database_pool_size)
+        async def _shutdown_tracing() -> None:
+            # The final flush may wait on the exporter for seconds: not on the event loop.
+            await asyncio.to_thread(shutdown_observability)
+
+        stack.push_async_callback(_shutdown_tracing)
+
+    store = open_store(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        trace_statements=settings.database_trace_statements,
+    )
     await store.open()
     stack.push_async_callback(store.close)
     cache = open_cache(settings.redis_url)

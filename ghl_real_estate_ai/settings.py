@@ -16,13 +16,17 @@ Nothing is read at import time: build one with ``Settings()`` (or
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ghl_real_estate_ai.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ghl_real_estate_ai.observability.config import TracingConfig
 
 __all__ = ["Settings", "load_settings"]
 
@@ -204,6 +208,12 @@ class Settings(BaseSettings):
     slo_trace_error_rate: float = Field(default=0.02, ge=0, le=1)
     """SLO_TRACE_ERROR_RATE: highest acceptable share of traces with an error."""
 
+    # --- issue 14: performance --------------------------------------------
+    database_trace_statements: bool = False
+    """DATABASE_TRACE_STATEMENTS: besides the one span per store operation, trace every
+    SQL statement on its own (its text with placeholders, never values). For debugging:
+    it multiplies the database spans of a webhook."""
+
     # --- issue 11: /metrics and /dashboard ------------------------------------
     metrics_token: str | None = None
     """METRICS_TOKEN: when set, `GET /metrics` needs `Authorization: Bearer <token>`
@@ -244,6 +254,41 @@ class Settings(BaseSettings):
     def resolved_trace_store_path(self) -> Path:
         """Where the local trace store lives."""
         return self.trace_store_path or self.data_dir / "traces.db"
+
+    def tracing_config(self) -> TracingConfig:
+        """The tracing library's configuration built from these settings (issue 12).
+
+        The library reads no settings of its own accord; the app hands it this. A service
+        name nobody set is left to OTEL_RESOURCE_ATTRIBUTES, as the library does.
+        """
+        import ghl_real_estate_ai
+        from ghl_real_estate_ai.observability.config import TracingConfig
+
+        explicit = self.model_fields_set
+        # ENVIRONMENT's default gives way to a deployment.environment in OTEL_RESOURCE_ATTRIBUTES.
+        resource_env = "deployment.environment=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+        return TracingConfig(
+            enabled=self.otel_enabled,
+            sdk_disabled=self.otel_sdk_disabled,
+            service_name=self.otel_service_name if "otel_service_name" in explicit else None,
+            service_version=ghl_real_estate_ai.__version__,
+            environment=None if resource_env and "environment" not in explicit else self.environment,
+            exporter_type=self.otel_exporter_type,
+            endpoint=self.otel_endpoint,
+            otlp_endpoint=self.otel_exporter_otlp_endpoint,
+            otlp_headers=self.otel_exporter_otlp_headers,
+            otlp_timeout_ms=self.otel_exporter_otlp_timeout,
+            honeycomb_api_key=self.honeycomb_api_key,
+            traces_sampler=self.otel_traces_sampler,
+            traces_sampler_arg=self.otel_traces_sampler_arg,
+            bsp_max_queue_size=self.otel_bsp_max_queue_size,
+            bsp_schedule_delay_ms=self.otel_bsp_schedule_delay,
+            bsp_max_export_batch_size=self.otel_bsp_max_export_batch_size,
+            capture_content=self.otel_capture_content,
+            trace_store_path=self.resolved_trace_store_path,
+            trace_store_max_spans=self.trace_store_max_spans,
+            trace_store_max_age_hours=self.trace_store_max_age_hours,
+        )
 
     def check_production_safety(self) -> None:
         """Refuse settings that are unsafe in production.

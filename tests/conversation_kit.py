@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,9 +38,9 @@ from ghl_real_estate_ai.integrations.ghl.webhook import parse_webhook
 from ghl_real_estate_ai.outbox import Outbox
 from ghl_real_estate_ai.settings import Settings
 from ghl_real_estate_ai.storage import open_store
-from ghl_real_estate_ai.storage.base import Contact, Store
+from ghl_real_estate_ai.storage.base import Contact, Slot, Store
 
-__all__ = ["START", "Harness", "inbound_payload"]
+__all__ = ["START", "Harness", "TurnRecord", "inbound_payload", "reply_rule_violations"]
 
 START = datetime(2025, 3, 3, 17, 0, tzinfo=UTC)
 """Monday 9:00 in Los Angeles: the sandbox calendar has slots from the next morning."""
@@ -80,6 +80,8 @@ class Harness:
     ghl: GHLClient
     outbox: Outbox
     service: ConversationService
+    transcripts: dict[str, list[TurnRecord]] = field(default_factory=dict)
+    """Every message played per contact, with what the bots did (for :func:`reply_rule_violations`)."""
 
     @classmethod
     @asynccontextmanager
@@ -127,7 +129,17 @@ class Harness:
             contact_id=message.contact_id,
             payload=payload,
         )
-        return await self.service.handle(message, event_key=f"evt-{stored.event_id}")
+        before = len(await self.sent_texts(contact_id))
+        result = await self.service.handle(message, event_key=f"evt-{stored.event_id}")
+        texts = (await self.sent_texts(contact_id))[before:]
+        slots = await self.store.list_slots(contact_id)
+        self.transcripts.setdefault(contact_id, []).append(TurnRecord(body, result, texts, slots))
+        return result
+
+    async def check_reply_rules(self) -> None:
+        """Fail when any conversation played so far broke a reply rule (issue 10, Build 2)."""
+        problems = [p for cid, turns in self.transcripts.items() for p in reply_rule_violations(cid, turns)]
+        assert not problems, "reply rules broken:\n" + "\n".join(problems)
 
     async def calls(self) -> list[dict[str, Any]]:
         """Every API call the GHL sandbox saw, read from its ``GET /_calls``."""
@@ -157,6 +169,77 @@ class Harness:
         found = await self.store.get_contact(contact_id)
         assert found is not None, f"contact {contact_id!r} was not saved"
         return found
+
+
+@dataclass
+class TurnRecord:
+    """One message played: what the contact wrote, what the service did, what was sent back.
+
+    ``slots`` are the contact's dialogue slots after the message.
+    """
+
+    inbound: str
+    result: ConversationResult
+    texts: list[str]
+    slots: list[Slot]
+
+
+_CONFIRMATIONS = frozenset({"opted_out", "opted_in"})
+
+
+def _slot_known(asked: str, slots: dict[tuple[str, str], Any]) -> bool:
+    """Whether the slot a question asks for was already given (either side counts)."""
+
+    def has(side: str, name: str) -> bool:
+        value = slots.get((side, name))
+        return value is not None and value != []
+
+    if asked == "timeline":
+        return any(has(side, n) for side in ("buy", "sell") for n in ("target_date", "timeline_days"))
+    if asked == "motivation":
+        return has("buy", "motivation") or has("sell", "motivation")
+    if asked == "bedrooms_areas":
+        return has("buy", "bedrooms") or has("buy", "areas")
+    if asked == "preapproved":
+        return has("buy", "preapproved") or slots.get(("buy", "financing")) == "cash"
+    if asked == "property_details":
+        return has("sell", "sqft") and has("sell", "areas")
+    if asked == "sides":
+        return has("contact", "sides")
+    return has("buy", asked) or has("sell", asked)
+
+
+def reply_rule_violations(contact_id: str, turns: list[TurnRecord]) -> list[str]:
+    """The reply rules a conversation broke, one line each (empty when it kept them all).
+
+    * no repeated reply: every text sent is new (opt-out/opt-in confirmations aside);
+    * no re-asked slot: no question for a slot the contact has given (up to and
+      including the message being answered);
+    * the lead's question answered first: when the latest message asks something,
+      the first reply of the turn answers that topic.
+    """
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for n, turn in enumerate(turns, 1):
+        where = f"{contact_id} turn {n} ({turn.inbound!r})"
+        if turn.result.action not in _CONFIRMATIONS:
+            for text in turn.texts:
+                if text in seen:
+                    problems.append(f"{where}: repeats the text of turn {seen[text]}: {text!r}")
+                seen.setdefault(text, n)
+        known = {(s.side, s.name): s.value for s in turn.slots}
+        replied = [o for o in turn.result.outcomes if o.replies]
+        for outcome in replied:
+            asked = outcome.reply_marks.get("asked")
+            if asked and _slot_known(asked, known):
+                problems.append(f"{where}: the {outcome.bot} bot asks for {asked!r}, already given")
+        topic = next((o.question_topic for o in turn.result.outcomes if o.question_topic), None)
+        if topic and replied and replied[0].reply_marks.get("answered") != topic:
+            problems.append(
+                f"{where}: the lead asked about {topic!r} but the first reply answers "
+                f"{replied[0].reply_marks.get('answered')!r}"
+            )
+    return problems
 
 
 def call_summary(calls: list[dict[str, Any]]) -> list[str]:

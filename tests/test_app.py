@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -191,3 +192,62 @@ async def test_outside_the_embedded_mode_the_sandbox_is_not_served() -> None:
         assert (await client.get("/sandbox/ghl/_calls")).status_code == 404
         # Without the embedded sandbox the viewer is protected even with no token set.
         assert (await client.get("/traces")).status_code == 401
+
+
+async def test_shutdown_flushes_tracing_off_the_event_loop() -> None:
+    """Issue 13: the final flush to a collector that never answers does not freeze the event loop."""
+    import socket
+
+    from opentelemetry import trace
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # accepts connections, never answers: every export waits for its timeout
+    try:
+        port = hole.getsockname()[1]
+        settings = Settings(
+            otel_exporter_type="otlp_http",
+            otel_endpoint=f"http://127.0.0.1:{port}",
+            otel_exporter_otlp_timeout=1500.0,
+        )
+        app = create_app(settings)
+        await app.startup()
+        for n in range(50):
+            trace.get_tracer("tests.shutdown").start_span(f"queued {n}").end()
+        gaps: list[float] = []
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        ticking = asyncio.create_task(ticker())
+        started = time.monotonic()
+        await app.shutdown()
+        took = time.monotonic() - started
+        stop.set()
+        await ticking
+    finally:
+        hole.close()
+    assert took > 0.5, f"nothing was waited for (shutdown took {took:.2f}s): the test proves nothing"
+    assert max(gaps) < took / 2, f"the event loop stalled {max(gaps):.2f}s of a {took:.2f}s shutdown"
+
+
+async def test_an_unexpected_error_answers_500_with_connection_close() -> None:
+    app = create_app(Settings(otel_exporter_type="none"))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("bug")
+
+    async with app.running():
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            response = await client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["connection"] == "close"
+    assert response.json() == {"detail": "internal error"}

@@ -55,15 +55,27 @@ def _traces(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
 
 
 def _wait_for(client: httpx.Client, contact: str) -> list[dict[str, Any]]:
-    # Spans reach the store through the batch processor (100 ms schedule here):
-    # poll until the trace is there rather than sleeping a fixed time.
+    # Spans reach the store through the batch processor (100 ms schedule here), and the
+    # request's SERVER span ends last, so it can come in a later batch than the bots'
+    # spans: poll (with a generous deadline) until the trace holds it, never sleep a
+    # fixed time.
     tags = json.dumps({"workflow.contact_id": contact})
-    for _ in range(200):
+    deadline = time.monotonic() + 60
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
         found = _traces(client, tags=tags)
-        if found:
+        if found and all(_has_server_span(trace) for trace in found):
             return found
         time.sleep(0.05)
-    raise AssertionError(f"no trace for {contact} reached the store")
+    raise AssertionError(f"the trace of {contact} did not reach the store whole: {found!r:.2000}")
+
+
+def _has_server_span(trace: dict[str, Any]) -> bool:
+    return any(
+        span["operationName"] == "POST /api/v1/webhooks/ghl"
+        and any(tag["key"] == "span.kind" and tag["value"] == "server" for tag in span["tags"])
+        for span in trace["spans"]
+    )
 
 
 def _tags(trace: dict[str, Any]) -> set[tuple[str, object]]:
@@ -128,7 +140,7 @@ def test_webhook_traces_are_found_by_cli_api_and_page(tmp_path: Path) -> None:
         for source in (["--store", str(store)], ["--jaeger-url", base_url]):
             result = runner.invoke(cli, ["traces", "find", "--json", *source, *args])
             assert result.exit_code == 0, result.output
-            assert [row["trace_id"] for row in json.loads(result.output)] == [trace_id]
+            assert [row["trace_id"] for row in json.loads(result.stdout)] == [trace_id]
         shown = runner.invoke(cli, ["traces", "show", trace_id, "--store", str(store)])
         assert shown.exit_code == 0
         lines = shown.output.splitlines()

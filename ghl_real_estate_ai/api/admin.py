@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -29,6 +30,7 @@ from fastapi.responses import JSONResponse
 from ghl_real_estate_ai.clock import parse_instant
 from ghl_real_estate_ai.errors import StorageError
 from ghl_real_estate_ai.followups import FollowUpRunner
+from ghl_real_estate_ai.payloads import JSONDepthError, loads
 
 __all__ = ["create_admin_router"]
 
@@ -36,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 _MAX_BODY_BYTES = 4096
 """The run-due body is one small object; anything bigger is refused with 413."""
+
+_EARLIEST_NOW = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST_NOW = datetime(2100, 1, 1, tzinfo=UTC)
 
 _RUN_DUE_BODY_SCHEMA: dict[str, Any] = {
     "required": False,
@@ -93,7 +98,9 @@ async def _read_now(request: Request) -> tuple[Any, JSONResponse | None]:
     if content_type != "application/json":
         return None, _error(415, f"send JSON (Content-Type: application/json), got {content_type!r}")
     try:
-        payload = json.loads(body)
+        payload = loads(body)
+    except JSONDepthError as exc:
+        return None, _error(400, str(exc))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, _error(400, f"malformed JSON body: {exc}")
     if payload is None:
@@ -106,10 +113,17 @@ async def _read_now(request: Request) -> tuple[Any, JSONResponse | None]:
     raw = payload.get("now")
     if raw is None:
         return None, None
+    if not isinstance(raw, str):
+        return None, _error(422, f"now must be ISO-8601 text such as '2025-01-04T09:00:00Z', got {raw!r}")
     try:
-        return parse_instant(raw, name="now"), None
-    except ValueError as exc:
-        return None, _error(422, str(exc))
+        now = parse_instant(raw, name="now")
+    except (ValueError, OverflowError) as exc:
+        return None, _error(422, f"now {raw!r} is not a usable time: {exc}")
+    if not _EARLIEST_NOW <= now < _LATEST_NOW:
+        return None, _error(
+            422, f"now {raw!r} is outside {_EARLIEST_NOW.year}-{_LATEST_NOW.year - 1}: send a real time"
+        )
+    return now, None
 
 
 def create_admin_router(*, admin_token: str | None, require_token: bool) -> APIRouter:

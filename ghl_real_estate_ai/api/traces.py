@@ -15,7 +15,10 @@ router serving, from the local SQLite trace store:
   waterfall, a span's attributes shown on click (rendered from ``api/templates/``);
   ``GET /static/{name}``: the pages' style sheets and scripts (``api/static/``).
 
-Bad parameter values answer 400 with Jaeger's error JSON
+Every parameter is bounded: ``limit`` 1 to the Jaeger maximum, durations up to
+:data:`MAX_DURATION` (a week), ages (``lookback``, ``since``) up to
+:data:`MAX_AGE` (ten years), times within 1970-2100. Bad parameter values,
+out-of-bound ones included, answer 400 naming the parameter and the bound, with Jaeger's error JSON
 (``{"data": null, "errors": [{"code": 400, "msg": ...}], ...}``), an unknown
 trace 404, an unreadable store 503. With ``require_token``, every route needs
 ``Authorization: Bearer <admin_token>`` or ``?token=<admin_token>`` (401 otherwise).
@@ -25,9 +28,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import shlex
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -58,7 +62,17 @@ from ghl_real_estate_ai.observability.query import (
     parse_tag,
 )
 
-__all__ = ["create_traces_router"]
+__all__ = ["MAX_AGE", "MAX_DURATION", "create_traces_router"]
+
+MAX_DURATION = timedelta(days=7)
+"""The longest ``minDuration``/``maxDuration`` accepted."""
+MAX_AGE = timedelta(days=3650)
+"""The furthest back ``lookback``/``since`` may reach."""
+_MAX_DURATION_TEXT = "168h (a week)"
+_MAX_AGE_TEXT = "3650d (ten years)"
+_MAX_PARAM_CHARS = 64
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -83,10 +97,10 @@ def _parse_limit(raw: str | None, default: int) -> int:
     if _text(raw) is None:
         return default
     try:
-        limit = int(str(raw).strip())
+        limit = int(str(raw).strip()[: _MAX_PARAM_CHARS + 1])
     except ValueError:
         raise TraceQueryError(f"limit {raw!r} is not a whole number: use e.g. limit=20") from None
-    if not 1 <= limit <= MAX_JAEGER_LIMIT:
+    if len(str(raw).strip()) > _MAX_PARAM_CHARS or not 1 <= limit <= MAX_JAEGER_LIMIT:
         raise TraceQueryError(f"limit {raw!r} is out of range: use 1 to {MAX_JAEGER_LIMIT}")
     return limit
 
@@ -106,11 +120,55 @@ def _parse_micros(name: str, raw: str | None) -> datetime | None:
     value = _text(raw)
     if value is None:
         return None
+    if len(value) > 20:
+        raise TraceQueryError(f"{name} {value[:40]!r}... is too long: use microseconds since the epoch")
     try:
         micros = int(value)
-        return datetime.fromtimestamp(micros / 1e6, tz=UTC)
+        moment = datetime.fromtimestamp(micros / 1e6, tz=UTC)
     except (ValueError, OverflowError, OSError):
         raise TraceQueryError(f"{name} {raw!r} is not valid: use microseconds since the epoch") from None
+    return _within_range(name, value, moment)
+
+
+def _within_range(name: str, raw: str, moment: datetime) -> datetime:
+    if not _EARLIEST <= moment < _LATEST:
+        raise TraceQueryError(
+            f"{name} {raw!r} is out of bounds: use a time from {_EARLIEST.year} to {_LATEST.year - 1}"
+        )
+    return moment
+
+
+def _parse_duration(name: str, raw: str) -> float:
+    """A Go duration in ms, at most :data:`MAX_DURATION`."""
+    if len(raw) > _MAX_PARAM_CHARS:
+        raise TraceQueryError(f"{name} is {len(raw)} characters long: use at most {_MAX_PARAM_CHARS}")
+    try:
+        millis = parse_duration_ms(raw)
+    except (OverflowError, ValueError):
+        millis = math.inf
+    except TraceQueryError as exc:
+        raise TraceQueryError(f"{name}: {exc}") from None
+    if not millis <= MAX_DURATION.total_seconds() * 1000:
+        raise TraceQueryError(f"{name} {raw!r} is out of bounds: use at most {_MAX_DURATION_TEXT}")
+    return millis
+
+
+def _parse_age(name: str, raw: str) -> datetime:
+    """An age (``2d``) or an ISO time, at most :data:`MAX_AGE` back."""
+    if len(raw) > _MAX_PARAM_CHARS:
+        raise TraceQueryError(f"{name} is {len(raw)} characters long: use at most {_MAX_PARAM_CHARS}")
+    now = datetime.now(UTC)
+    try:
+        moment = parse_since(raw, now=now)
+    except (OverflowError, ValueError):
+        raise TraceQueryError(
+            f"{name} {raw!r} is out of bounds: use an age of at most {_MAX_AGE_TEXT}"
+        ) from None
+    except TraceQueryError as exc:
+        raise TraceQueryError(f"{name}: {exc}") from None
+    if moment < now - MAX_AGE:
+        raise TraceQueryError(f"{name} {raw!r} is out of bounds: use an age of at most {_MAX_AGE_TEXT}")
+    return _within_range(name, raw, moment)
 
 
 def _parse_api_search(request: Request) -> _Search:
@@ -139,14 +197,14 @@ def _parse_api_search(request: Request) -> _Search:
         key, value = parse_tag(raw)
         search.tags[key] = value
     if _text(query.get("minDuration")):
-        search.min_ms = parse_duration_ms(query["minDuration"])
+        search.min_ms = _parse_duration("minDuration", query["minDuration"])
     if _text(query.get("maxDuration")):
-        search.max_ms = parse_duration_ms(query["maxDuration"])
+        search.max_ms = _parse_duration("maxDuration", query["maxDuration"])
     search.since = _parse_micros("start", query.get("start"))
     search.until = _parse_micros("end", query.get("end"))
     lookback = _text(query.get("lookback"))
     if lookback is not None and lookback != "custom" and search.since is None:
-        search.since = parse_since(lookback)
+        search.since = _parse_age("lookback", lookback)
     return search
 
 
@@ -165,11 +223,11 @@ def _parse_page_form(form: SearchForm) -> _Search:
         key, value = parse_tag(pair)
         search.tags[key] = value
     if _text(form.min_duration):
-        search.min_ms = parse_duration_ms(form.min_duration)
+        search.min_ms = _parse_duration("min_duration", form.min_duration)
     if _text(form.max_duration):
-        search.max_ms = parse_duration_ms(form.max_duration)
+        search.max_ms = _parse_duration("max_duration", form.max_duration)
     if _text(form.since):
-        search.since = parse_since(form.since)
+        search.since = _parse_age("since", form.since)
     return search
 
 

@@ -9,8 +9,9 @@ stored before the signature verifies:
 413   ``Content-Length`` or the bytes read exceed WEBHOOK_MAX_BODY_BYTES
 415   the content type is not JSON
 401   the signature is missing, wrong, or its timestamp is stale (5 min)
-400   the body is not UTF-8 JSON
-422   the body does not fit the schema; ``errors`` name the fields
+400   the body is not UTF-8 JSON, or nests deeper than MAX_JSON_DEPTH (64)
+422   the body does not fit the schema (a date outside 1970-2100 too);
+      ``errors`` name the fields
 429   the event could not be stored (database down...); ``Retry-After``
 200   ``duplicate``: a known ``webhookId``/``messageId``, not processed again
 200   ``ignored``: outbound direction or another event type, stored only
@@ -18,10 +19,22 @@ stored before the signature verifies:
       holds it: the event is stored and the background worker retries it
 ====  =============================================================
 
+Every answer names the request's trace, so a user can find it (issue 12): the W3C
+``traceresponse`` header (set for every traced request, see ``instrument_app``) and
+``trace_id`` in the JSON body; ``jorge traces show <trace_id>`` prints it. The
+request's SERVER span also starts the contact's session (``session.id``), which every
+span below it carries.
+
 Processing runs inside the request so the request's trace holds the whole bot
 flow. A processing failure still answers 200: the event is durably stored, and
 answering anything else would either lose it (GHL does not retry a 500) or
 make GHL redeliver what we already hold (a 429).
+
+Text the database cannot hold (NUL, lone UTF-16 surrogates) is cleaned before
+the event is parsed and stored (NUL removed, a surrogate replaced by U+FFFD);
+the stored payload names the fields changed under ``"_sanitized"`` and the
+request span under ``webhook.sanitized``. Such a delivery gets a final answer
+like any other: 429 stays reserved for our own outages.
 
 The app provides ``app.state.settings``, ``app.state.store`` and
 ``app.state.processor`` (an :class:`EventProcessor`); ``app.state.webhook_verifier``
@@ -30,7 +43,6 @@ is optional (built from the settings on first use otherwise).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -51,7 +63,9 @@ from ghl_real_estate_ai.integrations.ghl.webhook import (
     process_claimed_event,
     webhook_json_schema,
 )
-from ghl_real_estate_ai.observability.workflow_tracing import propagate_trace_context
+from ghl_real_estate_ai.observability.journey import start_session
+from ghl_real_estate_ai.observability.workflow_tracing import get_trace_id, propagate_trace_context
+from ghl_real_estate_ai.payloads import JSONDepthError, loads, make_storable
 from ghl_real_estate_ai.settings import Settings
 from ghl_real_estate_ai.storage.base import Store
 
@@ -65,15 +79,17 @@ RETRY_AFTER_SECONDS = 60
 
 router = APIRouter()
 
+_TRACE_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "the request's trace"}
 _STATUS_BODY = {
     "type": "object",
-    "properties": {"status": {"type": "string"}, "event_id": {"type": "integer"}},
+    "properties": {"status": {"type": "string"}, "event_id": {"type": "integer"}, "trace_id": _TRACE_ID},
     "required": ["status"],
 }
 _ERROR_BODY = {
     "type": "object",
     "properties": {
         "detail": {"type": "string"},
+        "trace_id": _TRACE_ID,
         "errors": {
             "type": "array",
             "items": {
@@ -95,7 +111,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "stored (and processed, ignored or a duplicate)",
         "content": _json_content(_STATUS_BODY),
     },
-    400: {"description": "the body is not UTF-8 JSON", "content": _json_content(_ERROR_BODY)},
+    400: {
+        "description": "the body is not UTF-8 JSON, or nests too deep",
+        "content": _json_content(_ERROR_BODY),
+    },
     401: {"description": "bad, missing or stale signature", "content": _json_content(_ERROR_BODY)},
     413: {"description": "body larger than WEBHOOK_MAX_BODY_BYTES", "content": _json_content(_ERROR_BODY)},
     415: {"description": "content type is not JSON", "content": _json_content(_ERROR_BODY)},
@@ -104,9 +123,17 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _answer(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A JSON answer carrying ``trace_id`` when the request is traced."""
+    trace_id = get_trace_id()
+    if trace_id is not None:
+        body["trace_id"] = trace_id
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def _refuse(status: int, detail: str, **extra: Any) -> JSONResponse:
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 429 else None
-    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+    return _answer({"detail": detail, **extra}, status, headers)
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -189,9 +216,18 @@ async def receive_ghl_webhook(request: Request) -> JSONResponse:
         return _refuse(401, str(exc))
 
     try:
-        data = json.loads(raw)
+        data = loads(raw)
+    except JSONDepthError as exc:
+        return _refuse(400, str(exc))
     except (UnicodeDecodeError, ValueError) as exc:
         return _refuse(400, f"body is not valid JSON: {exc}")
+    data, sanitized = make_storable(data)
+    if sanitized:
+        # Recorded with the event, so what was changed is known; the bots read the cleaned text.
+        logger.warning("webhook text cleaned of unstorable characters in %s", sanitized)
+        span.set_attribute("webhook.sanitized", sanitized)
+        if isinstance(data, dict):
+            data = {**data, "_sanitized": sanitized}
 
     if scheme != "unsigned":
         try:
@@ -211,6 +247,7 @@ async def receive_ghl_webhook(request: Request) -> JSONResponse:
     span.set_attribute("webhook.event_type", message.type)
     if message.contact_id:
         span.set_attribute("workflow.contact_id", message.contact_id)
+        start_session(span, message.contact_id)
     return await _store_and_process(request, store, message, data)
 
 
@@ -218,7 +255,8 @@ async def _store_and_process(
     request: Request, store: Store, message: InboundMessage, data: dict[str, Any]
 ) -> JSONResponse:
     span = trace.get_current_span()
-    status = "received" if message.should_process else "ignored"
+    # An event to process now is stored already claimed: one statement, not two (issue 14).
+    status = "processing" if message.should_process else "ignored"
     try:
         inserted = await store.record_webhook_event(
             webhook_id=message.webhook_id,
@@ -236,22 +274,23 @@ async def _store_and_process(
     span.set_attribute("webhook.event_id", inserted.event_id)
     if inserted.duplicate:
         span.set_attribute("webhook.outcome", "duplicate")
-        return JSONResponse({"status": "duplicate", "event_id": inserted.event_id})
+        return _answer({"status": "duplicate", "event_id": inserted.event_id})
     if status == "ignored":
         span.set_attribute("webhook.outcome", "ignored")
-        return JSONResponse({"status": "ignored", "event_id": inserted.event_id})
+        return _answer({"status": "ignored", "event_id": inserted.event_id})
 
     processor: EventProcessor = request.app.state.processor
     try:
-        claimed = await store.claim_webhook_event(inserted.event_id)
-        if not claimed:  # the worker took it between our insert and claim
-            span.set_attribute("webhook.outcome", "queued")
-            return JSONResponse({"status": "queued", "event_id": inserted.event_id})
-        outcome = await process_claimed_event(store, processor, inserted.event_id, message)
+        # One unit of work: the turn's writes, the event's outcome and the contact lock's
+        # release are written together in one round trip at the end (issue 14).
+        async with store.unit_of_work():
+            outcome = await process_claimed_event(
+                store, processor, inserted.event_id, message, event=inserted.event
+            )
     except StorageError as exc:
         # Stored already: the worker picks it up once the database answers again.
         logger.error("webhook event %d stored but not processed: %s", inserted.event_id, exc)
         outcome = "retry"
     span.set_attribute("webhook.outcome", outcome)
     answer = {"processed": "processed", "failed": "failed"}.get(outcome, "queued")
-    return JSONResponse({"status": answer, "event_id": inserted.event_id})
+    return _answer({"status": answer, "event_id": inserted.event_id})

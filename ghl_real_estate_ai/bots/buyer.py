@@ -29,7 +29,9 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 
-from ghl_real_estate_ai.bots.intent_decoder import SELLER_WEIGHTS, LeadIntent, analyze_lead
+from ghl_real_estate_ai.bots.cma import CompsSource
+from ghl_real_estate_ai.bots.dialogue import Dialogue, acknowledgement, compose, is_negative, sent_texts
+from ghl_real_estate_ai.bots.intent_decoder import SELLER_WEIGHTS, LeadIntent, PropertyFacts, analyze_lead
 from ghl_real_estate_ai.bots.outbound import Outbound, format_slot, is_affirmative, last_inbound_text
 from ghl_real_estate_ai.bots.runner import (
     Booking,
@@ -37,11 +39,14 @@ from ghl_real_estate_ai.bots.runner import (
     book_first_slot,
     bot_outcome,
     conversation_state,
+    mark_reply,
     next_question,
+    topic_answer,
+    understand,
 )
 from ghl_real_estate_ai.bots.scoring import buyer_readiness, temperature_from_frs
 from ghl_real_estate_ai.bots.state import BotOutcome, BotTurn, BuyerState, HandoffRequest
-from ghl_real_estate_ai.bots.templates import render
+from ghl_real_estate_ai.bots.templates import phrasings, render
 from ghl_real_estate_ai.clock import SystemClock
 from ghl_real_estate_ai.handoff import THRESHOLDS
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
@@ -126,6 +131,7 @@ class BuyerBot:
         mortgage_rate: float,
         clock: Callable[[], datetime] | None = None,
         timezone: str = "America/Los_Angeles",
+        comps: CompsSource | None = None,
     ) -> None:
         """Build the bot and compile its graph.
 
@@ -136,7 +142,9 @@ class BuyerBot:
             mortgage_rate: annual rate for affordability (settings.mortgage_rate).
             clock: the current time (UTC).
             timezone: the calendar's time zone for free-slot queries.
+            comps: comparable sales (answers to market questions).
         """
+        self.comps = comps
         self.outbound = outbound
         self.ghl = ghl
         self.calendar_id = calendar_id
@@ -187,8 +195,10 @@ class BuyerBot:
         intent = analyze_lead(state.get("turns", []))
         readiness = float(buyer_readiness(intent))
         trace.get_current_span().set_attribute("buyer.readiness_score", readiness)
+        dialogue = understand(state, intent, "buyer")
         update: dict[str, Any] = {
             "intent": intent,
+            "dialogue": dialogue,
             "temperature": temperature_from_frs(readiness),
             "scores": {
                 "readiness": readiness,
@@ -196,27 +206,20 @@ class BuyerBot:
                 "seller_confidence": intent.seller_confidence,
             },
         }
-        threshold = THRESHOLDS[("buyer", "seller")]
-        if (
-            state.get("allow_handoff", True)
-            and intent.seller_confidence >= threshold
-            # The whole conversation says "seller"; the newest message must be about selling,
-            # or a buyer who once mentioned their house would bounce back on every message.
-            and bool(set(intent.latest_signals) & set(SELLER_WEIGHTS))
-        ):
-            update["handoff"] = HandoffRequest(
-                "buyer", "seller", round(intent.seller_confidence, 3), "seller_intent_detected"
-            )
-            update["current_step"] = "handoff"
+        if state.get("allow_handoff", True):
+            request = _seller_handoff(intent, dialogue, state.get("memory", {}))
+            if request is not None:
+                update["handoff"] = request
+                update["current_step"] = "handoff"
         return update
 
     @trace_workflow_node(BOT, "qualify_buyer")
     async def qualify_buyer(self, state: BuyerState) -> dict[str, Any]:
         """List the unanswered questions and work out the affordable price."""
-        intent = state["intent"]
-        facts = intent.facts
+        facts = _facts(state)
         answered = {
             "budget": facts.budget is not None,
+            # A cash buyer is never asked about a lender; a named loan kind is not a pre-approval.
             "preapproval": facts.preapproved is not None,
             "bedrooms_areas": facts.bedrooms is not None or bool(facts.areas),
             "timeline": facts.timeline_days is not None,
@@ -239,55 +242,67 @@ class BuyerBot:
     async def generate_buyer_response(self, state: BuyerState) -> dict[str, Any]:
         """Write the reply; send it now, or leave it to ``schedule_showing`` when booking."""
         intent = state["intent"]
+        dialogue = state.get("dialogue") or Dialogue()
+        facts = _facts(state)
+        turns = state.get("turns", [])
         memory = dict(state.get("memory", {}))
         asked: list[str] = list(memory.get("questions_asked", []))
         missing = state.get("missing", [])
-        parts: list[str] = []
+        topic, answer = topic_answer(intent, self.comps, facts.areas)
+        parts: list[str] = [answer] if answer else []
         source = state.get("handoff_from")
-        if source:
+        if source == "seller" and dialogue.get("contact", "listing_booked"):
+            parts.append(render("handoff_seller_to_buyer_after_listing"))
+        elif source:
             parts.append(render(f"handoff_{source}_to_buyer"))
         address_new_objection(intent, memory, parts)
         price = state.get("affordable_price")
-        budget = intent.facts.budget
+        budget = facts.budget
         if price is not None and memory.get("affordability_noted") != price:
             # Said once per affordable price: repeated only when the income or down payment changes.
             parts.append(render("buyer_affordability", max_price=price))
             memory["affordability_noted"] = price
             if budget is not None and budget > price:
                 memory["over_budget"] = True
-        qualified = _qualified(intent)
+        qualified = _qualified(facts)
         booked = memory.get("showing_booked")
-        said_yes = bool(memory.get("showing_offered")) and is_affirmative(
-            last_inbound_text(state.get("turns", []))
-        )
+        said_yes = bool(memory.get("showing_offered")) and is_affirmative(last_inbound_text(turns))
+        ack, acked = acknowledgement(dialogue)
+        negative = is_negative(last_inbound_text(turns), intent)
         if qualified and not booked and (intent.facts.wants_showing or said_yes):
+            marks = mark_reply(answered=topic, acknowledged=acked)
             return {
-                "draft_reply": " ".join(parts),
+                "draft_reply": compose(answer=" ".join(parts), ack=ack, sent=set(), negative=negative),
                 "wants_showing": True,
                 "memory": memory,
                 "path": "showing",
+                **marks,
             }
         question = next_question(missing, asked)
+        body: list[str]
         if question is not None:
-            parts.append(render(f"buyer_q_{question}"))
+            body = phrasings(f"buyer_q_{question}")
             if question not in asked:
                 asked.append(question)
             path = f"question:{question}"
         elif booked:
-            parts.append(
+            body = [
                 render("showing_confirmed", slot=format_slot(datetime.fromisoformat(booked), self.timezone))
-            )
+            ]
             path = "showing_booked"
         elif qualified:
-            parts.append(render("buyer_qualified"))
+            body = [render("buyer_qualified")]
             memory["showing_offered"] = True
             path = "offer_showing"
         else:
-            # Every question answered but not pre-approved: the pre-approval question again.
-            parts.append(render("buyer_q_preapproval"))
+            # Every question answered but not pre-approved: the pre-approval question, reworded.
+            question = "preapproval"
+            body = phrasings("buyer_q_preapproval")
             path = "question:preapproval"
+        text = compose(answer=" ".join(parts), ack=ack, body=body, sent=sent_texts(turns), negative=negative)
         memory["questions_asked"] = asked
         trace.get_current_span().set_attribute("buyer.reply_path", path)
+        marks = mark_reply(answered=topic, asked=question, acknowledged=acked)
         key = f"{state.get('event_key', '')}:buyer:reply"
         await self.outbound.reply(
             state["contact_id"],
@@ -295,11 +310,12 @@ class BuyerBot:
             key=key,
             purpose=path,
             context={"budget": budget, "affordable_price": price, "missing": missing},
-            fallback=" ".join(parts),
+            fallback=text,
         )
         return {
             "memory": memory,
             "replies": [*state.get("replies", []), key],
+            **marks,
             "wants_showing": False,
             "path": path,
         }
@@ -318,6 +334,45 @@ class BuyerBot:
         )
 
 
-def _qualified(intent: LeadIntent) -> bool:
-    """Ready for a showing: pre-approved, with a budget."""
-    return bool(intent.facts.preapproved) and intent.facts.budget is not None
+def _facts(state: BuyerState) -> PropertyFacts:
+    """The buying side's facts: the stored buy slots over what the decoder read."""
+    intent: LeadIntent = state["intent"]
+    dialogue = state.get("dialogue")
+    return dialogue.facts("buy", intent.facts) if dialogue is not None else intent.facts
+
+
+def _qualified(facts: PropertyFacts) -> bool:
+    """Ready for a showing: pre-approved (or paying cash), with a budget."""
+    return bool(facts.preapproved) and facts.budget is not None
+
+
+def _seller_handoff(intent: LeadIntent, dialogue: Dialogue, memory: dict[str, Any]) -> HandoffRequest | None:
+    """A buyer->seller handoff when the latest message is about selling first.
+
+    Three cases: the buyer must sell before buying (a two-sided lead), the buyer
+    asks what their own home is worth (the seller bot answers with the CMA), or
+    the seller evidence of the whole conversation reaches the route's threshold
+    with the newest message itself about selling (else a buyer who once
+    mentioned their house would bounce back on every message). The confidence
+    is the stronger of the decoder's seller evidence and the classifier's
+    probability of sell, both or a value question for the latest message.
+    """
+    if dialogue.get("contact", "listing_booked"):
+        return None  # the sale is under way: this contact is back to buying
+    scores = intent.intent_scores
+    confidence = max(
+        intent.seller_confidence,
+        scores.get("sell", 0.0),
+        scores.get("both", 0.0),
+        scores.get("value_question", 0.0),
+    )
+    latest = set(intent.latest_signals)
+    must_sell = ("contact", "must_sell_first") in dialogue.filled
+    value = intent.question_topic == "value" or "value_question" in latest
+    selling_now = bool(latest & set(SELLER_WEIGHTS)) or bool(set(intent.acts) & {"sell", "both"})
+    if not (must_sell or value or selling_now):
+        return None
+    if confidence < THRESHOLDS[("buyer", "seller")]:
+        return None
+    reason = "must_sell_first" if must_sell else "value_question" if value else "seller_intent_detected"
+    return HandoffRequest("buyer", "seller", round(confidence, 3), reason)

@@ -32,8 +32,9 @@ from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 
 from ghl_real_estate_ai.bots.cma import CompsSource
+from ghl_real_estate_ai.bots.dialogue import Dialogue, acknowledgement, compose, is_negative, sent_texts
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, decode_lead_intent
-from ghl_real_estate_ai.bots.outbound import Outbound
+from ghl_real_estate_ai.bots.outbound import Outbound, last_inbound_text
 from ghl_real_estate_ai.bots.runner import (
     address_new_objection,
     bot_outcome,
@@ -41,10 +42,13 @@ from ghl_real_estate_ai.bots.runner import (
     cma_reply,
     cma_text,
     conversation_state,
+    mark_reply,
+    topic_answer,
+    understand,
 )
 from ghl_real_estate_ai.bots.scoring import compute_frs, compute_pcs, temperature_from_frs
 from ghl_real_estate_ai.bots.state import BotOutcome, BotTurn, HandoffRequest, LeadState
-from ghl_real_estate_ai.bots.templates import render
+from ghl_real_estate_ai.bots.templates import phrasings, render
 from ghl_real_estate_ai.clock import SystemClock
 from ghl_real_estate_ai.handoff import THRESHOLDS
 from ghl_real_estate_ai.observability.workflow_tracing import async_workflow_span, trace_workflow_node
@@ -213,8 +217,10 @@ class LeadBot:
         span = trace.get_current_span()
         span.set_attribute("lead.frs_score", float(frs.total))
         span.set_attribute("lead.pcs_score", float(pcs.total))
+        dialogue = understand(state, intent, "lead")
         return {
             "intent": intent,
+            "dialogue": dialogue,
             "temperature": temperature_from_frs(frs.total),
             "scores": {
                 "frs": float(frs.total),
@@ -232,11 +238,12 @@ class LeadBot:
         if followup:
             return {"path": followup, "current_step": FOLLOWUP_NODES[followup]}
         if state.get("allow_handoff", True):
-            request = _handoff_request(intent)
+            request = _handoff_request(intent, state.get("dialogue"))
             if request is not None:
                 trace.get_current_span().set_attribute("lead.handoff_target", request.target_bot)
                 return {"path": "handoff", "handoff": request, "current_step": "handoff"}
-        if intent.value_question and _value_still_asked(intent, state.get("memory", {})):
+        value_asked = intent.value_question or intent.question_topic == "value"
+        if value_asked and _value_still_asked(intent, state.get("memory", {})):
             return {"path": "generate_cma", "current_step": "cma"}
         return {"path": "ask_qualifying_question", "current_step": "qualifying"}
 
@@ -244,14 +251,24 @@ class LeadBot:
     async def generate_cma(self, state: LeadState) -> dict[str, Any]:
         """Answer a value question with a CMA from the comps, or ask for what it needs."""
         intent = state["intent"]
+        dialogue = state.get("dialogue") or Dialogue()
         memory = dict(state.get("memory", {}))
-        purpose, text, result = cma_reply(self.comps, intent.facts, memory)
+        purpose, text, result = cma_reply(self.comps, dialogue.facts("sell", intent.facts), memory)
+        sent = sent_texts(state.get("turns", []))
+        ack, acked = acknowledgement(dialogue)
         if result is not None:
             span = trace.get_current_span()
             span.set_attribute("cma.comps", len(result.comps))
             span.set_attribute("cma.estimate", result.estimate)
+            text = compose(answer=text, sent=sent)
+            marks = mark_reply(answered="value")
         elif purpose == "cma_need_details":
             memory["questions_asked"] = _once(memory.get("questions_asked", []), "property_details")
+            text = compose(ack=ack, body=phrasings("cma_need_details"), sent=sent)
+            marks = mark_reply(answered="value", asked="property_details", acknowledged=acked)
+        else:
+            text = compose(answer=text, sent=sent)
+            marks = mark_reply(answered="value")
         key = f"{state.get('event_key', '')}:lead:cma"
         await self.outbound.reply(
             state["contact_id"],
@@ -261,31 +278,44 @@ class LeadBot:
             context={"facts": _facts_context(intent), "cma": memory.get("cma")},
             fallback=text,
         )
-        return _acted(state, memory, key)
+        return {**_acted(state, memory, key), **marks}
 
     @trace_workflow_node(BOT, "ask_qualifying_question")
     async def ask_qualifying_question(self, state: LeadState) -> dict[str, Any]:
-        """Ask the next question the lead has not answered, after answering a new objection."""
+        """Answer the lead's question and any new objection, acknowledge, then ask what is missing."""
         intent = state["intent"]
+        dialogue = state.get("dialogue") or Dialogue()
+        turns = state.get("turns", [])
         memory = dict(state.get("memory", {}))
         asked: list[str] = list(memory.get("questions_asked", []))
-        parts: list[str] = []
+        topic, answer = topic_answer(intent, self.comps, dialogue.get("buy", "areas") or ())
+        parts: list[str] = [answer] if answer else []
         objections = address_new_objection(intent, memory, parts)
-        question = _next_lead_question(intent, asked)
+        question = _next_lead_question(intent, dialogue, asked)
+        body: list[str] = []
         if question is not None:
-            first_contact = not any(t.direction == "outbound" for t in state.get("turns", []))
+            first_contact = not any(t.direction == "outbound" for t in turns)
             template = "lead_greeting" if question == "intent" and first_contact else LEAD_TEMPLATES[question]
             if not objections or question != "intent":
-                parts.append(render(template))
+                body = phrasings(template)
             asked.append(question)
             purpose = f"lead_question_{question}"
         elif not parts:
-            parts.append(render("followup_day_3"))
+            body = [render("followup_day_3")]
             purpose = "lead_check_in"
         else:
             purpose = "lead_objection"
+        ack, acked = acknowledgement(dialogue)
+        text = compose(
+            answer=" ".join(parts),
+            ack=ack,
+            body=body,
+            sent=sent_texts(turns),
+            negative=is_negative(last_inbound_text(turns), intent),
+        )
         memory["questions_asked"] = asked
         trace.get_current_span().set_attribute("lead.question", question or "none")
+        marks = mark_reply(answered=topic, asked=question, acknowledged=acked)
         key = f"{state.get('event_key', '')}:lead:reply"
         await self.outbound.reply(
             state["contact_id"],
@@ -293,9 +323,9 @@ class LeadBot:
             key=key,
             purpose=purpose,
             context={"facts": _facts_context(intent), "objections": objections},
-            fallback=" ".join(parts),
+            fallback=text,
         )
-        return _acted(state, memory, key)
+        return {**_acted(state, memory, key), **marks}
 
     @trace_workflow_node(BOT, "send_day_3_sms")
     async def send_day_3_sms(self, state: LeadState) -> dict[str, Any]:
@@ -368,11 +398,25 @@ def _route(state: LeadState) -> str:
     return state.get("path", "ask_qualifying_question")
 
 
-def _handoff_request(intent: LeadIntent) -> HandoffRequest | None:
-    """A handoff to the stronger of buyer/seller intent, when it reaches the lead route's threshold."""
+def _handoff_request(intent: LeadIntent, dialogue: Dialogue | None) -> HandoffRequest | None:
+    """A handoff to the stronger of buyer/seller intent, when it reaches the lead route's threshold.
+
+    The confidence of a side is the stronger of the decoder's evidence and the
+    classifier's probability for that intent in the latest message, so a plain
+    "we wanna sell our fourplex" hands off. A lead who must sell before buying
+    (or wants to do both) goes to the seller bot first: the sale shapes the budget.
+    """
+    scores = intent.intent_scores
+    buyer = max(intent.buyer_confidence, scores.get("buy", 0.0))
+    seller = max(intent.seller_confidence, scores.get("sell", 0.0))
+    both = scores.get("both", 0.0)
+    if intent.facts.must_sell_first or (dialogue is not None and dialogue.get("contact", "must_sell_first")):
+        seller = max(seller, both, buyer)
+    elif both > max(buyer, seller):
+        seller = both
     candidates = [
-        ("buyer", intent.buyer_confidence),
-        ("seller", intent.seller_confidence),
+        ("buyer", buyer),
+        ("seller", seller),
     ]
     target, confidence = max(candidates, key=lambda c: c[1])
     if confidence >= THRESHOLDS[("lead", target)]:
@@ -380,18 +424,22 @@ def _handoff_request(intent: LeadIntent) -> HandoffRequest | None:
     return None
 
 
-def _next_lead_question(intent: LeadIntent, asked: Sequence[str]) -> str | None:
+def _next_lead_question(intent: LeadIntent, dialogue: Dialogue, asked: Sequence[str]) -> str | None:
     """The first question of the lead sequence that is neither answered nor asked yet."""
-    facts = intent.facts
+    side = "buyer" if intent.buyer_confidence >= intent.seller_confidence else "seller"
+    if dialogue.sides == ("sell",):
+        side = "seller"
+    elif dialogue.sides == ("buy",):
+        side = "buyer"
+    facts = dialogue.facts("buy" if side == "buyer" else "sell", intent.facts)
     answered = {
-        "intent": max(intent.buyer_confidence, intent.seller_confidence) >= LEANING,
-        "timeline": facts.timeline_days is not None,
+        "intent": max(intent.buyer_confidence, intent.seller_confidence) >= LEANING or bool(dialogue.sides),
+        "timeline": dialogue.has_timeline("buy") or dialogue.has_timeline("sell"),
         "budget": facts.budget is not None,
-        "preapproval": facts.preapproved is not None,
-        "motivation": facts.motivation is not None,
+        "preapproval": facts.preapproved is not None or dialogue.has("buy", "financing"),
+        "motivation": dialogue.has("buy", "motivation") or dialogue.has("sell", "motivation"),
         "price": facts.price_expectation is not None,
     }
-    side = "buyer" if intent.buyer_confidence >= intent.seller_confidence else "seller"
     sequence = [*LEAD_QUESTIONS, *(("budget", "preapproval") if side == "buyer" else ("motivation", "price"))]
     for question in sequence:
         if not answered[question] and question not in asked:

@@ -179,8 +179,9 @@ class Outbound:
         recent = await self.store.list_messages(contact_id, limit=20)
         if any(m.message_id == key for m in recent):
             return
+        # Deferred: written with the turn's other writes, in one round trip (issue 14).
         await self.store.add_message(
-            contact_id, "outbound", text, channel, message_id=key, created_at=self.clock()
+            contact_id, "outbound", text, channel, message_id=key, created_at=self.clock(), defer=True
         )
 
 

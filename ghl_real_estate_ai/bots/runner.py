@@ -19,12 +19,16 @@ Usage (inside a bot's ``process_*_conversation`` span)::
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from opentelemetry import trace
+
 from ghl_real_estate_ai.bots.cma import CMAResult, CompsSource, SubjectProperty
+from ghl_real_estate_ai.bots.dialogue import Dialogue, merge, record_understanding
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, PropertyFacts
 from ghl_real_estate_ai.bots.outbound import Outbound, format_slot, objection_text, upcoming_slots
 from ghl_real_estate_ai.bots.state import BotName, BotOutcome, BotTurn, CommonState
@@ -32,6 +36,7 @@ from ghl_real_estate_ai.bots.templates import render
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
 
 __all__ = [
+    "QUESTION_SLOTS",
     "Booking",
     "address_new_objection",
     "book_first_slot",
@@ -40,8 +45,55 @@ __all__ = [
     "cma_reply",
     "cma_text",
     "conversation_state",
+    "mark_reply",
     "next_question",
+    "topic_answer",
+    "understand",
 ]
+
+QUESTION_SLOTS: dict[str, str] = {
+    "intent": "sides",
+    "timeline": "timeline",
+    "budget": "budget",
+    "preapproval": "preapproved",
+    "bedrooms_areas": "bedrooms_areas",
+    "motivation": "motivation",
+    "condition": "condition",
+    "price": "price_expectation",
+    "property_details": "property_details",
+}
+"""The slot each qualification question asks for (``reply.asked_slot`` on the reply span)."""
+
+
+def mark_reply(
+    *, answered: str = "", asked: str | None = None, acknowledged: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Record on the current (reply node) span what the reply does: answers, asks, acknowledges.
+
+    Args:
+        answered: the topic of the lead's question answered first (``value``, ``process``...).
+        asked: the question asked (a key of :data:`QUESTION_SLOTS`), if any.
+        acknowledged: the slot names the acknowledgement clause repeated back.
+
+    Returns:
+        The state update ``{"reply_marks": {...}}`` (read into :class:`BotOutcome`).
+    """
+    marks = {
+        "answered": answered,
+        "asked": QUESTION_SLOTS.get(asked, asked) if asked else None,
+        "acknowledged": list(acknowledged),
+    }
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return {"reply_marks": marks}
+    if answered:
+        span.set_attribute("reply.answered", answered)
+    if asked:
+        span.set_attribute("reply.asked_slot", QUESTION_SLOTS.get(asked, asked))
+    if acknowledged:
+        span.set_attribute("reply.acknowledged", list(acknowledged))
+    return {"reply_marks": marks}
+
 
 BOOKING_ATTEMPTS = 3
 """Free slots tried, in order, when GHL refuses a booking because the slot was taken meanwhile."""
@@ -75,6 +127,7 @@ def conversation_state(schema: type[S], turn: BotTurn, bot: BotName, default_ste
         "allow_handoff": turn.allow_handoff,
         "memory": memory,
         "replies": [],
+        "stored_slots": list(turn.slots),
     }
     return schema(**values)
 
@@ -100,7 +153,59 @@ def bot_outcome(bot: BotName, final: Mapping[str, Any], default_step: str) -> Bo
         replies=list(final.get("replies", [])),
         path="handoff" if final.get("handoff") else str(final.get("path", "")),
         scores=dict(final.get("scores", {})),
+        dialogue=final.get("dialogue"),
+        reply_marks=dict(final.get("reply_marks") or {}),
+        question_topic=getattr(final.get("intent"), "question_topic", None),
     )
+
+
+def understand(state: Mapping[str, Any], intent: LeadIntent, bot: BotName) -> Dialogue:
+    """Merge the decoded conversation into the stored slots and record it on the current span.
+
+    Called by every bot's analyze node (see :func:`.dialogue.record_understanding`).
+
+    Args:
+        state: the graph state (its ``stored_slots``).
+        intent: the decoded conversation.
+        bot: the bot running.
+
+    Returns:
+        The dialogue state of this turn.
+    """
+    dialogue = merge(state.get("stored_slots", []), intent, bot)
+    record_understanding(trace.get_current_span(), intent, dialogue)
+    return dialogue
+
+
+def topic_answer(intent: LeadIntent, comps: CompsSource | None, areas: Sequence[str]) -> tuple[str, str]:
+    """The answer to the lead's own question in the latest message, other than a value question.
+
+    A market question is answered from the comps data (recent sales and their
+    median price in the lead's newest area, or across all the data).
+
+    Args:
+        intent: the decoded conversation (``question_topic``).
+        comps: comparable sales (market questions), or None.
+        areas: the areas the lead named, the newest last.
+
+    Returns:
+        ``(topic, text)``; ``("", "")`` when there is nothing to answer here
+        (no question, or a value question, which gets the CMA).
+    """
+    topic = intent.question_topic
+    if not topic or topic == "value":
+        return "", ""
+    if topic == "market":
+        sales = comps.comps if comps is not None else ()
+        area = next((a for a in reversed(areas) if any(c.area == a for c in sales)), None)
+        chosen = [c for c in sales if area is None or c.area == area]
+        if not chosen:
+            return topic, render("answer_market_unknown")
+        median = int(statistics.median(c.sale_price for c in chosen))
+        return topic, render("answer_market", comp_count=len(chosen), area=area or "our area", median=median)
+    if topic in ("process", "fees", "availability"):
+        return topic, render(f"answer_{topic}")
+    return topic, render("answer_other")
 
 
 def address_new_objection(intent: LeadIntent, memory: dict[str, Any], parts: list[str]) -> list[str]:

@@ -27,7 +27,8 @@ from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 
 from ghl_real_estate_ai.bots.cma import CompsSource
-from ghl_real_estate_ai.bots.intent_decoder import BUYER_WEIGHTS, analyze_lead
+from ghl_real_estate_ai.bots.dialogue import Dialogue, acknowledgement, compose, is_negative, sent_texts
+from ghl_real_estate_ai.bots.intent_decoder import BUYER_WEIGHTS, LeadIntent, PropertyFacts, analyze_lead
 from ghl_real_estate_ai.bots.outbound import Outbound, format_slot, is_affirmative, last_inbound_text
 from ghl_real_estate_ai.bots.runner import (
     Booking,
@@ -36,11 +37,14 @@ from ghl_real_estate_ai.bots.runner import (
     bot_outcome,
     cma_reply,
     conversation_state,
+    mark_reply,
     next_question,
+    topic_answer,
+    understand,
 )
 from ghl_real_estate_ai.bots.scoring import compute_frs, compute_pcs, temperature_from_frs
 from ghl_real_estate_ai.bots.state import BotOutcome, BotTurn, HandoffRequest, SellerState
-from ghl_real_estate_ai.bots.templates import render
+from ghl_real_estate_ai.bots.templates import phrasings, render
 from ghl_real_estate_ai.clock import SystemClock
 from ghl_real_estate_ai.handoff import THRESHOLDS
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
@@ -135,8 +139,10 @@ class SellerBot:
         span = trace.get_current_span()
         span.set_attribute("seller.frs_score", float(frs.total))
         span.set_attribute("seller.pcs_score", float(pcs.total))
+        dialogue = understand(state, intent, "seller")
         update: dict[str, Any] = {
             "intent": intent,
+            "dialogue": dialogue,
             "temperature": temperature_from_frs(frs.total),
             "scores": {
                 "frs": float(frs.total),
@@ -151,6 +157,10 @@ class SellerBot:
             and intent.buyer_confidence >= threshold
             # As for buyer->seller: the newest message itself must be about buying.
             and bool(set(intent.latest_signals) & set(BUYER_WEIGHTS))
+            # A buyer who must sell first stays here until the listing visit is booked.
+            and not (
+                dialogue.get("contact", "must_sell_first") and not dialogue.get("contact", "listing_booked")
+            )
         ):
             update["handoff"] = HandoffRequest(
                 "seller", "buyer", round(intent.buyer_confidence, 3), "buyer_intent_detected"
@@ -161,7 +171,7 @@ class SellerBot:
     @trace_workflow_node(BOT, "qualify_seller")
     async def qualify_seller(self, state: SellerState) -> dict[str, Any]:
         """Check the four questions and set the seller's temperature."""
-        facts = state["intent"].facts
+        facts = _facts(state)
         answered = {
             "motivation": facts.motivation is not None,
             "timeline": facts.timeline_days is not None,
@@ -189,46 +199,68 @@ class SellerBot:
     async def generate_seller_response(self, state: SellerState) -> dict[str, Any]:
         """Write the reply; send it now, or leave it to ``schedule_cma_appointment`` when booking."""
         intent = state["intent"]
+        dialogue = state.get("dialogue") or Dialogue()
+        facts = _facts(state)
+        turns = state.get("turns", [])
         memory = dict(state.get("memory", {}))
         asked: list[str] = list(memory.get("questions_asked", []))
         missing = state.get("missing", [])
         parts: list[str] = []
+        topic = ""
+        if intent.question_topic == "value" or "value_question" in intent.latest_signals:
+            # Their own question first: what the home is worth, from the comps.
+            topic = "value"
+            _, value_text, _ = cma_reply(self.comps, facts, memory)
+            parts.append(value_text)
+        else:
+            topic, answer = topic_answer(intent, self.comps, facts.areas)
+            if answer:
+                parts.append(answer)
         source = state.get("handoff_from")
         if source:
             parts.append(render(f"handoff_{source}_to_seller"))
         address_new_objection(intent, memory, parts)
         hot = state.get("temperature") == "hot"
         booked = memory.get("appointment_booked")
-        said_yes = bool(memory.get("appointment_offered")) and is_affirmative(
-            last_inbound_text(state.get("turns", []))
-        )
+        said_yes = bool(memory.get("appointment_offered")) and is_affirmative(last_inbound_text(turns))
+        ack, acked = acknowledgement(dialogue)
+        negative = is_negative(last_inbound_text(turns), intent)
         if hot and not booked and (intent.facts.wants_appointment or said_yes):
+            marks = mark_reply(answered=topic, acknowledged=acked)
             return {
-                "draft_reply": " ".join(parts),
+                "draft_reply": compose(answer=" ".join(parts), ack=ack, sent=set(), negative=negative),
                 "book_appointment": True,
                 "memory": memory,
                 "path": "booking",
+                **marks,
             }
         question = next_question(missing, asked)
+        body: list[str]
         if question is not None:
-            parts.append(render(f"seller_q_{question}"))
+            body = phrasings(f"seller_q_{question}")
             if question not in asked:
                 asked.append(question)
             path = f"question:{question}"
         elif booked:
             slot = format_slot(datetime.fromisoformat(booked), self.timezone)
-            parts.append(render("appointment_confirmed", slot=slot))
+            body = [render("appointment_confirmed", slot=slot)]
             path = "appointment_booked"
         elif hot:
-            parts.append(render("seller_qualified"))
+            body = [render("seller_qualified")]
             memory["appointment_offered"] = True
             path = "offer_appointment"
+        elif topic == "value":
+            body = []  # the CMA just went out as the answer
+            path = "cma" if memory.get("cma") else "cma_need_details"
         else:
             # Qualified but the timeline is beyond the window: a CMA keeps them engaged.
-            parts.append(cma_reply(self.comps, intent.facts, memory)[1])
+            purpose, cma_text_now, _ = cma_reply(self.comps, facts, memory)
+            body = phrasings(purpose) if purpose == "cma_need_details" else [cma_text_now]
             path = "cma" if memory.get("cma") else "cma_need_details"
+        text = compose(answer=" ".join(parts), ack=ack, body=body, sent=sent_texts(turns), negative=negative)
         memory["questions_asked"] = asked
         trace.get_current_span().set_attribute("seller.reply_path", path)
+        marks = mark_reply(answered=topic, asked=question, acknowledged=acked)
         key = f"{state.get('event_key', '')}:seller:reply"
         await self.outbound.reply(
             state["contact_id"],
@@ -236,19 +268,24 @@ class SellerBot:
             key=key,
             purpose=path,
             context={"missing": missing, "temperature": state.get("temperature"), "cma": memory.get("cma")},
-            fallback=" ".join(parts),
+            fallback=text,
         )
         return {
             "memory": memory,
             "replies": [*state.get("replies", []), key],
+            **marks,
             "book_appointment": False,
             "path": path,
         }
 
     @trace_workflow_node(BOT, "schedule_cma_appointment")
     async def schedule_cma_appointment(self, state: SellerState) -> dict[str, Any]:
-        """Book the first free slot for a CMA appointment and confirm it."""
-        return await book_first_slot(
+        """Book the first free slot for a CMA appointment and confirm it.
+
+        A two-sided lead (one who also buys) goes back to the buyer bot once the
+        listing visit is booked: the run asks for the seller->buyer handoff.
+        """
+        update = await book_first_slot(
             state,
             _CMA_APPOINTMENT,
             outbound=self.outbound,
@@ -257,3 +294,25 @@ class SellerBot:
             timezone=self.timezone,
             clock=self.clock,
         )
+        dialogue = state.get("dialogue")
+        if dialogue is not None and update["memory"].get("appointment_booked") and dialogue.two_sided:
+            dialogue.set("contact", "listing_booked", True)
+            update["dialogue"] = dialogue
+            intent: LeadIntent = state["intent"]
+            # The buying intent this lead stated before the handoff here.
+            confidence = max(intent.buyer_confidence, intent.intent_scores.get("buy", 0.0))
+            if state.get("allow_handoff", True) and confidence >= THRESHOLDS[("seller", "buyer")]:
+                update["handoff"] = HandoffRequest("seller", "buyer", round(confidence, 3), "listing_booked")
+        return update
+
+
+def _facts(state: SellerState) -> PropertyFacts:
+    """The selling side's facts: the stored sell slots over what the decoder read."""
+    intent: LeadIntent = state["intent"]
+    dialogue = state.get("dialogue")
+    return dialogue.facts("sell", intent.facts) if dialogue is not None else intent.facts
+
+
+def _selling_first(dialogue: Dialogue) -> bool:
+    """A buyer who must sell first, whose listing visit is not booked yet."""
+    return bool(dialogue.get("contact", "must_sell_first")) and not dialogue.get("contact", "listing_booked")

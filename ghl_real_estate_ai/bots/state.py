@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
+from ghl_real_estate_ai.bots.dialogue import Dialogue
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, Turn
-from ghl_real_estate_ai.storage.base import Contact
+from ghl_real_estate_ai.storage.base import Contact, Slot
 
 __all__ = [
     "BOT_NAMES",
@@ -63,6 +64,7 @@ class BotTurn:
         allow_handoff: False when this run may not ask for another handoff
             (the target of a handoff, or a re-run after a blocked one).
         blocked_handoff: the ``blocked:<reason>`` outcome that made this a re-run.
+        slots: the contact's dialogue slots as stored before this message.
     """
 
     contact: Contact
@@ -72,6 +74,7 @@ class BotTurn:
     handoff_from: str | None = None
     allow_handoff: bool = True
     blocked_handoff: str | None = None
+    slots: list[Slot] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -86,6 +89,11 @@ class BotOutcome:
         replies: idempotency keys of the messages this run put in the outbox.
         path: the branch the graph took (e.g. ``generate_cma``, ``handoff``).
         scores: numeric scores of the run (``frs``, ``pcs``, ``readiness``...).
+        dialogue: the merged dialogue state (its ``changed`` slots are saved).
+        reply_marks: what the reply did: ``answered`` (the topic of the lead's
+            question it answered first), ``asked`` (the slot it asked for),
+            ``acknowledged`` (slot names it repeated back).
+        question_topic: the topic of the question in the lead's latest message, if any.
     """
 
     bot: str
@@ -95,6 +103,9 @@ class BotOutcome:
     replies: list[str] = field(default_factory=list)
     path: str = ""
     scores: dict[str, float] = field(default_factory=dict)
+    dialogue: Dialogue | None = None
+    reply_marks: dict[str, Any] = field(default_factory=dict)
+    question_topic: str | None = None
 
 
 class CommonState(TypedDict, total=False):
@@ -114,6 +125,9 @@ class CommonState(TypedDict, total=False):
     handoff: HandoffRequest | None
     path: str
     scores: dict[str, float]
+    stored_slots: list[Slot]
+    dialogue: Dialogue
+    reply_marks: dict[str, Any]
 
 
 class LeadState(CommonState, total=False):

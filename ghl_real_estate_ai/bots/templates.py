@@ -25,7 +25,15 @@ from typing import Any, Literal
 
 from ghl_real_estate_ai.errors import JorgeError
 
-__all__ = ["SMS_MAX_CHARS", "TEMPLATES", "Template", "TemplateError", "render", "required_values"]
+__all__ = [
+    "SMS_MAX_CHARS",
+    "TEMPLATES",
+    "Template",
+    "TemplateError",
+    "phrasings",
+    "render",
+    "required_values",
+]
 
 SMS_MAX_CHARS = 320
 """Two SMS segments: the longest text any SMS template may render to."""
@@ -195,10 +203,74 @@ TEMPLATES: Mapping[str, Template] = {
     "followup_day_30": Template(
         "Hi {first_name}, I'll stop checking in for now. Whenever you're ready to buy or sell, just text me."
     ),
+    # --- issue 10: second phrasings (a text is never sent twice in one conversation) ----
+    "lead_ask_intent_2": Template(
+        "Just so I point you the right way: is it buying, selling, or a bit of both?"
+    ),
+    "lead_ask_timeline_2": Template("Roughly when are you hoping to move: this season, this year, or later?"),
+    "buyer_q_budget_2": Template("What's the most you'd want to spend on the new place?"),
+    "buyer_q_preapproval_2": Template(
+        "How are you planning to pay: cash, or a loan (and are you pre-approved yet)?"
+    ),
+    "buyer_q_bedrooms_areas_2": Template("What size home and which neighborhoods should I search?"),
+    "buyer_q_timeline_2": Template("How soon would you like to move in?"),
+    "seller_q_motivation_2": Template("What has you thinking about selling right now?"),
+    "seller_q_timeline_2": Template("When would you ideally want the sale done?"),
+    "seller_q_condition_2": Template("What shape is the place in: ready to show, or does it need some work?"),
+    "seller_q_price_2": Template("What number would you need to walk away happy?"),
+    "cma_need_details_2": Template(
+        "To price it, I just need the city and roughly how many bedrooms and square feet it has."
+    ),
+    # --- issue 10: answers to the lead's own question (sent before anything else) ---------
+    "answer_process": Template(
+        "Here's how it works: we talk through your goals, I map out the steps and line up the "
+        "first one, and I stay with you through closing."
+    ),
+    "answer_fees": Template(
+        "Good question. Our fee depends on the services you pick; {agent_name} can walk you "
+        "through it on a quick call."
+    ),
+    "answer_availability": Template("Yes, I can help. I'll check that and get back to you with what's open."),
+    "answer_market": Template("In {area}, {comp_count} recent sales had a median price of ${median:,}."),
+    "answer_market_unknown": Template(
+        "Prices depend a lot on the neighborhood; tell me the area and I'll pull recent sales."
+    ),
+    "answer_other": Template("Good question; I'll make sure {agent_name} gets you a full answer."),
+    # --- issue 10: not a prospect: one polite closing, then silence -------------------------
+    "close_renter": Template(
+        "Thanks for letting me know! We focus on buying and selling homes, so I'll leave you be. "
+        "If you ever want to buy, just text me."
+    ),
+    "close_has_agent": Template(
+        "Glad you're in good hands! I won't keep texting. If anything changes, I'm here."
+    ),
+    "close_wrong_number": Template("Sorry about that, wrong number on our end. I won't text you again."),
+    "close_not_interested": Template(
+        "Understood, thanks for letting me know. I won't follow up; text me anytime if that changes."
+    ),
+    "handoff_seller_to_buyer_after_listing": Template(
+        "With the listing visit booked, let's line up your next home too."
+    ),
 }
 """Every template, by name."""
 
 _FORMATTER = string.Formatter()
+
+
+def phrasings(name: str, **values: Any) -> list[str]:
+    """Template ``name`` and its second phrasing (``<name>_2``) when there is one, rendered.
+
+    Args:
+        name: a key of :data:`TEMPLATES`.
+        **values: as for :func:`render`.
+
+    Returns:
+        The texts, the preferred one first.
+    """
+    texts = [render(name, **values)]
+    if f"{name}_2" in TEMPLATES:
+        texts.append(render(f"{name}_2", **values))
+    return texts
 
 
 def required_values(name: str) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from ghl_real_estate_ai.errors import JorgeError
+from ghl_real_estate_ai.errors import APP_ERRORS
 from ghl_real_estate_ai.settings import Settings, load_settings
 
 __all__ = ["app", "main"]
@@ -81,7 +81,7 @@ def serve(
         settings = load_settings()
         settings.check_production_safety()
         asyncio.run(_preflight(settings))
-    except JorgeError as exc:
+    except APP_ERRORS as exc:
         typer.echo(f"jorge: cannot start: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(_where_to_look(settings, host, port))
@@ -105,6 +105,6 @@ def main() -> None:
     """Entry point of the ``jorge`` console script."""
     try:
         app()
-    except JorgeError as exc:
+    except APP_ERRORS as exc:
         typer.echo(f"jorge: {exc}", err=True)
         sys.exit(2)

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from ghl_real_estate_ai.errors import JorgeError
+from ghl_real_estate_ai.errors import APP_ERRORS
 from ghl_real_estate_ai.settings import Settings, load_settings
 
 __all__ = ["CONVERSATIONS", "demo"]
@@ -110,7 +110,7 @@ def demo(
             kinds = (kinds - {"none", ""}) | {"local"}
             settings = settings.model_copy(update={"otel_exporter_type": ",".join(sorted(kinds))})
         results = asyncio.run(_run(settings))
-    except JorgeError as exc:
+    except APP_ERRORS as exc:
         typer.echo(f"jorge: demo failed: {exc}", err=True)
         raise typer.Exit(1) from None
     console = Console(soft_wrap=True)

@@ -4,7 +4,7 @@
 
     jorge traces find --tag workflow.contact_id=abc123 --min-duration 250ms --since 1h
     jorge traces find --service enterprisehub --operation lead_bot.analyze_intent --sort time --json
-    jorge traces show 1a2b3c... --attributes
+    jorge traces show 1a2b3c4d --attributes     # any unique prefix of the id, as git takes
     jorge traces find --jaeger-url http://localhost:16686 --service enterprisehub
 
 Without ``--jaeger-url`` the commands read the local trace store
@@ -27,16 +27,19 @@ from rich.table import Table
 from rich.text import Text
 
 from ghl_real_estate_ai.errors import ConfigurationError, TraceQueryError
+from ghl_real_estate_ai.observability.journey import format_journey
 from ghl_real_estate_ai.observability.query import (
     SpanRecord,
     TraceOrder,
     TraceQuery,
     TraceSummary,
     build_tree,
-    normalize_trace_id,
+    normalize_trace_prefix,
     parse_duration_ms,
     parse_since,
     parse_tag,
+    resolve_trace_id,
+    unique_prefixes,
 )
 
 __all__ = ["app", "format_duration", "open_reader", "render_tree", "span_to_dict", "summary_to_dict"]
@@ -175,6 +178,7 @@ def summary_to_dict(summary: TraceSummary) -> dict[str, Any]:
         "span_count": summary.span_count,
         "error_count": summary.error_count,
         "services": list(summary.services),
+        "journey": summary.journey,
     }
 
 
@@ -258,30 +262,44 @@ def find(
     if json_output:
         _print_json([summary_to_dict(s) for s in found])
         return
-    console = Console(soft_wrap=True)
+    console = Console()
     if not found:
         console.print("No traces match.")
         return
+    with open_reader(store, jaeger_url, jaeger_token) as reader:
+        try:
+            short = unique_prefixes(reader, [s.trace_id for s in found])
+        except TraceQueryError as exc:
+            fail(str(exc), 1)
+    id_width = max(len(p) for p in short.values())
     table = Table(title=f"{len(found)} trace{'s' if len(found) != 1 else ''}", show_lines=False)
-    for column in ("trace id", "root span", "started (UTC)", "duration", "spans", "errors", "services"):
-        table.add_column(column, justify="right" if column in ("duration", "spans", "errors") else "left")
+    # The whole id when the terminal has room; when not, the column shrinks (the id is cut
+    # at its end) but never below the longest unique prefix: what `show` needs (issue 12).
+    table.add_column("trace id", no_wrap=True, min_width=id_width, overflow="crop")
+    table.add_column("journey", overflow="fold")
+    table.add_column("root span", overflow="fold")
+    table.add_column("started (UTC)")
+    for column in ("duration", "spans", "errors"):
+        table.add_column(column, justify="right", no_wrap=True)
     for s in found:
         table.add_row(
-            s.trace_id,
-            f"{s.root_service}: {s.root_name}",
-            s.start.strftime("%Y-%m-%d %H:%M:%S"),
+            Text(s.trace_id, style="bold"),
+            format_journey(s.journey) or "-",
+            s.root_name if s.services == (s.root_service,) else f"{s.root_service}: {s.root_name}",
+            s.start.strftime("%m-%d %H:%M:%S"),
             format_duration(s.duration_ms),
             str(s.span_count),
             Text(str(s.error_count), style="red" if s.error_count else ""),
-            ", ".join(s.services),
         )
     console.print(table)
-    console.print(Text("show one: jorge traces show <trace id>", style="dim"))
+    console.print(Text("show one: jorge traces show <trace id or a unique prefix of it>", style="dim"))
 
 
 @app.command()
 def show(
-    trace_id: Annotated[str, typer.Argument(help="The trace id (hex) from `jorge traces find`.")],
+    trace_id: Annotated[
+        str, typer.Argument(help="The trace id (hex) from `jorge traces find`, or any unique prefix of it.")
+    ],
     attributes: Annotated[bool, typer.Option("--attributes", help="Show every span's attributes.")] = False,
     json_output: JsonOption = False,
     store: StoreOption = None,
@@ -290,11 +308,12 @@ def show(
 ) -> None:
     """Print one trace as a tree with durations."""
     try:
-        wanted = normalize_trace_id(trace_id)
+        normalize_trace_prefix(trace_id)
     except TraceQueryError as exc:
         fail(str(exc))
     with open_reader(store, jaeger_url, jaeger_token) as reader:
         try:
+            wanted = resolve_trace_id(reader, trace_id)
             spans = reader.get_trace(wanted)
         except TraceQueryError as exc:
             fail(str(exc), 1)

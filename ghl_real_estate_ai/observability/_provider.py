@@ -11,6 +11,13 @@ provider when a span starts (one identity check when nothing changed).
 Use :func:`install` once (idempotent), then :func:`set_delegate` to point the
 switch at an SDK ``TracerProvider`` (or ``None`` for no-op), and
 :func:`set_meter_delegate` likewise for metrics.
+
+The switch is also a drop-in for the SDK's provider as other tools use it
+(Langfuse, Arize Phoenix, Sentry, Logfire and OpenTelemetry's own docs call
+``force_flush()``, ``shutdown()``, ``add_span_processor()`` and ``resource`` on
+whatever ``trace.get_tracer_provider()`` returns): those calls go to the
+:class:`ProviderOwner` registered with :func:`set_owner` (the set-up), or, with no
+owner, straight to the current SDK delegate.
 """
 
 from __future__ import annotations
@@ -18,15 +25,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import Link, Span, SpanKind, Tracer, TracerProvider
 from opentelemetry.util.types import Attributes
 
 __all__ = [
+    "ProviderOwner",
     "SwitchTracerProvider",
     "current_delegate",
     "current_meter_delegate",
@@ -34,6 +44,7 @@ __all__ = [
     "install",
     "set_delegate",
     "set_meter_delegate",
+    "set_owner",
 ]
 
 _NOOP_PROVIDER = trace_api.NoOpTracerProvider()
@@ -42,6 +53,26 @@ _delegate: TracerProvider = _NOOP_PROVIDER
 _meter_delegate: metrics_api.MeterProvider | None = None
 _generation = 0
 _installed: SwitchTracerProvider | None = None
+_owner: ProviderOwner | None = None
+
+
+class ProviderOwner(Protocol):
+    """Who answers the SDK-style calls made on the switch (the set-up's lifecycle)."""
+
+    def force_flush(self, timeout_millis: int) -> bool: ...
+
+    def shutdown(self) -> None: ...
+
+    def add_span_processor(self, processor: SpanProcessor) -> None: ...
+
+    @property
+    def resource(self) -> Resource: ...
+
+
+def set_owner(owner: ProviderOwner | None) -> None:
+    """Send the switch's ``force_flush``/``shutdown``/``add_span_processor``/``resource`` to ``owner``."""
+    global _owner
+    _owner = owner
 
 
 def generation() -> int:
@@ -84,9 +115,7 @@ def install() -> SwitchTracerProvider:
             current = trace_api.get_tracer_provider()
             if isinstance(current, trace_api.ProxyTracerProvider):
                 trace_api.set_tracer_provider(_installed)
-            elif not isinstance(current, SwitchTracerProvider):
-                # Somebody set a provider before us: keep sending spans there.
-                trace_api.set_tracer_provider(_installed)  # logs a warning and keeps theirs
+            # Somebody set a provider before us: it stays global (the set-up joins or refuses it).
         return _installed
 
 
@@ -160,3 +189,42 @@ class SwitchTracerProvider(TracerProvider):
     ) -> Tracer:
         args = (instrumenting_module_name, instrumenting_library_version, schema_url, attributes)
         return _SwitchTracer(args)
+
+    # --- the SDK TracerProvider calls other tools make (see the module docstring) ---
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export every finished span now; True when all went out within ``timeout_millis``."""
+        if _owner is not None:
+            return _owner.force_flush(timeout_millis)
+        flush = getattr(_delegate, "force_flush", None)
+        return bool(flush(timeout_millis)) if flush is not None else True
+
+    def shutdown(self) -> None:
+        """Flush and stop tracing (bounded); later spans are not recorded."""
+        if _owner is not None:
+            _owner.shutdown()
+            return
+        stop = getattr(_delegate, "shutdown", None)
+        if stop is not None:
+            stop()
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        """Hand every span to ``span_processor`` too (redacted unless content capture is on)."""
+        if _owner is not None:
+            _owner.add_span_processor(span_processor)
+            return
+        add = getattr(_delegate, "add_span_processor", None)
+        if add is None:
+            raise RuntimeError(
+                "tracing is not set up, so there is no provider to add a span processor to: "
+                "call setup_observability() first"
+            )
+        add(span_processor)
+
+    @property
+    def resource(self) -> Resource:
+        """The resource every span carries (empty while tracing is off)."""
+        if _owner is not None:
+            return _owner.resource
+        resource = getattr(_delegate, "resource", None)
+        return resource if isinstance(resource, Resource) else Resource.get_empty()

@@ -20,6 +20,11 @@ __all__ = [
     "HANDOFF_REASON",
     "HANDOFF_SOURCE_BOT",
     "HANDOFF_TARGET_BOT",
+    "JOURNEY_FINAL_BOT",
+    "JOURNEY_HANDOFF_ROUTE",
+    "JOURNEY_KEYS",
+    "JOURNEY_OUTCOME",
+    "JOURNEY_TEMPERATURE",
     "METRIC_HANDOFF_COUNT",
     "METRIC_HANDOFF_DURATION",
     "METRIC_NODE_DURATION",
@@ -27,6 +32,10 @@ __all__ = [
     "METRIC_WEBHOOKS",
     "METRIC_WORKFLOW_ERRORS",
     "OUTCOME_EXECUTED",
+    "SESSION_ATTRIBUTES",
+    "SESSION_CONVERSATION_ID",
+    "SESSION_ID",
+    "SESSION_USER_ID",
     "STATE_CONTACT_KEYS",
     "WORKFLOW_BOT_TYPE",
     "WORKFLOW_CONTACT_ID",
@@ -83,6 +92,37 @@ HANDOFF_OUTCOME: Final = "handoff.outcome"
 
 OUTCOME_EXECUTED: Final = "executed"
 """The ``handoff.outcome`` of a handoff block that finished without error or block."""
+
+# --- conversation identity, on every span of a conversation (issue 12) -------
+SESSION_ID: Final = "session.id"
+"""The conversation a span belongs to (OpenInference's key; Phoenix and Langfuse group
+sessions by it). One session per lead: the GHL contact id."""
+
+SESSION_USER_ID: Final = "user.id"
+"""The person behind the conversation (OpenInference/Langfuse user views): the GHL contact id."""
+
+SESSION_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+"""The same session id under the OpenTelemetry GenAI semantic conventions' key."""
+
+SESSION_ATTRIBUTES: Final = (SESSION_ID, SESSION_USER_ID, SESSION_CONVERSATION_ID)
+"""The keys every span of a conversation carries."""
+
+# --- the journey, on the root span of each trace (issue 12) ---------------------
+JOURNEY_FINAL_BOT: Final = "journey.final_bot"
+"""The bot that ran last in the trace (``buyer_bot`` after a lead-to-buyer handoff)."""
+
+JOURNEY_HANDOFF_ROUTE: Final = "journey.handoff_route"
+"""The handoff executed in the trace (``lead_to_buyer``, ``seller_to_human``), or ``none``."""
+
+JOURNEY_OUTCOME: Final = "journey.outcome"
+"""What the trace did for the lead: ``answered``, ``handed_off``, ``escalated``,
+``blocked:<reason>``, ``opted_out``, ``opted_in``, ``failed``, or a follow-up's outcome."""
+
+JOURNEY_TEMPERATURE: Final = "journey.temperature"
+"""The lead's temperature at the end of the trace (the last ``workflow.temperature`` seen)."""
+
+JOURNEY_KEYS: Final = (JOURNEY_FINAL_BOT, JOURNEY_HANDOFF_ROUTE, JOURNEY_OUTCOME, JOURNEY_TEMPERATURE)
+"""The journey attributes, in display order."""
 
 # --- metrics -----------------------------------------------------------------
 METRIC_NODE_DURATION: Final = "jorge.workflow.node.duration"

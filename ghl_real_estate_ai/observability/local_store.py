@@ -32,6 +32,7 @@ processes query while the exporter writes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -48,6 +49,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ghl_real_estate_ai.observability.attributes import JOURNEY_KEYS
 from ghl_real_estate_ai.observability.query import (
     AttributeValue,
     SpanEvent,
@@ -61,6 +63,7 @@ from ghl_real_estate_ai.observability.query import (
     check_search,
     datetime_to_ns,
     normalize_trace_id,
+    normalize_trace_prefix,
     summarize_trace,
 )
 
@@ -563,6 +566,15 @@ class LocalTraceReader(TraceQuery):
         grouped: dict[str, list[tuple[Any, ...]]] = {}
         for row in rows:
             grouped.setdefault(row[0], []).append(row)
+        # The journey attributes of the root spans (issue 12), through the key index.
+        journeys: dict[str, dict[str, str]] = {}
+        journey_rows = self._rows(
+            "SELECT trace_id, key, value FROM span_attributes WHERE key IN (?, ?, ?, ?)"
+            f" AND trace_id IN ({marks})",
+            [*JOURNEY_KEYS, *trace_ids],
+        )
+        for trace_id, key, value in journey_rows:
+            journeys.setdefault(trace_id, {})[str(key).split(".", 1)[1]] = str(value)
         summaries = []
         for trace_id in trace_ids:
             spans = grouped.get(trace_id)
@@ -573,7 +585,10 @@ class LocalTraceReader(TraceQuery):
                 SpanRecord(row[0], row[1], row[2], row[3], "", row[5], row[6], row[7], None, row[4])
                 for row in spans
             ]
-            summaries.append(summarize_trace(records))
+            summary = summarize_trace(records)
+            if trace_id in journeys:
+                summary = dataclasses.replace(summary, journey=journeys[trace_id])
+            summaries.append(summary)
         return summaries
 
     def get_trace(self, trace_id: str) -> list[SpanRecord]:
@@ -588,6 +603,21 @@ class LocalTraceReader(TraceQuery):
             (wanted,),
         )
         return [_record(row) for row in rows]
+
+    def trace_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to ``limit`` stored trace ids starting with ``prefix`` (lowercase hex), sorted.
+
+        Raises:
+            TraceQueryError: ``prefix`` is not 1-32 hex digits.
+        """
+        wanted = normalize_trace_prefix(prefix)
+        # A range on the indexed text column: every id from "ab" up to (not including) "ab" + "g".
+        rows = self._rows(
+            "SELECT DISTINCT trace_id FROM spans WHERE trace_id >= ? AND trace_id < ? "
+            "ORDER BY trace_id LIMIT ?",
+            (wanted, wanted + "g", max(1, limit)),
+        )
+        return [str(row[0]) for row in rows]
 
     def spans(self, since: datetime | None = None) -> Iterator[SpanRecord]:
         """Stream every span started at or after ``since``, oldest first."""

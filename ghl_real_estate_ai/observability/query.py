@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypeAlias
 
-from ghl_real_estate_ai.errors import TraceQueryError
+from ghl_real_estate_ai.observability.errors import TraceQueryError
 
 __all__ = [
     "AttributeValue",
@@ -52,10 +52,13 @@ __all__ = [
     "datetime_to_ns",
     "normalize_span_id",
     "normalize_trace_id",
+    "normalize_trace_prefix",
     "parse_duration_ms",
     "parse_since",
     "parse_tag",
+    "resolve_trace_id",
     "summarize_trace",
+    "unique_prefixes",
 ]
 
 AttributeValue: TypeAlias = str | bool | int | float | list[str] | list[bool] | list[int] | list[float]
@@ -138,6 +141,9 @@ class TraceSummary:
     span_count: int
     error_count: int
     services: tuple[str, ...]
+    journey: dict[str, str] = field(default_factory=dict)
+    """The root span's ``journey.*`` attributes without the prefix (``final_bot``,
+    ``handoff_route``, ``outcome``, ``temperature``); empty when it has none."""
 
     @property
     def duration_ms(self) -> float:
@@ -200,6 +206,75 @@ def normalize_trace_id(text: str) -> str:
             f"trace id {text!r} is not valid: give the 32 hex digits shown by `jorge traces find`"
         )
     return value.rjust(32, "0")
+
+
+def normalize_trace_prefix(text: str) -> str:
+    """Lowercase hex of a trace id or its first digits (not padded: a prefix, as git takes).
+
+    Raises:
+        TraceQueryError: ``text`` is not 1-32 hex digits.
+    """
+    value = text.strip().lower()
+    if not value or len(value) > 32 or not _HEX.match(value):
+        raise TraceQueryError(
+            f"trace id {text!r} is not valid: give the hex id (or its first digits) "
+            "shown by `jorge traces find`"
+        )
+    return value
+
+
+def resolve_trace_id(reader: object, text: str) -> str:
+    """The one full trace id that ``text`` names: all 32 digits, or a prefix unique in ``reader``.
+
+    Args:
+        reader: a backend; prefixes need one with ``trace_ids_with_prefix`` (the local store).
+        text: what the user typed.
+
+    Returns:
+        32 lowercase hex digits.
+
+    Raises:
+        TraceQueryError: not hex; no trace starts with it; several do (ambiguous); or the
+            backend looks traces up by full id only.
+    """
+    prefix = normalize_trace_prefix(text)
+    if len(prefix) == 32:
+        return prefix
+    lookup = getattr(reader, "trace_ids_with_prefix", None)
+    if lookup is None:
+        raise TraceQueryError(
+            f"trace id {text!r} has {len(prefix)} digits and this backend finds traces by the full id "
+            "only: give all 32 hex digits"
+        )
+    found: list[str] = lookup(prefix, limit=4)
+    if not found:
+        raise TraceQueryError(f"no trace starts with {prefix!r}")
+    if len(found) > 1:
+        shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        count = "more than 3" if len(found) > 3 else str(len(found))
+        raise TraceQueryError(
+            f"trace id prefix {prefix!r} is ambiguous: {count} traces start with it ({shown}); "
+            "give more digits"
+        )
+    return found[0]
+
+
+def unique_prefixes(reader: object, trace_ids: Sequence[str], minimum: int = 8) -> dict[str, str]:
+    """Each id's shortest prefix (at least ``minimum`` digits) that no other stored trace shares.
+
+    A backend without ``trace_ids_with_prefix`` (Jaeger) gets the full ids.
+    """
+    lookup = getattr(reader, "trace_ids_with_prefix", None)
+    result: dict[str, str] = {}
+    for trace_id in trace_ids:
+        if lookup is None:
+            result[trace_id] = trace_id
+            continue
+        length = min(minimum, len(trace_id))
+        while length < len(trace_id) and len(lookup(trace_id[:length], limit=2)) > 1:
+            length += 1
+        result[trace_id] = trace_id[: min(length, len(trace_id))]
+    return result
 
 
 def normalize_span_id(text: str) -> str:
@@ -374,4 +449,18 @@ def summarize_trace(spans: Sequence[SpanRecord]) -> TraceSummary:
         span_count=len(spans),
         error_count=sum(1 for span in spans if span.is_error),
         services=tuple(sorted({span.service_name for span in spans})),
+        journey=_journey(spans, root),
     )
+
+
+def _journey(spans: Sequence[SpanRecord], root: SpanRecord) -> dict[str, str]:
+    # The journey sits on this service's root span, which may hang under a caller's span.
+    for span in [root, *sorted(spans, key=lambda s: s.start_ns)]:
+        found = {
+            k.split(".", 1)[1]: attribute_text(v)
+            for k, v in span.attributes.items()
+            if k.startswith("journey.")
+        }
+        if found:
+            return found
+    return {}

@@ -423,10 +423,14 @@ def _redact_span_if_needed(span: ReadableSpan, capture_content: bool) -> Readabl
 def _capture_setting(capture_content: bool | None) -> bool:
     if capture_content is not None:
         return capture_content
-    from ghl_real_estate_ai.settings import Settings
+    from ghl_real_estate_ai.observability.config import TracingConfig
 
     try:
-        return Settings().otel_capture_content
+        config = TracingConfig.from_env()
+        for problem in config.problems:
+            if problem.startswith("OTEL_CAPTURE_CONTENT"):
+                _LOGGER.warning("could not read OTEL_CAPTURE_CONTENT (%s); redacting content", problem)
+        return config.capture_content
     except Exception as exc:
         # Fail closed: unreadable settings must not let content through.
         _LOGGER.warning("could not read OTEL_CAPTURE_CONTENT (%s); redacting content", exc)
@@ -439,7 +443,7 @@ class RedactingSpanExporter(SpanExporter):
     Args:
         inner: the real exporter (OTLP, console, local store...).
         capture_content: keep content (``OTEL_CAPTURE_CONTENT``); ``None`` reads
-            ``Settings().otel_capture_content`` once, now.
+            OTEL_CAPTURE_CONTENT once, now.
     """
 
     def __init__(self, inner: SpanExporter, capture_content: bool | None = None) -> None:
@@ -492,7 +496,7 @@ class RedactingLogFilter(logging.Filter):
     replaced and no arguments left to re-insert them.
 
     Args:
-        capture_content: keep content; ``None`` reads ``Settings().otel_capture_content`` once.
+        capture_content: keep content; ``None`` reads OTEL_CAPTURE_CONTENT once.
     """
 
     def __init__(self, capture_content: bool | None = None) -> None:

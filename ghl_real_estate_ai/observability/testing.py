@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from ghl_real_estate_ai.observability import _provider
+from ghl_real_estate_ai.observability.journey import ConversationSpanProcessor
 from ghl_real_estate_ai.observability.metrics import HistogramTotals, metric_points
 
 __all__ = ["SpanCapture", "capture_spans", "render_tree", "span_capture"]
@@ -146,6 +147,8 @@ def capture_spans(
     provider = TracerProvider(
         sampler=sampler, resource=resource or Resource.create({"service.name": "enterprisehub-test"})
     )
+    # Session keys and the journey, as the real set-up adds them (issue 12).
+    provider.add_span_processor(ConversationSpanProcessor())
     provider.add_span_processor(SimpleSpanProcessor(memory))
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))

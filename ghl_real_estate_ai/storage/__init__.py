@@ -62,15 +62,17 @@ def open_store(
     pool_size: int = 10,
     tracer_provider: TracerProvider | None = None,
     migrations: tuple[Migration, ...] | None = None,
+    trace_statements: bool = False,
 ) -> Store:
     """Build the store ``database_url`` names; it connects on ``await store.open()``.
 
     Args:
         database_url: ``sqlite:///path.db`` or ``postgresql://user:pass@host:port/db``.
         pool_size: maximum PostgreSQL connections (ignored by SQLite).
-        tracer_provider: where SQLite statement spans go (default: the global
-            provider). PostgreSQL spans come from the asyncpg instrumentation.
+        tracer_provider: where the store's spans go (default: the global provider).
         migrations: the schema steps; only tests set it.
+        trace_statements: one span per SQL statement besides the one per store
+            operation (DATABASE_TRACE_STATEMENTS).
 
     Returns:
         A store that is not connected yet.
@@ -86,7 +88,13 @@ def open_store(
 
         if pool_size < 1:
             raise ConfigurationError(f"DATABASE_POOL_SIZE must be at least 1, got {pool_size!r}")
-        return PostgresStore(database_url, pool_size=pool_size, migrations=steps)
+        return PostgresStore(
+            database_url,
+            pool_size=pool_size,
+            migrations=steps,
+            tracer_provider=tracer_provider,
+            trace_statements=trace_statements,
+        )
     if database_url.startswith(_SQLITE_PREFIX):
         from ghl_real_estate_ai.storage.sqlite import SQLiteStore
 
@@ -98,7 +106,13 @@ def open_store(
             )
         # Resolved now, so a later chdir cannot move the database.
         path: Path | str = raw if raw == ":memory:" else Path.cwd() / raw
-        return SQLiteStore(database_url, path, migrations=steps, tracer_provider=tracer_provider)
+        return SQLiteStore(
+            database_url,
+            path,
+            migrations=steps,
+            tracer_provider=tracer_provider,
+            trace_statements=trace_statements,
+        )
     raise ConfigurationError(
         f"unsupported DATABASE_URL={redact_url(database_url)!r}: use sqlite:///data/jorge.db or "
         "postgresql://user:password@host:5432/dbname"

@@ -6,23 +6,44 @@ a backend supplies :meth:`SQLStore._query` (run one statement, return its rows
 as dicts of Python values), the claim hint (``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL) and the connection life cycle. Keeping one copy of the SQL is what
 makes the two backends behave the same.
+
+Round trips are what a webhook pays for, so the store batches (issue 14):
+
+- a *unit of work* (:meth:`SQLStore.unit_of_work`, opened by every
+  :meth:`SQLStore.contact_lock`) defers the writes whose result the caller does
+  not need (contact upserts, handoff records, outbox and webhook-event status
+  updates, follow-up outcomes, the lock's release) and writes them in ONE
+  transaction, one round trip, when it ends; a statement touching a table with
+  deferred writes first flushes them, so reads always see the writes before them;
+- inside the unit of work of a contact lock, the contact, its recent messages
+  and handoffs are read once and then served from memory (the lock guarantees
+  nobody else changes them meanwhile);
+- several statements that belong together run in one round trip
+  (:meth:`SQLStore._run_steps`), and rows of one statement in one
+  ``executemany``.
+
+:attr:`SQLStore.stats` counts round trips, statements and executions, so the
+benchmarks print what a webhook really costs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
-import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ghl_real_estate_ai.errors import LockTimeoutError
+from opentelemetry.trace import TracerProvider
+
+from ghl_real_estate_ai.errors import LockLostError, LockTimeoutError
+from ghl_real_estate_ai.storage._spans import StoreSpans, describe_statement
 from ghl_real_estate_ai.storage.base import (
     Contact,
     FollowUp,
@@ -42,7 +63,10 @@ __all__ = [
     "Backoff",
     "KeyedLocks",
     "SQLStore",
+    "Step",
+    "StoreStats",
     "TxState",
+    "UnitOfWork",
     "describe_statement",
     "lock_timeout_error",
     "redact_url",
@@ -53,25 +77,7 @@ WEBHOOK_STATUSES = frozenset({"received", "processing", "processed", "ignored", 
 OUTBOX_STATUSES = frozenset({"pending", "sending", "sent", "failed"})
 FOLLOWUP_STATUSES = frozenset({"pending", "running", "done", "cancelled", "failed", "dead"})
 
-
-_VERB = re.compile(r"^\s*(\w+)")
-_TABLE_PATTERNS = {
-    "SELECT": re.compile(r"\bFROM\s+(\w+)", re.IGNORECASE),
-    "DELETE": re.compile(r"\bFROM\s+(\w+)", re.IGNORECASE),
-    "INSERT": re.compile(r"\bINTO\s+(\w+)", re.IGNORECASE),
-    "UPDATE": re.compile(r"^\s*UPDATE\s+(\w+)", re.IGNORECASE),
-    "CREATE": re.compile(r"\b(?:TABLE(?:\s+IF\s+NOT\s+EXISTS)?|ON)\s+(\w+)", re.IGNORECASE),
-}
-
-
-@lru_cache(maxsize=512)
-def describe_statement(sql: str) -> tuple[str, str | None]:
-    """The SQL verb and main table of a statement (``("UPDATE", "outbox")``); table None when unknown."""
-    match = _VERB.match(sql)
-    verb = match.group(1).upper() if match else ""
-    pattern = _TABLE_PATTERNS.get(verb)
-    table = pattern.search(sql) if pattern else None
-    return verb, table.group(1) if table else None
+logger = logging.getLogger(__name__)
 
 
 def redact_url(url: str) -> str:
@@ -161,6 +167,31 @@ class KeyedLocks:
                 self._locks[key] = (lock, users - 1)
 
 
+async def _cancel_when(lost: asyncio.Event, holder: asyncio.Task[Any]) -> None:
+    await lost.wait()
+    holder.cancel("contact lock lost")
+
+
+@asynccontextmanager
+async def _abort_when_lost(contact_id: str, key: str, lost: asyncio.Event) -> AsyncIterator[None]:
+    """Cancel the block once ``lost`` is set, and raise LockLostError in its place."""
+    holder = asyncio.current_task()
+    assert holder is not None
+    watcher = asyncio.create_task(_cancel_when(lost, holder), name=f"lock watch {key}")
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not lost.is_set() or holder.uncancel() > 0:
+            raise
+        raise LockLostError(
+            f"lost the lock of contact {contact_id!r} while holding it (lease taken over or "
+            "lock connection gone): the guarded work was stopped and is retried"
+        ) from None
+    finally:
+        watcher.cancel()
+        await asyncio.wait({watcher})
+
+
 @dataclass(slots=True, eq=False)
 class TxState:
     """The connection of an open ``transaction()`` block, shared by the calls inside it."""
@@ -168,6 +199,71 @@ class TxState:
     conn: Any
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     active: bool = True
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """What a store sent to its database since it was opened (for benchmarks and tests).
+
+    Attributes:
+        round_trips: calls into the driver that wait for the database: one
+            statement, one ``executemany``, one batch of statements run
+            together, a ``BEGIN``/``COMMIT`` sent on its own.
+        statements: SQL statements sent (an ``executemany`` is one statement).
+        executions: statement executions (an ``executemany`` of n rows counts n).
+    """
+
+    round_trips: int = 0
+    statements: int = 0
+    executions: int = 0
+
+    def snapshot(self) -> StoreStats:
+        """A copy of the counts now."""
+        return StoreStats(self.round_trips, self.statements, self.executions)
+
+
+@dataclass(slots=True, frozen=True)
+class Step:
+    """One statement of a batch: ``rows`` holds one argument tuple, or several for an ``executemany``."""
+
+    sql: str
+    rows: tuple[tuple[Any, ...], ...]
+    many: bool = False
+
+
+@dataclass(slots=True)
+class _Write:
+    """A deferred write of a unit of work."""
+
+    table: str
+    sql: str
+    args: tuple[Any, ...]
+    key: tuple[str, ...] | None = None
+    """Writes with the same key replace each other (the last one wins)."""
+
+
+@dataclass(slots=True, eq=False)
+class UnitOfWork:
+    """Deferred writes and the rows already known, shared by the calls inside one ``unit_of_work()``."""
+
+    pending: list[_Write] = field(default_factory=list)
+    contact_id: str | None = None
+    """The contact whose lock opened this unit of work: its rows can be served from memory."""
+    contact: Contact | None = None
+    contact_known: bool = False
+    messages: list[Message] | None = None
+    """The newest messages of the contact, oldest first (all of them when ``messages_complete``)."""
+    messages_complete: bool = False
+    handoffs: list[Handoff] | None = None
+    handoffs_since: datetime | None = None
+    held: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
+    """Contact locks taken inside this unit of work, released (in reverse) when it is written."""
+    failed: bool = False
+    """Set while a failed block's writes are written: a failing write is then logged, not raised."""
+
+
+def _copy_contact(contact: Contact) -> Contact:
+    return replace(contact, tags=list(contact.tags), state=dict(contact.state))
 
 
 def _contact(row: Mapping[str, Any]) -> Contact:
@@ -257,24 +353,86 @@ def _followup(row: Mapping[str, Any]) -> FollowUp:
     )
 
 
+PREFETCH_MESSAGES = 50
+"""Messages of the locked contact read with the lock (what a bot turn reads)."""
+
+_LIST_MESSAGES = """SELECT * FROM messages WHERE contact_id = ?
+               ORDER BY created_at DESC, id DESC LIMIT ?"""
+_UPSERT_CONTACT = """INSERT INTO contacts (contact_id, location_id, current_bot, temperature, tags,
+                   opted_out, escalated, state, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (contact_id) DO UPDATE SET
+                   location_id = excluded.location_id, current_bot = excluded.current_bot,
+                   temperature = excluded.temperature, tags = excluded.tags,
+                   opted_out = excluded.opted_out, escalated = excluded.escalated,
+                   state = excluded.state, updated_at = excluded.updated_at"""
+
+
+def _group(writes: Sequence[_Write]) -> list[Step]:
+    """The writes table by table (in order within a table); a run of one statement is one ``executemany``.
+
+    Writes of different tables do not depend on each other (no foreign keys, one
+    transaction), so reordering them only merges runs.
+    """
+    by_table: dict[str, list[_Write]] = {}
+    for write in writes:
+        by_table.setdefault(write.table, []).append(write)
+    steps: list[Step] = []
+    run: list[_Write] = []
+    ordered: list[_Write | None] = [w for table in by_table.values() for w in table]
+    for item in [*ordered, None]:
+        if run and (item is None or item.sql != run[0].sql):
+            rows = tuple(w.args for w in run)
+            steps.append(Step(run[0].sql, rows, many=len(rows) > 1))
+            run = []
+        if item is not None:
+            run.append(item)
+    return steps
+
+
+def _depends(sql: str, pending: Sequence[_Write]) -> bool:
+    """Whether ``sql`` could see a different result once ``pending`` is written.
+
+    Reads and updates of a table with deferred writes could; an INSERT only when
+    inserts into its table are pending (a new row conflicts with nothing updated).
+    """
+    verb, table = describe_statement(sql)
+    if table is None:
+        return True
+    if verb == "INSERT":
+        return any(w.table == table and w.sql.lstrip().upper().startswith("INSERT") for w in pending)
+    return any(w.table == table for w in pending)
+
+
 def _check_status(kind: str, status: str, allowed: frozenset[str]) -> None:
     if status not in allowed:
         raise ValueError(f"unknown {kind} status {status!r}: use one of {sorted(allowed)}")
 
 
 class SQLStore(ABC):
-    """Every row method of the Store protocol, over :meth:`_query`."""
+    """Every row method of the Store protocol, over :meth:`_query` and :meth:`_run_steps`."""
 
     backend: str
     dialect: Dialect
     _skip_locked: str = ""
     """Appended to the inner SELECT of a claim (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)."""
 
-    def __init__(self, database_url: str, *, migrations: Sequence[Migration] = MIGRATIONS) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        tracer_provider: TracerProvider | None = None,
+        trace_statements: bool = False,
+    ) -> None:
+        self._spans = StoreSpans(self.backend, tracer_provider, statements=trace_statements)
         self.database_url = database_url
         self.safe_url = redact_url(database_url)
         self._migrations = tuple(sorted(migrations, key=lambda m: m.version))
         self._local_locks = KeyedLocks()
+        self.stats = StoreStats()
+        """Round trips, statements and executions sent so far."""
+        self._uow: ContextVar[UnitOfWork | None] = ContextVar(f"store_uow_{id(self)}", default=None)
 
     @abstractmethod
     async def _query(
@@ -286,10 +444,123 @@ class SQLStore(ABC):
         (SQLite ``BEGIN IMMEDIATE``), which claims need to be exactly-once.
         """
 
+    @abstractmethod
+    async def _run_steps(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
+        """Run ``steps`` in order in one transaction, in as few round trips as the backend allows.
+
+        Returns:
+            The rows of each step (``[]`` for an ``executemany`` step).
+        """
+
+    @abstractmethod
+    def _in_transaction(self) -> bool:
+        """True inside an open ``transaction()`` block of this task."""
+
+    # --- unit of work ---------------------------------------------------------------
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """Defer the writes of the block whose result nobody waits for, and write them in one go at the end.
+
+        Deferred: contact upserts, handoff records, outbox and webhook-event status
+        updates, follow-up outcomes. They are written in ONE transaction when the
+        block ends (also when it raises: what was done is kept), or earlier when a
+        statement touches a table with deferred writes, so a read always sees the
+        writes made before it. A nested block joins the outer one.
+
+        Yields:
+            The unit of work (its deferred writes and the rows it knows).
+        """
+        outer = self._uow.get()
+        if outer is not None:
+            yield outer
+            return
+        uow = UnitOfWork()
+        token = self._uow.set(uow)
+        try:
+            yield uow
+        except BaseException:
+            uow.failed = True
+            try:
+                await self._finish(uow)
+            except Exception:  # the block's own error is the one to report
+                logger.exception("could not write the deferred writes of a failed unit of work")
+            raise
+        else:
+            await self._finish(uow)
+        finally:
+            self._uow.reset(token)
+
+    async def _finish(self, uow: UnitOfWork) -> None:
+        """Write what is pending, releasing the contact locks the unit of work still holds."""
+        held, uow.held = uow.held, []
+        error: BaseException | None = None
+        for _, release in reversed(held):
+            try:
+                await release()  # the first release writes the pending writes with it
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+        await self.flush()
+
+    async def flush(self, *extra: Step, name: str | None = None) -> list[list[dict[str, Any]]]:
+        """Write the deferred writes now, with ``extra`` statements after them, in one transaction.
+
+        One store-operation span covers the batch (named ``name`` when given).
+
+        Returns:
+            The rows of each ``extra`` step.
+        """
+        uow = self._uow.get()
+        writes: list[_Write] = []
+        if uow is not None:
+            writes, uow.pending = uow.pending, []
+        steps = _group(writes)
+        if not steps and not extra:
+            return []
+        batch = [*steps, *extra]
+        with self._spans.operation([step.sql for step in batch], name):
+            results = await self._run_steps(batch)
+        return results[len(steps) :]
+
+    def _deferring(self) -> UnitOfWork | None:
+        uow = self._uow.get()
+        if uow is None or self._in_transaction():
+            return None
+        return uow
+
+    async def _write(self, sql: str, args: tuple[Any, ...], *, key: tuple[str, ...] | None = None) -> None:
+        """Run a write whose result is not needed: deferred inside a unit of work, at once otherwise."""
+        uow = self._deferring()
+        if uow is None:
+            await self._sql(sql, args)
+            return
+        _, table = describe_statement(sql)
+        if key is not None:
+            uow.pending = [w for w in uow.pending if w.key != key]
+        uow.pending.append(_Write(table or "", sql, args, key))
+
+    async def _sql(
+        self, sql: str, args: Sequence[Any] = (), *, exclusive: bool = False
+    ) -> list[dict[str, Any]]:
+        """Run one statement now, after the deferred writes it could depend on."""
+        uow = self._uow.get()
+        if uow is not None and uow.pending and _depends(sql, uow.pending):
+            await self.flush()
+        with self._spans.operation((sql,)):
+            return await self._query(sql, args, exclusive=exclusive)
+
+    def _known(self, contact_id: str) -> UnitOfWork | None:
+        """The unit of work that may serve ``contact_id``'s rows from memory."""
+        uow = self._uow.get()
+        if uow is not None and uow.contact_id == contact_id:
+            return uow
+        return None
+
     async def _one(
         self, sql: str, args: Sequence[Any] = (), *, exclusive: bool = False
     ) -> dict[str, Any] | None:
-        rows = await self._query(sql, args, exclusive=exclusive)
+        rows = await self._sql(sql, args, exclusive=exclusive)
         return rows[0] if rows else None
 
     async def _claim_due(
@@ -316,7 +587,7 @@ class SQLStore(ABC):
         # The outer repeat of the condition makes a row another claimer took
         # between our read and our write drop out (PostgreSQL re-checks it on the
         # row's newest version).
-        return await self._query(
+        return await self._sql(
             f"""UPDATE {table} SET status = '{taken}', attempts = attempts + 1, updated_at = ?
                 WHERE id IN (SELECT id FROM {table} WHERE {due}
                              ORDER BY {due_column}, id LIMIT ?{self._skip_locked})
@@ -328,10 +599,13 @@ class SQLStore(ABC):
 
     # --- contact lock -------------------------------------------------------------
     def contact_lock(self, contact_id: str, timeout: float = 30.0) -> AbstractAsyncContextManager[None]:
-        """Serialise holders of one contact across tasks and processes.
+        """Serialise holders of one contact across tasks and processes; one unit of work inside.
 
         Tasks of this process queue on an in-process lock first; the backend's
-        :meth:`_hold_across_processes` then excludes other processes.
+        :meth:`_hold_across_processes` then excludes other processes. The block
+        runs as a unit of work (see :meth:`unit_of_work`) whose deferred writes are
+        written before the lock is released, and the contact's row, recent
+        messages and handoffs are read once and served from memory meanwhile.
 
         Args:
             contact_id: the contact.
@@ -339,6 +613,9 @@ class SQLStore(ABC):
 
         Raises:
             LockTimeoutError: another holder kept it for ``timeout`` seconds.
+            LockLostError: the lock was lost while held (another process took the
+                lease over, or the lock connection died): the block is cancelled at
+                its next ``await`` rather than left running unguarded.
         """
         return self._hold_contact(contact_id, timeout)
 
@@ -347,19 +624,138 @@ class SQLStore(ABC):
         deadline = asyncio.get_running_loop().time() + wait
         key = f"contact:{contact_id}"
         error = lock_timeout_error(contact_id, wait)
-        async with (
-            self._local_locks.hold(key, deadline, error),
-            self._hold_across_processes(contact_id, key, deadline, error),
-        ):
+        outer = self._uow.get()
+        if outer is None:
+            async with (
+                self._local_locks.hold(key, deadline, error),
+                self.unit_of_work(),
+                self._hold_across_processes(contact_id, key, deadline, error) as lost,
+                _abort_when_lost(contact_id, key, lost),
+            ):
+                yield
+            return
+        if any(name == key for name, _ in outer.held):
+            yield  # this unit of work holds it already
+            return
+        # Inside a longer unit of work (the webhook route's), the lock is kept until
+        # that one is written: its writes and the lock's release go in one round trip.
+        async with self._scoped(outer):
+            local = self._local_locks.hold(key, deadline, error)
+            await local.__aenter__()
+            across = self._hold_across_processes(contact_id, key, deadline, error)
+            try:
+                lost = await across.__aenter__()  # also reads the contact's rows into the unit of work
+            except BaseException:
+                await local.__aexit__(None, None, None)
+                raise
+
+            async def release() -> None:
+                try:
+                    await across.__aexit__(None, None, None)
+                finally:
+                    await local.__aexit__(None, None, None)
+
+            outer.held.append((key, release))
+            async with _abort_when_lost(contact_id, key, lost):
+                yield
+
+    @asynccontextmanager
+    async def _scoped(self, uow: UnitOfWork) -> AsyncIterator[None]:
+        """Restore the unit of work's known rows after a lock of (perhaps) another contact."""
+        saved = (
+            uow.contact_id,
+            uow.contact,
+            uow.contact_known,
+            uow.messages,
+            uow.messages_complete,
+            uow.handoffs,
+            uow.handoffs_since,
+        )
+        try:
             yield
+        finally:
+            (
+                uow.contact_id,
+                uow.contact,
+                uow.contact_known,
+                uow.messages,
+                uow.messages_complete,
+                uow.handoffs,
+                uow.handoffs_since,
+            ) = saved
+
+    def _enter_contact(self, contact_id: str, prefetched: Sequence[list[dict[str, Any]]] = ()) -> None:
+        """Serve ``contact_id``'s rows from memory from now on (the caller holds its lock).
+
+        Args:
+            contact_id: the locked contact.
+            prefetched: the rows of :meth:`_prefetch_steps`, when the backend read them already.
+        """
+        uow = self._uow.get()
+        if uow is None:
+            return
+        uow.contact_id = contact_id
+        uow.contact, uow.contact_known = None, False
+        uow.messages, uow.messages_complete = None, False
+        uow.handoffs, uow.handoffs_since = None, None
+        if prefetched:
+            contact_rows, message_rows = prefetched
+            uow.contact = _contact(contact_rows[0]) if contact_rows else None
+            uow.contact_known = True
+            uow.messages = [_message(r) for r in reversed(message_rows)]
+            uow.messages_complete = len(message_rows) < PREFETCH_MESSAGES
+
+    @staticmethod
+    def _prefetch_steps(contact_id: str) -> list[Step]:
+        """What every locked turn reads first: the contact and its newest messages."""
+        return [
+            Step("SELECT * FROM contacts WHERE contact_id = ?", ((contact_id,),)),
+            Step(_LIST_MESSAGES, ((contact_id, PREFETCH_MESSAGES),)),
+        ]
+
+    async def _flush_and_release(
+        self,
+        failed: bool,
+        *release: Step,
+        after: Callable[[], Awaitable[None]] | None = None,
+        after_sql: str | None = None,
+    ) -> None:
+        """Write the deferred writes with the lock's ``release`` statements, then run ``after``.
+
+        One store operation (one span). When the block ``failed``, a failing write
+        is logged (the block's error is the one raised); ``after`` always runs.
+        """
+        uow = self._uow.get()
+        writes: list[_Write] = []
+        if uow is not None:
+            writes, uow.pending = uow.pending, []
+            failed = failed or uow.failed
+        steps = [*_group(writes), *release]
+        statements = [step.sql for step in steps] + ([after_sql] if after_sql else [])
+        if not statements:
+            return
+        with self._spans.operation(statements):
+            try:
+                if steps:
+                    await self._run_steps(steps)
+            except Exception:
+                if not failed:
+                    raise
+                logger.exception("could not write what a failed locked block had done")
+            finally:
+                if after is not None:
+                    await after()
 
     @abstractmethod
     def _hold_across_processes(
         self, contact_id: str, key: str, deadline: float, error: Exception
-    ) -> AbstractAsyncContextManager[None]:
+    ) -> AbstractAsyncContextManager[asyncio.Event]:
         """Hold ``key`` against other processes until the block ends.
 
         Waits until the event loop's clock reaches ``deadline``, then raises ``error``.
+        Calls :meth:`_enter_contact` once held, and :meth:`_flush_and_release`
+        before letting go. Yields an event the backend sets when it finds the lock
+        lost while held.
         """
 
     async def schema_version(self) -> int:
@@ -370,38 +766,56 @@ class SQLStore(ABC):
     # --- contacts -----------------------------------------------------------
     async def get_contact(self, contact_id: str) -> Contact | None:
         """The contact, or None when it was never stored."""
+        uow = self._known(contact_id)
+        if uow is not None and uow.contact_known:
+            return None if uow.contact is None else _copy_contact(uow.contact)
         row = await self._one("SELECT * FROM contacts WHERE contact_id = ?", (contact_id,))
-        return None if row is None else _contact(row)
+        contact = None if row is None else _contact(row)
+        if uow is not None:
+            uow.contact, uow.contact_known = contact, True
+            return None if contact is None else _copy_contact(contact)
+        return contact
 
     async def upsert_contact(self, contact: Contact) -> Contact:
-        """Insert or replace the contact's fields; ``created_at`` is kept from the first insert."""
+        """Insert or replace the contact's fields; ``created_at`` is kept from the first insert.
+
+        Deferred inside a unit of work (the returned contact is what will be written).
+        """
         now = _now()
+        uow = self._known(contact.contact_id)
+        if contact.created_at is None and uow is not None and uow.contact is not None:
+            contact = replace(contact, created_at=uow.contact.created_at)
         created = utc("contact.created_at", contact.created_at) if contact.created_at else now
-        row = await self._one(
-            """INSERT INTO contacts (contact_id, location_id, current_bot, temperature, tags,
-                   opted_out, escalated, state, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (contact_id) DO UPDATE SET
-                   location_id = excluded.location_id, current_bot = excluded.current_bot,
-                   temperature = excluded.temperature, tags = excluded.tags,
-                   opted_out = excluded.opted_out, escalated = excluded.escalated,
-                   state = excluded.state, updated_at = excluded.updated_at
-               RETURNING *""",
-            (
-                contact.contact_id,
-                contact.location_id,
-                contact.current_bot,
-                contact.temperature,
-                list(contact.tags),
-                contact.opted_out,
-                contact.escalated,
-                dict(contact.state),
-                created,
-                now,
-            ),
+        args = (
+            contact.contact_id,
+            contact.location_id,
+            contact.current_bot,
+            contact.temperature,
+            list(contact.tags),
+            contact.opted_out,
+            contact.escalated,
+            dict(contact.state),
+            created,
+            now,
         )
+        if self._deferring() is not None:
+            await self._write(_UPSERT_CONTACT, args, key=("contact", contact.contact_id))
+            saved = replace(
+                contact,
+                tags=list(contact.tags),
+                state=dict(contact.state),
+                created_at=created,
+                updated_at=now,
+            )
+            if uow is not None:
+                uow.contact, uow.contact_known = saved, True
+            return _copy_contact(saved)
+        row = await self._one(_UPSERT_CONTACT + " RETURNING *", args)
         assert row is not None  # an upsert always returns its row
-        return _contact(row)
+        saved = _contact(row)
+        if uow is not None:
+            uow.contact, uow.contact_known = saved, True
+        return _copy_contact(saved)
 
     # --- messages -----------------------------------------------------------
     async def add_message(
@@ -413,27 +827,50 @@ class SQLStore(ABC):
         *,
         message_id: str | None = None,
         created_at: datetime | None = None,
+        defer: bool = False,
     ) -> Message:
-        """Store one message (``direction`` is ``inbound`` or ``outbound``)."""
+        """Store one message (``direction`` is ``inbound`` or ``outbound``).
+
+        With ``defer`` inside a unit of work, the row is written with the unit's
+        other writes and the returned message has ``id`` 0 (the caller does not
+        need the id); the unit's later reads of the contact's messages see it.
+        """
         if direction not in ("inbound", "outbound"):
             raise ValueError(f"unknown message direction {direction!r}: use 'inbound' or 'outbound'")
         at = utc("created_at", created_at) if created_at else _now()
-        row = await self._one(
-            """INSERT INTO messages (contact_id, direction, body, channel, message_id, created_at)
-               VALUES (?, ?, ?, ?, ?, ?) RETURNING *""",
-            (contact_id, direction, body, channel, message_id, at),
-        )
-        assert row is not None
-        return _message(row)
+        sql = """INSERT INTO messages (contact_id, direction, body, channel, message_id, created_at)
+               VALUES (?, ?, ?, ?, ?, ?)"""
+        args = (contact_id, direction, body, channel, message_id, at)
+        if defer and self._deferring() is not None:
+            await self._write(sql, args)
+            message = Message(0, contact_id, direction, body, channel, at, message_id)
+        else:
+            row = await self._one(sql + " RETURNING *", args)
+            assert row is not None
+            message = _message(row)
+        uow = self._known(contact_id)
+        if uow is not None and uow.messages is not None:
+            known = sorted([*uow.messages, message], key=lambda m: (m.created_at, m.id))
+            if not uow.messages_complete and known[0] is message:
+                uow.messages = None  # older than what we hold: the window is no longer contiguous
+            else:
+                uow.messages = known
+        return message
 
     async def list_messages(self, contact_id: str, limit: int = 50) -> list[Message]:
         """The last ``limit`` messages of a contact, oldest first."""
-        rows = await self._query(
-            """SELECT * FROM messages WHERE contact_id = ?
-               ORDER BY created_at DESC, id DESC LIMIT ?""",
-            (contact_id, limit),
-        )
-        return [_message(r) for r in reversed(rows)]
+        uow = self._known(contact_id)
+        if (
+            uow is not None
+            and uow.messages is not None
+            and (uow.messages_complete or len(uow.messages) >= limit)
+        ):
+            return list(uow.messages[-limit:]) if limit > 0 else []
+        rows = await self._sql(_LIST_MESSAGES, (contact_id, limit))
+        messages = [_message(r) for r in reversed(rows)]
+        if uow is not None and (uow.messages is None or len(messages) > len(uow.messages)):
+            uow.messages, uow.messages_complete = list(messages), len(rows) < limit
+        return messages
 
     # --- webhook events -----------------------------------------------------
     async def record_webhook_event(
@@ -447,8 +884,14 @@ class SQLStore(ABC):
         status: str = "received",
         trace_context: dict[str, str] | None = None,
     ) -> WebhookInsert:
-        """Store a delivery once; a known webhookId or messageId is reported as a duplicate."""
+        """Store a delivery once; a known webhookId or messageId is reported as a duplicate.
+
+        ``status="processing"`` stores and claims it in the same statement (one
+        attempt counted): the caller processes it now. The new row comes back as
+        :attr:`WebhookInsert.event`.
+        """
         _check_status("webhook event", status, WEBHOOK_STATUSES)
+        attempts = 1 if status == "processing" else 0
         # A conflicting row can vanish between the insert and the lookup only if
         # someone deletes events; retrying covers that without ever raising a
         # unique violation at the caller.
@@ -457,8 +900,8 @@ class SQLStore(ABC):
             row = await self._one(
                 """INSERT INTO webhook_events (webhook_id, message_id, event_type, contact_id, payload,
                        status, attempts, received_at, updated_at, trace_context)
-                   VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
-                   ON CONFLICT DO NOTHING RETURNING id""",
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT DO NOTHING RETURNING *""",
                 (
                     webhook_id,
                     message_id,
@@ -466,13 +909,14 @@ class SQLStore(ABC):
                     contact_id,
                     dict(payload),
                     status,
+                    attempts,
                     now,
                     now,
                     dict(trace_context or {}),
                 ),
             )
             if row is not None:
-                return WebhookInsert(event_id=int(row["id"]), duplicate=False)
+                return WebhookInsert(event_id=int(row["id"]), duplicate=False, event=_webhook_event(row))
             existing = await self._one(
                 """SELECT id FROM webhook_events WHERE webhook_id = ? OR message_id = ?
                    ORDER BY id LIMIT 1""",
@@ -504,9 +948,12 @@ class SQLStore(ABC):
         return await self._one(sql, args) is not None
 
     async def finish_webhook_event(self, event_id: int, status: str, error: str | None = None) -> None:
-        """Set the final status (``processed``, ``ignored``, ``failed``) and error text."""
+        """Set the final status (``processed``, ``ignored``, ``failed``) and error text.
+
+        Deferred inside a unit of work.
+        """
         _check_status("webhook event", status, WEBHOOK_STATUSES)
-        await self._query(
+        await self._write(
             "UPDATE webhook_events SET status = ?, error = ?, updated_at = ? WHERE id = ?",
             (status, error, _now(), event_id),
         )
@@ -520,7 +967,7 @@ class SQLStore(ABC):
         self, older_than: datetime, limit: int = 100
     ) -> list[WebhookEvent]:
         """Events still ``received`` or stuck ``processing`` since before ``older_than``, oldest first."""
-        rows = await self._query(
+        rows = await self._sql(
             """SELECT * FROM webhook_events
                WHERE status IN ('received', 'processing') AND updated_at < ?
                ORDER BY received_at, id LIMIT ?""",
@@ -530,16 +977,27 @@ class SQLStore(ABC):
 
     # --- outbox ---------------------------------------------------------------
     async def enqueue_outbox(
-        self, idempotency_key: str, kind: str, payload: dict[str, Any], *, contact_id: str | None = None
+        self,
+        idempotency_key: str,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        contact_id: str | None = None,
+        claim: bool = False,
     ) -> tuple[OutboxItem, bool]:
-        """Write an item once; returns (item, created). A known key returns the stored item."""
+        """Write an item once; returns (item, created). A known key returns the stored item.
+
+        With ``claim`` a new item is stored already claimed (``sending``, one
+        attempt): the caller sends it now, and nobody else can.
+        """
         now = _now()
+        status, attempts = ("sending", 1) if claim else ("pending", 0)
         row = await self._one(
             """INSERT INTO outbox (idempotency_key, kind, contact_id, payload, status, attempts,
                    next_attempt_at, created_at, updated_at)
-               VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (idempotency_key) DO NOTHING RETURNING *""",
-            (idempotency_key, kind, contact_id, dict(payload), now, now, now),
+            (idempotency_key, kind, contact_id, dict(payload), status, attempts, now, now, now),
         )
         if row is not None:
             return _outbox_item(row), True
@@ -574,21 +1032,24 @@ class SQLStore(ABC):
         return sorted(items, key=lambda i: (i.next_attempt_at, i.id))
 
     async def mark_outbox_sent(self, item_id: int, response: dict[str, Any] | None = None) -> None:
-        """The item was delivered; keep GHL's answer."""
-        await self._query(
+        """The item was delivered; keep GHL's answer (deferred in a unit of work)."""
+        await self._write(
             "UPDATE outbox SET status = 'sent', response = ?, last_error = NULL, updated_at = ? WHERE id = ?",
             (None if response is None else dict(response), _now(), item_id),
         )
 
     async def mark_outbox_failed(self, item_id: int, error: str, next_attempt_at: datetime | None) -> None:
-        """Back to ``pending`` at ``next_attempt_at``; ``failed`` for good when it is None."""
+        """Back to ``pending`` at ``next_attempt_at``; ``failed`` for good when it is None.
+
+        Deferred inside a unit of work.
+        """
         if next_attempt_at is None:
-            await self._query(
+            await self._write(
                 "UPDATE outbox SET status = 'failed', last_error = ?, updated_at = ? WHERE id = ?",
                 (error, _now(), item_id),
             )
             return
-        await self._query(
+        await self._write(
             """UPDATE outbox SET status = 'pending', last_error = ?, next_attempt_at = ?, updated_at = ?
                WHERE id = ?""",
             (error, utc("next_attempt_at", next_attempt_at), _now(), item_id),
@@ -602,10 +1063,10 @@ class SQLStore(ABC):
     async def list_outbox(self, status: str | None = None, limit: int = 1000) -> list[OutboxItem]:
         """Items in creation order, optionally of one status."""
         if status is None:
-            rows = await self._query("SELECT * FROM outbox ORDER BY id LIMIT ?", (limit,))
+            rows = await self._sql("SELECT * FROM outbox ORDER BY id LIMIT ?", (limit,))
         else:
             _check_status("outbox", status, OUTBOX_STATUSES)
-            rows = await self._query(
+            rows = await self._sql(
                 "SELECT * FROM outbox WHERE status = ? ORDER BY id LIMIT ?", (status, limit)
             )
         return [_outbox_item(r) for r in rows]
@@ -621,30 +1082,52 @@ class SQLStore(ABC):
         outcome: str,
         created_at: datetime | None = None,
     ) -> Handoff:
-        """Store one evaluated or executed handoff."""
+        """Store one evaluated or executed handoff.
+
+        Deferred inside a unit of work: the returned row then has ``id`` 0 (the
+        database assigns it when the unit of work is written).
+        """
         at = utc("created_at", created_at) if created_at else _now()
-        row = await self._one(
-            """INSERT INTO handoffs (contact_id, source_bot, target_bot, confidence, reason, outcome,
+        args = (contact_id, source_bot, target_bot, float(confidence), reason, outcome, at)
+        sql = """INSERT INTO handoffs (contact_id, source_bot, target_bot, confidence, reason, outcome,
                    created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *""",
-            (contact_id, source_bot, target_bot, float(confidence), reason, outcome, at),
-        )
-        assert row is not None
-        return _handoff(row)
+               VALUES (?, ?, ?, ?, ?, ?, ?)"""
+        if self._deferring() is not None:
+            await self._write(sql, args)
+            handoff = Handoff(0, contact_id, source_bot, target_bot, float(confidence), reason, outcome, at)
+        else:
+            row = await self._one(sql + " RETURNING *", args)
+            assert row is not None
+            handoff = _handoff(row)
+        uow = self._known(contact_id)
+        if uow is not None and uow.handoffs is not None:
+            uow.handoffs.append(handoff)
+        return handoff
 
     async def list_handoffs(self, contact_id: str, since: datetime | None = None) -> list[Handoff]:
         """A contact's handoffs, oldest first, at or after ``since`` when given."""
+        since = None if since is None else utc("since", since)
+        uow = self._known(contact_id)
+        if (
+            uow is not None
+            and uow.handoffs is not None
+            and (uow.handoffs_since is None or (since is not None and since >= uow.handoffs_since))
+        ):
+            return [h for h in uow.handoffs if since is None or h.created_at >= since]
         if since is None:
-            rows = await self._query(
+            rows = await self._sql(
                 "SELECT * FROM handoffs WHERE contact_id = ? ORDER BY created_at, id", (contact_id,)
             )
         else:
-            rows = await self._query(
+            rows = await self._sql(
                 """SELECT * FROM handoffs WHERE contact_id = ? AND created_at >= ?
                    ORDER BY created_at, id""",
-                (contact_id, utc("since", since)),
+                (contact_id, since),
             )
-        return [_handoff(r) for r in rows]
+        handoffs = [_handoff(r) for r in rows]
+        if uow is not None:
+            uow.handoffs, uow.handoffs_since = list(handoffs), since
+        return handoffs
 
     # --- follow-ups -----------------------------------------------------------
     async def schedule_followup(
@@ -661,9 +1144,52 @@ class SQLStore(ABC):
         assert row is not None
         return _followup(row)
 
+    async def replace_followups(
+        self, contact_id: str, steps: Sequence[tuple[str, datetime]], trace_context: dict[str, str]
+    ) -> list[FollowUp]:
+        """Cancel the contact's waiting steps and store ``steps`` instead, in one transaction.
+
+        One round trip, together with the unit of work's deferred writes.
+
+        Args:
+            contact_id: the contact.
+            steps: ``(step, due_at)`` pairs to store as ``pending``.
+            trace_context: the scheduling trace's W3C carrier, kept on every step.
+
+        Returns:
+            The stored steps, in the order given.
+        """
+        now = _now()
+        cancel = Step(
+            """UPDATE followups SET status = 'cancelled', updated_at = ?
+               WHERE contact_id = ? AND status IN ('pending', 'failed')""",
+            ((now, contact_id),),
+        )
+        if not steps:
+            # Nothing to return, so nothing to wait for: deferred inside a unit of work.
+            await self._write(cancel.sql, cancel.rows[0])
+            return []
+        values = ", ".join(["(?, ?, ?, 'pending', 0, ?, ?, ?)"] * len(steps))
+        args: list[Any] = []
+        for step, due_at in steps:
+            args.extend((contact_id, step, utc("due_at", due_at), dict(trace_context), now, now))
+        insert = Step(
+            f"""INSERT INTO followups (contact_id, step, due_at, status, attempts, trace_context,
+                   created_at, updated_at)
+               VALUES {values} RETURNING *""",
+            (tuple(args),),
+        )
+        if self._in_transaction():
+            await self._sql(cancel.sql, cancel.rows[0])
+            rows = await self._sql(insert.sql, insert.rows[0])
+        else:
+            _, rows = await self.flush(cancel, insert)
+        by_step = {r["step"]: _followup(r) for r in rows}
+        return [by_step[step] for step, _ in steps]
+
     async def cancel_followups(self, contact_id: str) -> int:
         """Cancel every step of a contact still waiting to run (``pending`` or ``failed``)."""
-        rows = await self._query(
+        rows = await self._sql(
             """UPDATE followups SET status = 'cancelled', updated_at = ?
                WHERE contact_id = ? AND status IN ('pending', 'failed') RETURNING id""",
             (_now(), contact_id),
@@ -688,21 +1214,24 @@ class SQLStore(ABC):
         return sorted(steps, key=lambda f: (f.due_at, f.id))
 
     async def complete_followup(self, followup_id: int) -> None:
-        """The step ran: ``done``."""
-        await self._query(
+        """The step ran: ``done`` (deferred in a unit of work)."""
+        await self._write(
             "UPDATE followups SET status = 'done', last_error = NULL, updated_at = ? WHERE id = ?",
             (_now(), followup_id),
         )
 
     async def fail_followup(self, followup_id: int, error: str, next_attempt_at: datetime | None) -> None:
-        """``failed`` to retry at ``next_attempt_at``; ``dead`` when it is None."""
+        """``failed`` to retry at ``next_attempt_at``; ``dead`` when it is None.
+
+        Deferred inside a unit of work.
+        """
         if next_attempt_at is None:
-            await self._query(
+            await self._write(
                 "UPDATE followups SET status = 'dead', last_error = ?, updated_at = ? WHERE id = ?",
                 (error, _now(), followup_id),
             )
             return
-        await self._query(
+        await self._write(
             """UPDATE followups SET status = 'failed', last_error = ?, due_at = ?, updated_at = ?
                WHERE id = ?""",
             (error, utc("next_attempt_at", next_attempt_at), _now(), followup_id),
@@ -711,9 +1240,9 @@ class SQLStore(ABC):
     async def list_followups(self, contact_id: str | None = None) -> list[FollowUp]:
         """Steps in due order, of one contact or of all."""
         if contact_id is None:
-            rows = await self._query("SELECT * FROM followups ORDER BY due_at, id")
+            rows = await self._sql("SELECT * FROM followups ORDER BY due_at, id")
         else:
-            rows = await self._query(
+            rows = await self._sql(
                 "SELECT * FROM followups WHERE contact_id = ? ORDER BY due_at, id", (contact_id,)
             )
         return [_followup(r) for r in rows]
@@ -736,7 +1265,7 @@ class SQLStore(ABC):
     # --- dialogue slots (issue 10) ------------------------------------------------
     async def list_slots(self, contact_id: str) -> list[Slot]:
         """Every stored slot of a contact, ordered by side and name."""
-        rows = await self._query(
+        rows = await self._sql(
             """SELECT side, name, value, updated_at FROM dialogue_slots
                WHERE contact_id = ? ORDER BY side, name""",
             (contact_id,),
@@ -745,6 +1274,8 @@ class SQLStore(ABC):
 
     async def save_slots(self, contact_id: str, slots: list[Slot]) -> None:
         """Insert or replace the given slots of a contact, all in one statement; others are kept.
+
+        Deferred inside a unit of work.
 
         Raises:
             ValueError: the same (side, name) is given twice.
@@ -760,9 +1291,10 @@ class SQLStore(ABC):
         for slot in slots:
             # Wrapped so any JSON value (a number, a list, null) fits the JSON column alike.
             args.extend((contact_id, slot.side, slot.name, {"v": slot.value}, now))
-        await self._query(
+        # Nothing to return: deferred inside a unit of work, written with its other writes.
+        await self._write(
             f"""INSERT INTO dialogue_slots (contact_id, side, name, value, updated_at) VALUES {values}
                 ON CONFLICT (contact_id, side, name) DO UPDATE SET
                     value = excluded.value, updated_at = excluded.updated_at""",
-            args,
+            tuple(args),
         )

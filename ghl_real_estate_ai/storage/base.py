@@ -16,6 +16,7 @@ statuses: ``received`` -> ``processing`` -> ``processed``; ``ignored``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,6 +90,8 @@ class WebhookInsert:
     event_id: int
     duplicate: bool
     """True when an event with the same webhookId or messageId was already stored."""
+    event: WebhookEvent | None = None
+    """The row just stored (None for a duplicate)."""
 
 
 @dataclass(slots=True)
@@ -158,6 +161,9 @@ class Store(Protocol):
     backend: str
     """``"sqlite"`` or ``"postgresql"``."""
 
+    stats: Any
+    """Round trips, statements and executions sent so far (``StoreStats``)."""
+
     async def open(self) -> None:
         """Connect and create or migrate the schema."""
 
@@ -173,8 +179,11 @@ class Store(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """Run the calls made inside the block in one transaction (same task)."""
 
+    def unit_of_work(self) -> AbstractAsyncContextManager[Any]:
+        """Defer the block's writes nobody waits for; write them in one transaction at the end."""
+
     def contact_lock(self, contact_id: str, timeout: float = 30.0) -> AbstractAsyncContextManager[None]:
-        """Serialise holders for one contact, across tasks and processes."""
+        """Serialise holders for one contact, across tasks and processes (one unit of work inside)."""
 
     # contacts
     async def get_contact(self, contact_id: str) -> Contact | None: ...
@@ -190,7 +199,10 @@ class Store(Protocol):
         *,
         message_id: str | None = None,
         created_at: datetime | None = None,
-    ) -> Message: ...
+        defer: bool = False,
+    ) -> Message:
+        """Store a message; ``defer`` lets a unit of work write it later (the id is then 0)."""
+
     async def list_messages(self, contact_id: str, limit: int = 50) -> list[Message]:
         """Oldest first, the last ``limit`` messages."""
 
@@ -223,9 +235,18 @@ class Store(Protocol):
 
     # outbox
     async def enqueue_outbox(
-        self, idempotency_key: str, kind: str, payload: dict[str, Any], *, contact_id: str | None = None
+        self,
+        idempotency_key: str,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        contact_id: str | None = None,
+        claim: bool = False,
     ) -> tuple[OutboxItem, bool]:
-        """Write an item once; returns (item, created). A known key returns the stored item."""
+        """Write an item once; returns (item, created). A known key returns the stored item.
+
+        ``claim`` stores a new item already ``sending`` (the caller sends it now).
+        """
 
     async def claim_outbox_item(self, item_id: int) -> OutboxItem | None:
         """``pending`` -> ``sending`` for one item; None when it is not pending."""
@@ -262,6 +283,11 @@ class Store(Protocol):
     async def schedule_followup(
         self, contact_id: str, step: str, due_at: datetime, trace_context: dict[str, str]
     ) -> FollowUp: ...
+    async def replace_followups(
+        self, contact_id: str, steps: Sequence[tuple[str, datetime]], trace_context: dict[str, str]
+    ) -> list[FollowUp]:
+        """Cancel a contact's waiting steps and store ``(step, due_at)`` pairs instead, in one transaction."""
+
     async def cancel_followups(self, contact_id: str) -> int:
         """Cancel every pending step of a contact; returns how many."""
 

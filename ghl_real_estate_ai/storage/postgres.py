@@ -19,7 +19,10 @@ plus one for contact locks.
   DATABASE_URL, and every pooled connection is then replaced, so the first
   call after the server comes back works.
 
-Query spans come from the asyncpg auto-instrumentation, not from here.
+Spans: one per store operation (see :mod:`._spans`). The asyncpg
+auto-instrumentation stays installed for other code, but it is silenced for
+this store's own queries unless ``trace_statements`` asks for one span per
+statement; the pool's housekeeping (connection set-up, release) is never traced.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -37,11 +40,13 @@ from typing import Any
 import asyncpg
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.trace import TracerProvider
 
 from ghl_real_estate_ai.errors import StorageError, StorageUnavailableError
 from ghl_real_estate_ai.storage._sql import (
     Backoff,
     SQLStore,
+    Step,
     TxState,
     describe_statement,
 )
@@ -83,6 +88,17 @@ def _cause(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release hook: nothing to reset.
+
+    asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` at every release, a round trip per checkout (issue 14). Our pooled
+    connections never change session state: no SET, LISTEN, cursors or session
+    advisory locks (contact locks live on their own connection). asyncpg still
+    rolls back a transaction left open before this hook runs.
+    """
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # Plumbing of a new pooled connection (type introspection), never worth a span.
     with suppress_instrumentation():
@@ -104,6 +120,8 @@ class PostgresStore(SQLStore):
         pool_size: int = 10,
         migrations: Sequence[Migration] = MIGRATIONS,
         connect_timeout: float = 5.0,
+        tracer_provider: TracerProvider | None = None,
+        trace_statements: bool = False,
     ) -> None:
         """Describe the store; nothing connects until :meth:`open`.
 
@@ -112,14 +130,23 @@ class PostgresStore(SQLStore):
             pool_size: maximum pooled connections.
             migrations: the schema steps (tests pass a prefix to simulate an old database).
             connect_timeout: seconds to wait for a new connection.
+            tracer_provider: where the store's spans go; the global provider when None.
+            trace_statements: let the asyncpg instrumentation add one span per statement.
         """
-        super().__init__(database_url, migrations=migrations)
+        super().__init__(
+            database_url,
+            migrations=migrations,
+            tracer_provider=tracer_provider,
+            trace_statements=trace_statements,
+        )
         self.pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
         self._tx: ContextVar[TxState | None] = ContextVar(f"postgres_tx_{id(self)}", default=None)
         self._lock_conn: asyncpg.Connection | None = None
         self._lock_mutex = asyncio.Lock()
+        self.lock_check_seconds = 1.0
+        """How often a held contact lock checks that its connection is alive."""
 
     # --- life cycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -136,6 +163,7 @@ class PostgresStore(SQLStore):
                 min_size=1,
                 max_size=self.pool_size,
                 init=_init_connection,
+                reset=_keep_session,
                 timeout=self._connect_timeout,
             )
         except Exception as exc:
@@ -225,8 +253,80 @@ class PostgresStore(SQLStore):
             await self._pool.expire_connections()
 
     async def _fetch(self, conn: Any, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        records = await conn.fetch(_numbered(sql), *args)
+        self.stats.round_trips += 1
+        self.stats.statements += 1
+        self.stats.executions += 1
+        with self._driver_spans():
+            records = await conn.fetch(_numbered(sql), *args)
         return [dict(r) for r in records]
+
+    def _driver_spans(self) -> AbstractContextManager[None]:
+        """The asyncpg instrumentation speaks for our statements only when statement spans are asked for."""
+        if self._spans.statements:
+            return _untraced_outside_a_trace()
+        return suppress_instrumentation()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection; checking it out and back in is never traced (pool housekeeping)."""
+        pool = self._require_pool()
+        with suppress_instrumentation():
+            conn = await pool.acquire()
+        try:
+            yield conn
+        finally:
+            with suppress_instrumentation():
+                await pool.release(conn)
+
+    def _in_transaction(self) -> bool:
+        tx = self._tx.get()
+        return tx is not None and tx.active
+
+    async def _steps_on(self, conn: Any, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
+        results: list[list[dict[str, Any]]] = []
+        for step in steps:
+            if step.many:
+                self.stats.round_trips += 1
+                self.stats.statements += 1
+                self.stats.executions += len(step.rows)
+                with self._driver_spans():
+                    await conn.executemany(_numbered(step.sql), step.rows)
+                results.append([])
+            else:
+                results.append(await self._fetch(conn, step.sql, step.rows[0]))
+        return results
+
+    async def _run_steps(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
+        try:
+            tx = self._tx.get()
+            if tx is not None and tx.active:
+                async with tx.lock:
+                    return await self._steps_on(tx.conn, steps)
+            async with self._connection() as conn:
+                if len(steps) == 1 or all(describe_statement(step.sql)[0] == "SELECT" for step in steps):
+                    return await self._steps_on(conn, steps)
+                self.stats.round_trips += 2  # BEGIN and COMMIT
+                # Transaction control is never a span, not even a statement span.
+                tr = conn.transaction()
+                with suppress_instrumentation():
+                    await tr.start()
+                try:
+                    results = await self._steps_on(conn, steps)
+                except BaseException:
+                    with suppress_instrumentation(), suppress(Exception):
+                        await tr.rollback()
+                    raise
+                with suppress_instrumentation():
+                    await tr.commit()
+                return results
+        except StorageError:
+            raise
+        except Exception as exc:
+            verb, table = describe_statement(steps[0].sql)
+            error = self._translate(exc, f"{verb} {table or ''}".strip())
+            if isinstance(error, StorageUnavailableError):
+                await self._forget_connections()
+            raise error from None
 
     async def _query(
         self, sql: str, args: Sequence[Any] = (), *, exclusive: bool = False
@@ -235,12 +335,9 @@ class PostgresStore(SQLStore):
             tx = self._tx.get()
             if tx is not None and tx.active:
                 async with tx.lock:
-                    with _untraced_outside_a_trace():
-                        return await self._fetch(tx.conn, sql, args)
-            # The release runs asyncpg's reset query: it belongs inside the same rule.
-            with _untraced_outside_a_trace():
-                async with self._require_pool().acquire() as conn:
-                    return await self._fetch(conn, sql, args)
+                    return await self._fetch(tx.conn, sql, args)
+            async with self._connection() as conn:
+                return await self._fetch(conn, sql, args)
         except StorageError:
             raise
         except Exception as exc:
@@ -254,25 +351,28 @@ class PostgresStore(SQLStore):
     async def transaction(self) -> AsyncIterator[None]:
         """Run the calls of the block (and of tasks it starts) on one connection, in one transaction.
 
-        A nested block joins the outer one.
+        A nested block joins the outer one. Deferred writes of a unit of work are written first.
         """
         outer = self._tx.get()
         if outer is not None and outer.active:
             yield
             return
+        await self.flush()
         pool = self._require_pool()
         try:
-            conn = await pool.acquire()
+            with suppress_instrumentation():
+                conn = await pool.acquire()
         except Exception as exc:
             await self._forget_connections()
             raise self._translate(exc, "BEGIN") from None
         try:
             tr = conn.transaction()
             try:
-                with _untraced_outside_a_trace():
+                with suppress_instrumentation():
                     await tr.start()
             except Exception as exc:
                 raise self._translate(exc, "BEGIN") from None
+            self.stats.round_trips += 1  # BEGIN
             state = TxState(conn)
             token = self._tx.set(state)
             try:
@@ -283,14 +383,15 @@ class PostgresStore(SQLStore):
                     # A failed rollback (dead connection) must not hide the error of the block.
                     with suppress(Exception):
                         if not conn.is_closed():
-                            with _untraced_outside_a_trace():
+                            with suppress_instrumentation():
                                 await tr.rollback()
                 raise
             else:
                 state.active = False
                 async with state.lock:
                     try:
-                        with _untraced_outside_a_trace():
+                        self.stats.round_trips += 1
+                        with suppress_instrumentation():
                             await tr.commit()
                     except Exception as exc:
                         error = self._translate(exc, "COMMIT")
@@ -300,7 +401,7 @@ class PostgresStore(SQLStore):
             finally:
                 self._tx.reset(token)
         finally:
-            with _untraced_outside_a_trace():
+            with suppress_instrumentation():
                 await pool.release(conn)
 
     # --- contact lock -------------------------------------------------------------
@@ -309,7 +410,11 @@ class PostgresStore(SQLStore):
             try:
                 if self._lock_conn is None or self._lock_conn.is_closed():
                     self._lock_conn = await asyncpg.connect(self.database_url, timeout=self._connect_timeout)
-                return bool(await self._lock_conn.fetchval(sql, key))
+                self.stats.round_trips += 1
+                self.stats.statements += 1
+                self.stats.executions += 1
+                with self._driver_spans():
+                    return bool(await self._lock_conn.fetchval(sql, key))
             except Exception as exc:
                 if self._lock_conn is not None and self._lock_conn.is_closed():
                     self._lock_conn = None
@@ -318,24 +423,91 @@ class PostgresStore(SQLStore):
     @asynccontextmanager
     async def _hold_across_processes(
         self, contact_id: str, key: str, deadline: float, error: Exception
-    ) -> AsyncIterator[None]:
-        """A session advisory lock on ``key``."""
+    ) -> AsyncIterator[asyncio.Event]:
+        """A session advisory lock on ``key``; the block's deferred writes are written before it is freed.
+
+        The lock and the reads of the contact's rows are one store operation (one
+        span); writing the deferred writes and freeing the lock another. While
+        held, the lock's connection is watched: the lock dies with it, and the
+        yielded event is then set.
+        """
         loop = asyncio.get_running_loop()
         backoff = Backoff()
-        # Polling pg_try_advisory_lock keeps the one lock connection free for
-        # other contacts and honours the timeout exactly.
-        while not await self._lock_call("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key):
-            if loop.time() >= deadline:
-                raise error
-            await backoff.sleep(deadline)
-        try:
-            yield
-        finally:
+        prefetch = self._prefetch_steps(contact_id)
+        with self._spans.operation([_TRY_LOCK, *(step.sql for step in prefetch)]):
+            # Polling pg_try_advisory_lock keeps the one lock connection free for
+            # other contacts and honours the timeout exactly.
+            while not await self._lock_call(_TRY_LOCK, key):
+                if loop.time() >= deadline:
+                    raise error
+                await backoff.sleep(deadline)
             try:
-                await self._lock_call("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
-            except StorageError as exc:
-                # The server frees a dead session's locks; nothing more to do.
-                logger.warning("could not release the advisory lock of contact %r: %s", contact_id, exc)
+                prefetched = await self._run_steps(prefetch)
+            except BaseException:
+                await self._unlock(contact_id, key)
+                raise
+        self._enter_contact(contact_id, prefetched)
+        held_on = self._lock_conn
+        lost = asyncio.Event()
+        watcher = asyncio.create_task(self._watch_lock(held_on, lost), name=f"lock watch {key}")
+
+        async def unlock() -> None:
+            watcher.cancel()
+            await asyncio.wait({watcher})
+            # When lost, the session that held it is gone, and the lock with it.
+            if not lost.is_set():
+                await self._unlock(contact_id, key)
+
+        try:
+            yield lost
+        except BaseException:
+            await self._flush_and_release(True, after=unlock, after_sql=_UNLOCK)
+            raise
+        await self._flush_and_release(False, after=unlock, after_sql=_UNLOCK)
+
+    async def _unlock(self, contact_id: str, key: str) -> None:
+        try:
+            await self._lock_call(_UNLOCK, key)
+        except StorageError as exc:
+            # The server frees a dead session's locks; nothing more to do.
+            logger.warning("could not release the advisory lock of contact %r: %s", contact_id, exc)
+
+    async def _watch_lock(self, held_on: asyncpg.Connection | None, lost: asyncio.Event) -> None:
+        """Set ``lost`` once the connection holding the advisory lock is closed or replaced."""
+        while True:
+            await asyncio.sleep(self.lock_check_seconds)
+            async with self._lock_mutex:
+                alive = await self._lock_connection_alive(held_on)
+            if not alive:
+                logger.error("the advisory lock connection was lost: the locks it held are gone")
+                lost.set()
+                return
+
+    async def _lock_connection_alive(self, conn: asyncpg.Connection | None) -> bool:
+        if conn is None or conn is not self._lock_conn or conn.is_closed():
+            return False
+        try:
+            with suppress_instrumentation():
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), self.lock_check_seconds * 2)
+        except Exception:
+            conn.terminate()
+            self._lock_conn = None
+            return False
+        return True
+
+
+_TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
+
+
+@contextmanager
+def _statements_traced(wanted: bool) -> Iterator[None]:
+    """Transaction control is a statement span only when statement spans are wanted."""
+    if wanted:
+        yield
+        return
+    with suppress_instrumentation():
+        yield
 
 
 @contextmanager

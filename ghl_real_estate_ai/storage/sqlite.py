@@ -12,12 +12,12 @@ How it stays correct with several processes on one file:
 - :meth:`SQLiteStore.contact_lock` is a lease row in the ``locks`` table (owner
   token + expiry, renewed while held, stolen once expired after a crash).
 
-Every statement runs in aiosqlite's worker thread, so its span is opened here,
-in the calling coroutine, around the awaited call: it nests under the caller's
-current span. Span name ``<VERB> <table>``, kind CLIENT, with ``db.system``,
-``db.operation``, ``db.sql.table`` and ``db.statement`` (placeholders only,
-never the values, which can hold personal data). Transaction control
-(``BEGIN``/``COMMIT``/``ROLLBACK``) and pragmas are not traced.
+Every statement runs in aiosqlite's worker thread; a batch of statements (a
+unit of work's writes, a lock with its reads) runs there in ONE hop. Spans:
+one per store operation (see :mod:`._spans`), opened in the calling coroutine
+so it nests under the caller's span; with ``trace_statements`` also one per
+statement (``db.statement`` with placeholders only, never the values, which
+can hold personal data). Transaction control and pragmas are never traced.
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import TracerProvider
 
 from ghl_real_estate_ai.errors import StorageError, StorageUnavailableError
+from ghl_real_estate_ai.storage._spans import Timed, now_ns
 from ghl_real_estate_ai.storage._sql import (
     Backoff,
     SQLStore,
+    Step,
     TxState,
     describe_statement,
 )
@@ -53,22 +54,17 @@ __all__ = ["SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
-TRACER_NAME = "ghl_real_estate_ai.storage"
 _JSON_COLUMNS = frozenset({"tags", "state", "payload", "response", "trace_context", "value"})
 _TRACED_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE"})
 
 
 @lru_cache(maxsize=512)
-def _describe(sql: str) -> tuple[str, dict[str, str]] | None:
-    """Span name and attributes of a statement; None for transaction control and pragmas."""
+def _describe(sql: str) -> str | None:
+    """``{verb} {table}`` of a statement; None for transaction control and pragmas."""
     verb, table = describe_statement(sql)
     if verb not in _TRACED_VERBS:
         return None
-    attributes = {"db.system": "sqlite", "db.operation": verb, "db.statement": " ".join(sql.split())}
-    if table is None:
-        return verb, attributes
-    attributes["db.sql.table"] = table
-    return f"{verb} {table}", attributes
+    return f"{verb} {table}" if table else verb
 
 
 def _encode(value: Any) -> Any:
@@ -106,6 +102,7 @@ class SQLiteStore(SQLStore):
         *,
         migrations: Sequence[Migration] = MIGRATIONS,
         tracer_provider: TracerProvider | None = None,
+        trace_statements: bool = False,
         busy_timeout: float = 10.0,
         lock_lease: float = 30.0,
     ) -> None:
@@ -115,14 +112,19 @@ class SQLiteStore(SQLStore):
             database_url: the DATABASE_URL it came from (named in errors).
             path: the database file, or ``":memory:"``.
             migrations: the schema steps (tests pass a prefix to simulate an old database).
-            tracer_provider: where the statement spans go; the global provider when None.
+            tracer_provider: where the store's spans go; the global provider when None.
+            trace_statements: one span per statement besides the operation spans (debugging).
             busy_timeout: seconds a statement waits for another process's write lock.
             lock_lease: seconds a contact lease lasts without renewal (a crashed
                 holder's lease is stolen after this).
         """
-        super().__init__(database_url, migrations=migrations)
+        super().__init__(
+            database_url,
+            migrations=migrations,
+            tracer_provider=tracer_provider,
+            trace_statements=trace_statements,
+        )
         self.path = path
-        self._tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
         self._busy_timeout = busy_timeout
         self._lock_lease = lock_lease
         self._conn: aiosqlite.Connection | None = None
@@ -223,26 +225,19 @@ class SQLiteStore(SQLStore):
 
     async def _run(self, conn: aiosqlite.Connection, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         params = [_encode(a) for a in args]
-        described = _describe(sql)
-        # Statements outside any trace (migrations at start-up, the worker's polling for due
-        # rows) get no span: a one-span root trace per poll would flood the trace store.
-        if described is None or not trace.get_current_span().get_span_context().is_valid:
+        if not self._spans.statements or _describe(sql) is None:
             return await self._execute(conn, sql, params)
-        name, attributes = described
-        span = self._tracer.start_span(name, kind=SpanKind.CLIENT)
+        started = now_ns()
         try:
-            if span.is_recording():
-                span.set_attributes(attributes)
             return await self._execute(conn, sql, params)
-        except BaseException as exc:
-            if span.is_recording():
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
         finally:
-            span.end()
+            self._spans.statement_spans([Timed(sql, started, now_ns())])
 
     async def _execute(self, conn: aiosqlite.Connection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        self.stats.round_trips += 1
+        if _describe(sql) is not None:
+            self.stats.statements += 1
+            self.stats.executions += 1
         try:
             rows = await conn.execute_fetchall(sql, params)
         except sqlite3.OperationalError as exc:
@@ -256,8 +251,7 @@ class SQLiteStore(SQLStore):
         return [_decode(r) for r in rows]
 
     def _failed(self, sql: str, exc: sqlite3.Error) -> StorageError:
-        described = _describe(sql)
-        what = described[0] if described else sql.split(None, 1)[0]
+        what = _describe(sql) or sql.split(None, 1)[0]
         return StorageError(f"{what} failed on DATABASE_URL={self.safe_url!r}: {exc}")
 
     async def _control(self, conn: aiosqlite.Connection, sql: str) -> None:
@@ -289,17 +283,79 @@ class SQLiteStore(SQLStore):
                 raise
             return rows
 
+    def _in_transaction(self) -> bool:
+        tx = self._tx.get()
+        return tx is not None and tx.active
+
+    async def _run_steps(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
+        tx = self._tx.get()
+        if tx is not None and tx.active:
+            async with tx.lock:
+                return await self._batch(tx.conn, steps, begin=False)
+        async with self._conn_lock:
+            return await self._batch(self._require_conn(), steps, begin=True)
+
+    async def _batch(
+        self, conn: aiosqlite.Connection, steps: Sequence[Step], *, begin: bool
+    ) -> list[list[dict[str, Any]]]:
+        """Run ``steps`` in aiosqlite's thread in ONE hop (and one transaction when ``begin``)."""
+        encoded = [(step.sql, [[_encode(a) for a in row] for row in step.rows], step.many) for step in steps]
+        timed: list[Timed] | None = [] if self._spans.statements and self._spans.active() else None
+
+        def work(raw: sqlite3.Connection) -> list[list[sqlite3.Row]]:
+            results: list[list[sqlite3.Row]] = []
+            if begin:
+                raw.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows, many in encoded:
+                    started = now_ns()
+                    if many:
+                        raw.executemany(sql, rows)
+                        results.append([])
+                    else:
+                        results.append(raw.execute(sql, rows[0]).fetchall())
+                    if timed is not None:
+                        timed.append(Timed(sql, started, now_ns()))
+                if begin:
+                    raw.execute("COMMIT")
+            except BaseException:
+                if begin and raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+            return results
+
+        self.stats.round_trips += 1
+        self.stats.statements += len(steps)
+        self.stats.executions += sum(len(step.rows) for step in steps)
+        try:
+            # aiosqlite runs ``work`` on its own thread, where the sqlite3 connection lives.
+            results: list[list[sqlite3.Row]] = await conn._execute(work, conn._conn)  # type: ignore[no-untyped-call]
+        except sqlite3.OperationalError as exc:
+            if "unable to open" in str(exc) or "disk I/O" in str(exc):
+                raise self._unavailable(exc) from None
+            raise self._failed(steps[0].sql, exc) from None
+        except sqlite3.Error as exc:
+            raise self._failed(steps[0].sql, exc) from None
+        except ValueError as exc:  # aiosqlite: "Connection closed" after close()
+            raise self._unavailable(exc) from None
+        finally:
+            if timed:
+                self._spans.statement_spans(timed)
+        return [[_decode(r) for r in rows] for rows in results]
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         """Run the calls of the block (and of tasks it starts) in one ``BEGIN IMMEDIATE`` transaction.
 
         A nested block joins the outer one. The write lock is held for the whole
         block, so keep it short and never wait inside it for another process.
+        Deferred writes of a unit of work are written first.
         """
         outer = self._tx.get()
         if outer is not None and outer.active:
             yield
             return
+        await self.flush()
         async with self._conn_lock:
             conn = self._require_conn()
             await self._control(conn, "BEGIN IMMEDIATE")
@@ -327,42 +383,61 @@ class SQLiteStore(SQLStore):
     @asynccontextmanager
     async def _hold_across_processes(
         self, contact_id: str, name: str, deadline: float, error: Exception
-    ) -> AsyncIterator[None]:
-        """A lease row on ``name`` in the ``locks`` table, renewed while held."""
-        token = secrets.token_hex(16)
-        await self._take_lease(name, token, deadline, error)
-        renewer = asyncio.create_task(self._renew_lease(name, token), name=f"lease {name}")
-        try:
-            yield
-        finally:
-            renewer.cancel()
-            # wait() neither raises the renewer's CancelledError nor swallows ours.
-            await asyncio.wait({renewer})
-            try:
-                await self._query("DELETE FROM locks WHERE name = ? AND owner = ?", (name, token))
-            except StorageError as exc:
-                # The lease then simply expires; nothing else to do.
-                logger.warning("could not release lock %s: %s", name, exc)
+    ) -> AsyncIterator[asyncio.Event]:
+        """A lease row on ``name`` in the ``locks`` table, renewed while held.
 
-    async def _take_lease(self, name: str, token: str, deadline: float, error: Exception) -> None:
+        Taking the lease and reading the contact's row and newest messages is one
+        round trip; writing the block's deferred writes and deleting the lease is another.
+        The yielded event is set when the lease is found lost (taken over, or not
+        renewable before it ran out).
+        """
+        token = secrets.token_hex(16)
+        prefetched = await self._take_lease(contact_id, name, token, deadline, error)
+        self._enter_contact(contact_id, prefetched)
+        lost = asyncio.Event()
+        renewer = asyncio.create_task(self._renew_lease(name, token, lost), name=f"lease {name}")
+        release = Step("DELETE FROM locks WHERE name = ? AND owner = ?", ((name, token),))
+        try:
+            yield lost
+        except BaseException:
+            await self._stop(renewer)
+            await self._flush_and_release(True, release)
+            raise
+        await self._stop(renewer)
+        await self._flush_and_release(False, release)
+
+    @staticmethod
+    async def _stop(renewer: asyncio.Task[None]) -> None:
+        renewer.cancel()
+        # wait() neither raises the renewer's CancelledError nor swallows ours.
+        await asyncio.wait({renewer})
+
+    async def _take_lease(
+        self, contact_id: str, name: str, token: str, deadline: float, error: Exception
+    ) -> list[list[dict[str, Any]]]:
         loop = asyncio.get_running_loop()
         backoff = Backoff()
         while True:
             now = datetime.now(UTC)
-            row = await self._one(
+            lease = Step(
                 """INSERT INTO locks (name, owner, expires_at) VALUES (?, ?, ?)
                    ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
                    WHERE locks.expires_at < ?
                    RETURNING owner""",
-                (name, token, now + timedelta(seconds=self._lock_lease), now),
+                ((name, token, now + timedelta(seconds=self._lock_lease), now),),
             )
-            if row is not None:
-                return
+            # The reads ride along: a taken lease costs them nothing more than the wait.
+            taken, *prefetched = await self.flush(lease, *self._prefetch_steps(contact_id))
+            if taken:
+                return prefetched
             if loop.time() >= deadline:
                 raise error
             await backoff.sleep(deadline)
 
-    async def _renew_lease(self, name: str, token: str) -> None:
+    async def _renew_lease(self, name: str, token: str, lost: asyncio.Event) -> None:
+        self._uow.set(None)  # this task's own context: the holder's unit of work is not ours to flush
+        loop = asyncio.get_running_loop()
+        expires = loop.time() + self._lock_lease
         while True:
             await asyncio.sleep(self._lock_lease / 3)
             try:
@@ -371,8 +446,14 @@ class SQLiteStore(SQLStore):
                     (datetime.now(UTC) + timedelta(seconds=self._lock_lease), name, token),
                 )
             except StorageError as exc:
+                if loop.time() >= expires:
+                    logger.error("lock %s was lost: its lease ran out while it could not be renewed", name)
+                    lost.set()
+                    return
                 logger.warning("could not renew lock %s: %s", name, exc)
                 continue
             if row is None:
-                logger.warning("lock %s was lost: its lease expired and another holder took it", name)
+                logger.error("lock %s was lost: its lease expired and another holder took it", name)
+                lost.set()
                 return
+            expires = loop.time() + self._lock_lease

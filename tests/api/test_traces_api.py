@@ -155,6 +155,39 @@ async def test_bad_values_are_400_with_a_clear_message(
     assert fragment in body["errors"][0]["msg"]
 
 
+@pytest.mark.parametrize(
+    ("params", "name", "bound"),
+    [
+        ({"lookback": "99999999999d"}, "lookback", "3650d"),
+        ({"lookback": "3651d"}, "lookback", "3650d"),
+        ({"lookback": "1" * 400 + "h"}, "lookback", "64"),
+        ({"minDuration": "1" * 400}, "minDuration", "64"),
+        ({"minDuration": "1" * 60}, "minDuration", "168h"),
+        ({"maxDuration": "9999999h"}, "maxDuration", "168h"),
+        ({"minDuration": "9" * 40 + "s"}, "minDuration", "168h"),
+        ({"start": "99999999999999999"}, "start", "2099"),
+        ({"end": "9" * 30}, "end", "too long"),
+    ],
+)
+async def test_huge_values_are_400_naming_the_parameter_and_the_bound(
+    client: httpx.AsyncClient, params: dict[str, str], name: str, bound: str
+) -> None:
+    """Issue 13: numbers past any sane bound answer 400 naming the parameter and the bound."""
+    response = await client.get("/api/traces", params=params)
+    assert response.status_code == 400, response.text
+    message = response.json()["errors"][0]["msg"]
+    assert message.startswith(name) and bound in message, message
+
+
+async def test_the_page_bounds_its_fields_too(store: Path, ids: dict[str, str]) -> None:
+    transport = httpx.ASGITransport(app=_app(store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        for params in ({"since": "99999999999d"}, {"min_duration": "1" * 400}, {"max_duration": "1e400"}):
+            response = await http.get("/traces", params=params)
+            assert response.status_code == 400, (params, response.text[:300])
+            assert next(iter(params)) in response.text
+
+
 async def test_unknown_and_malformed_trace_ids(client: httpx.AsyncClient, ids: dict[str, str]) -> None:
     """An unknown trace is 404, a malformed id 400; 16-digit Jaeger ids are padded."""
     missing = await client.get(f"/api/traces/{'a' * 32}")

@@ -555,3 +555,65 @@ async def test_the_ghl_call_is_a_client_span_under_the_node_under_the_request(ap
     assert len(client_spans) == 1 and client_spans[0].name == "POST"
     assert client_spans[0].parent is not None and client_spans[0].parent.span_id == node.context.span_id
     assert server.attributes is not None and server.attributes["webhook.outcome"] == "processed"
+
+
+# --- poison input (issue 13): a final answer, never 429, never 5xx --------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue("postgres_url" if request.param == "postgresql" else "sqlite_url")
+    return url
+
+
+async def test_nul_and_lone_surrogates_are_cleaned_stored_and_recorded(database_url: str) -> None:
+    """PostgreSQL refuses NUL in JSON: the text is cleaned, the change recorded, the event processed once."""
+    url = database_url
+    async with (
+        _running_app(Settings(database_url=url)) as built,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=built), base_url="http://j") as http,
+    ):
+        raw = json.dumps(_payload(body="call me\u0000 now \ud800!", contactId="c-\u0000x")).encode()
+        assert b"\\u0000" in raw and b"\\ud800" in raw
+        first = await _post(http, raw)
+        again = await _post(http, raw)
+        assert first.status_code == 200 and first.json()["status"] == "processed", first.text
+        assert again.status_code == 200 and again.json()["status"] == "duplicate"
+        event = await built.state.store.get_webhook_event(first.json()["event_id"])
+        assert event is not None
+        assert event.payload["body"] == "call me now \ufffd!"
+        assert event.payload["contactId"] == "c-x"
+        assert event.payload["_sanitized"] == ["contactId", "body"]
+        assert [m["contactId"] for m in get_sandbox_state(built.state.sandbox).messages] == ["c-x"]
+
+
+async def test_json_nested_past_the_limit_gets_400_naming_it(app: FastAPI, http: httpx.AsyncClient) -> None:
+    deep = b'{"type": "InboundMessage", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = await _post(http, deep)
+    assert response.status_code == 400
+    assert "64" in response.json()["detail"] and "nested" in response.json()["detail"]
+    assert await _stored(app.state.store) is None
+    # Nesting within the limit is fine (and then judged on its shape).
+    ok = await _post(http, _payload(extra=[[[[{"a": 1}]]]]))
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "date_added",
+    [
+        "9999-12-31T23:59:59-23:59",  # overflows when moved to UTC
+        "0001-01-01T00:00:00+01:00",
+        "1900-01-01T00:00:00Z",
+        "2100-01-01T00:00:00Z",
+        99999999999999,
+        -1,
+        1e300,
+    ],
+)
+async def test_dates_outside_the_sane_range_get_422(
+    app: FastAPI, http: httpx.AsyncClient, date_added: object
+) -> None:
+    response = await _post(http, _payload(dateAdded=date_added))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "dateAdded"
+    assert await _stored(app.state.store) is None

@@ -76,7 +76,9 @@ async def test_the_cma_is_not_repeated_unless_the_lead_asks_again(h: Harness) ->
     again = await h.say("l9", "Sorry, what is my home worth again?")
     assert again.outcomes[0].path == "generate_cma"
     texts = await h.sent_texts("l9")
-    assert len(texts) == 3 and texts[1] != texts[0] and texts[2] == texts[0]
+    # Asked again, the estimate is given again, but never as the very same text (issue 10).
+    assert len(texts) == 3 and texts[1] != texts[0]
+    assert texts[2].startswith(texts[0]) and texts[2] != texts[0]
 
 
 @pytest.mark.parametrize(

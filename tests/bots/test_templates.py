@@ -16,6 +16,7 @@ VALUES = {
     "low": 1_150_000,
     "high": 1_310_000,
     "comp_count": 12,
+    "median": 1_199_000,
     "max_price": 1_450_000,
     "slot": "Wednesday, March 12 at 10:30 AM",
     "slot_1": "Wednesday, March 12 at 10:30 AM",

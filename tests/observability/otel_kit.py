@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from ghl_real_estate_ai.observability import _lifecycle
+from ghl_real_estate_ai.observability.config import TracingConfig
 from ghl_real_estate_ai.observability.otel_config import shutdown_observability
 from ghl_real_estate_ai.settings import Settings
 
@@ -22,10 +24,11 @@ def fresh_observability() -> Iterator[None]:
     shutdown_observability(2.0)
     yield
     shutdown_observability(2.0)
+    _lifecycle._added.clear()  # processors a test added through the global provider
 
 
-def settings(**overrides: object) -> Settings:
+def settings(**overrides: object) -> TracingConfig:
     """Settings for transport tests; content capture on so the exporters need no redaction step."""
     values: dict[str, object] = {"otel_capture_content": True, "otel_bsp_schedule_delay": 50.0}
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values).tracing_config()  # type: ignore[arg-type]

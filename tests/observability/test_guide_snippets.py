@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_or_skip
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -126,15 +127,16 @@ tracer = trace.get_tracer("tests.guide")
 def test_the_snippets_are_the_guides_code_blocks() -> None:
     guide = Path(os.environ.get("TRACING_GUIDE", "/work/shared/spec/tracing-guide.md"))
     if not guide.is_file():
-        pytest.skip(f"the guide is not at {guide}; set TRACING_GUIDE to check for drift")
+        require_or_skip(f"the guide is not at {guide}; set TRACING_GUIDE to check for drift")
     assert tuple(python_blocks(guide.read_text(encoding="utf-8"))) == GUIDE_SNIPPETS
 
 
 async def test_quick_start_setup_exports_node_spans_to_an_otlp_receiver(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    receivers = pytest.importorskip("tests.observability.receivers")
-    otel_config = pytest.importorskip("ghl_real_estate_ai.observability.otel_config")
+    from ghl_real_estate_ai.observability import otel_config
+    from tests.observability import receivers
+
     with receivers.OTLPGrpcReceiver() as receiver:
         # The guide's .env, pointed at our real OTLP/gRPC receiver instead of Jaeger.
         monkeypatch.setenv("OTEL_ENABLED", "true")

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 
 import ghl_real_estate_ai
-from ghl_real_estate_ai.errors import ConfigurationError
 from ghl_real_estate_ai.observability import _provider, otel_config
+from ghl_real_estate_ai.observability.errors import ObservabilityConfigError
 from ghl_real_estate_ai.observability.otel_config import (
     flush_observability,
     get_sdk_tracer_provider,
@@ -261,7 +261,7 @@ def test_unknown_sampler_name_warns_and_samples_everything(
 
 
 def test_sample_rate_outside_zero_one_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match=r"sample_rate must be between 0 and 1, got 1\.5"):
+    with pytest.raises(ObservabilityConfigError, match=r"sample_rate must be between 0 and 1, got 1\.5"):
         setup_observability(settings(), exporter_type="none", sample_rate=1.5)
 
 
@@ -432,6 +432,8 @@ def test_every_exporter_is_wrapped_for_redaction(capture_content: bool) -> None:
     provider = get_sdk_tracer_provider()
     assert provider is not None
     processors = provider._active_span_processor._span_processors  # the SDK offers no public view
+    assert type(processors[0]).__name__ == "ConversationSpanProcessor"  # exports nothing
+    processors = processors[1:]
     exporters = [p.exporter if hasattr(p, "exporter") else p.span_exporter for p in processors]
     assert [type(e) for e in exporters] == [RedactingSpanExporter, RedactingSpanExporter]
     assert [e.capture_content for e in exporters] == [capture_content, capture_content]
@@ -452,7 +454,6 @@ def test_phone_numbers_do_not_reach_the_receiver_by_default() -> None:
 
 def test_local_exporter_writes_the_trace_store(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """`local` writes spans to TRACE_STORE_PATH and names the file in the INFO line."""
-    pytest.importorskip("ghl_real_estate_ai.observability.local_store")
     path = tmp_path / "store" / "traces.db"
     caplog.set_level(logging.INFO, LOGGER)
     assert setup_observability(settings(trace_store_path=path), exporter_type="local")

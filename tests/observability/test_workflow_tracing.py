@@ -68,6 +68,8 @@ async def test_async_node_span_carries_the_standard_attributes(span_capture: Spa
         attr.WORKFLOW_CURRENT_STEP: "day_3",
         attr.WORKFLOW_TEMPERATURE: "hot",
         attr.WORKFLOW_SUCCESS: True,
+        # The contact's conversation identity (issue 12), on every span of it.
+        **dict.fromkeys(attr.SESSION_ATTRIBUTES, "abc123xyz"),
     }
     assert isinstance(duration, float)
     assert duration >= 2.0

@@ -113,11 +113,11 @@ async def test_the_file_has_wal_and_foreign_keys(sqlite_url: str, tmp_path: Path
 # --- tracing ------------------------------------------------------------------------
 
 
-async def test_statement_spans_nest_under_the_caller_and_carry_no_values(
+async def test_opt_in_statement_spans_nest_under_their_operation_and_carry_no_values(
     sqlite_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
     provider, exporter = spans
-    store = open_store(sqlite_url, tracer_provider=provider)
+    store = open_store(sqlite_url, tracer_provider=provider, trace_statements=True)
     await store.open()
     exporter.clear()  # drop the migration's spans
     try:
@@ -127,22 +127,23 @@ async def test_statement_spans_nest_under_the_caller_and_carry_no_values(
     finally:
         await store.close()
 
-    finished = {s.name: s for s in exporter.get_finished_spans()}
-    assert set(finished) == {"lead_bot.analyze_intent", "INSERT contacts", "SELECT contacts"}
-    select = finished["SELECT contacts"]
-    assert select.kind is SpanKind.CLIENT
-    assert select.parent is not None and select.parent.span_id == outer.get_span_context().span_id
-    assert select.context.trace_id == outer.get_span_context().trace_id
-    assert select.attributes is not None
-    assert dict(select.attributes) == {
+    finished = exporter.get_finished_spans()
+    operations = [s for s in finished if "db.query.summary" in (s.attributes or {})]
+    statements = [s for s in finished if "db.statement" in (s.attributes or {})]
+    assert [s.name for s in operations] == ["INSERT contacts", "SELECT contacts"]
+    assert [s.name for s in statements] == ["INSERT contacts", "SELECT contacts"]
+    for operation, statement in zip(operations, statements, strict=True):
+        assert operation.parent is not None and operation.parent.span_id == outer.get_span_context().span_id
+        assert statement.parent is not None and statement.parent.span_id == operation.context.span_id
+        assert statement.kind is SpanKind.CLIENT
+    select = statements[1]
+    assert dict(select.attributes or {}) == {
         "db.system": "sqlite",
-        "db.operation": "SELECT",
-        "db.sql.table": "contacts",
+        "db.operation.name": "SELECT",
+        "db.collection.name": "contacts",
         "db.statement": "SELECT * FROM contacts WHERE contact_id = ?",
     }
-    insert = finished["INSERT contacts"]
-    assert insert.attributes is not None
-    statement = str(insert.attributes["db.statement"])
+    statement = str((statements[0].attributes or {})["db.statement"])
     assert "?" in statement and "555" not in statement
 
 

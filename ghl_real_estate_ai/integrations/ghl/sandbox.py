@@ -10,13 +10,20 @@ or over TCP with :func:`serve_in_thread`::
         ...                                   # point a GHLClient at base_url
 
 Inside the app, the API paths are GHL's own (``POST /conversations/messages``,
-``POST|DELETE /contacts/{id}/tags``, ``POST /contacts/{id}/tasks``,
+``GET /conversations/search?contactId=``, ``GET /conversations/{id}/messages``
+(newest first, paged with ``lastMessageId``/``limit``), ``POST|DELETE /contacts/{id}/tags``,
+``POST /contacts/{id}/tasks``,
 ``GET /contacts/{id}``, ``GET /calendars/{id}/free-slots``,
 ``POST /calendars/events/appointments``), with GHL's request and response
 shapes, its ``Version`` and ``Authorization`` checks (400/401 with GHL-style
 ``{"statusCode", "message"}`` bodies), a 100-requests-per-10-s limit answered
 with 429 and ``X-RateLimit-*`` headers. It keeps contacts (created on first
-sight), tags, messages, tasks and appointments in memory.
+sight), tags, messages, tasks and appointments in memory, within bounds: the
+most recent ``max_contacts`` contacts (older ones are forgotten with their
+conversation) and the most recent ``max_records`` messages, tasks,
+appointments and calls, so a long run holds steady memory. A body nested
+deeper than 64 levels is answered 400; the call log keeps any text safely
+(NUL removed, lone surrogates replaced), so ``GET /_calls`` always answers.
 
 Inspection and control (not recorded, no auth):
 
@@ -57,6 +64,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ghl_real_estate_ai.integrations.ghl.client import CONTACTS_VERSION, CONVERSATIONS_VERSION
 from ghl_real_estate_ai.observability.otel_config import fastapi_native_telemetry_off
+from ghl_real_estate_ai.payloads import JSONDepthError, check_depth, loads, make_storable
 
 __all__ = [
     "CONTACTS_VERSION",
@@ -95,6 +103,14 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
+def _iso_ms(moment: datetime) -> str:
+    # GHL's message times carry milliseconds: "2026-02-15T09:30:00.123Z".
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_MESSAGE_TYPES = {"SMS": (2, "TYPE_SMS"), "Email": (3, "TYPE_EMAIL")}
+
+
 @dataclass
 class SandboxState:
     """Everything the sandbox holds; ``app.state.sandbox`` (see :func:`get_sandbox_state`)."""
@@ -108,6 +124,8 @@ class SandboxState:
     rate_interval_ms: int = 10_000
     slot_minutes: int = 30
     business_hours: tuple[int, int] = (9, 17)
+    max_contacts: int = 5_000
+    max_records: int = 10_000
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     conversations: dict[str, str] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -118,10 +136,20 @@ class SandboxState:
     _hits: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def keep(self, records: list[dict[str, Any]], record: dict[str, Any]) -> None:
+        """Append a record, forgetting the oldest beyond ``max_records`` (a tenth at a time)."""
+        records.append(record)
+        if len(records) > self.max_records + max(1, self.max_records // 10):
+            del records[: len(records) - self.max_records]
+
     def contact(self, contact_id: str) -> dict[str, Any]:
         """The contact, created on first sight like a lead arriving from GHL."""
         found = self.contacts.get(contact_id)
         if found is None:
+            while len(self.contacts) >= self.max_contacts:
+                oldest = next(iter(self.contacts))
+                del self.contacts[oldest]
+                self.conversations.pop(oldest, None)
             found = {
                 "id": contact_id,
                 "locationId": self.location_id,
@@ -213,6 +241,13 @@ class _GHLGate:
                 break
         raw = b"".join(chunks)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            check_depth(raw)
+            too_deep = None
+        except JSONDepthError as exc:
+            too_deep = str(exc)
+        else:
+            raw = _storable_body(raw)
         state = self.state
         status_box: list[int] = []
 
@@ -234,6 +269,8 @@ class _GHLGate:
             await send(message)
 
         response = self._refusal(headers, path, version, allowed, wait)
+        if response is None and too_deep is not None:
+            response = _ghl_error(400, too_deep)
         if response is None and state.latency_ms > 0:
             await asyncio.sleep(state.latency_ms / 1000.0)
         if response is None and state.failure_rate > 0 and state.rng.random() < state.failure_rate:
@@ -242,7 +279,8 @@ class _GHLGate:
             await response(scope, replay, send_with_headers)
         else:
             await self.app(scope, replay, send_with_headers)
-        state.calls.append(
+        state.keep(
+            state.calls,
             {
                 "method": scope["method"],
                 "path": path,
@@ -251,7 +289,7 @@ class _GHLGate:
                 "version": headers.get("version"),
                 "status": status_box[0] if status_box else None,
                 "time": _now().isoformat(),
-            }
+            },
         )
 
     def _refusal(
@@ -278,13 +316,27 @@ class _GHLGate:
         return None
 
 
+def _storable_body(raw: bytes) -> bytes:
+    """The body with NUL and lone surrogates cleaned from its JSON text (what GHL could store)."""
+    if b"\\u" not in raw:
+        return raw
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw
+    cleaned, changed = make_storable(data)
+    return json.dumps(cleaned).encode() if changed else raw
+
+
 def _json_or_text(raw: bytes) -> Any:
+    """A logged body: its JSON made safe to serve again, or its text (deep or broken JSON)."""
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        data = loads(raw)
     except ValueError:
-        return raw.decode("utf-8", "replace")
+        data = raw.decode("utf-8", "replace")
+    return make_storable(data)[0]
 
 
 # --- request bodies (GHL's camelCase) ---------------------------------------------
@@ -377,6 +429,8 @@ def create_sandbox_app(
     api_key: str | None = None,
     rate_limit: int = 100,
     seed: int | None = None,
+    max_contacts: int = 5_000,
+    max_records: int = 10_000,
 ) -> FastAPI:
     """Build a GHL sandbox app.
 
@@ -388,6 +442,8 @@ def create_sandbox_app(
         api_key: when set, the only Bearer token accepted; otherwise any non-empty one.
         rate_limit: requests allowed per 10 s before 429 (GHL's is 100).
         seed: seed of the failure-injection random generator (reproducible runs).
+        max_contacts: contacts kept (the least recently created are forgotten first).
+        max_records: messages, tasks, appointments and logged calls kept (each, newest).
 
     Returns:
         The app; its state is ``get_sandbox_state(app)``.
@@ -411,6 +467,8 @@ def create_sandbox_app(
         failure_rate=failure_rate,
         rate_limit=rate_limit,
         rng=random.Random(seed),
+        max_contacts=max_contacts,
+        max_records=max_records,
     )
     app = FastAPI(
         title="GHL sandbox",
@@ -457,9 +515,9 @@ def create_sandbox_app(
             "message": body.message,
             "subject": body.subject,
             "html": body.html,
-            "dateAdded": _iso(_now()),
+            "dateAdded": _iso_ms(_now()),
         }
-        state.messages.append(record)
+        state.keep(state.messages, record)
         answer: dict[str, Any] = {
             "conversationId": conversation_id,
             "messageId": message_id,
@@ -469,6 +527,72 @@ def create_sandbox_app(
         if body.type == "Email":
             answer["emailMessageId"] = message_id
         return JSONResponse(answer)
+
+    @app.get("/conversations/search")
+    async def search_conversations(
+        contact_id: str | None = Query(default=None, alias="contactId", max_length=200),
+        location_id: str | None = Query(default=None, alias="locationId", max_length=200),
+        limit: int = Query(default=20, ge=1, le=100),
+    ) -> dict[str, Any]:
+        found = [
+            (contact, conversation)
+            for contact, conversation in state.conversations.items()
+            if contact_id is None or contact == contact_id
+        ]
+        conversations = []
+        for contact, conversation in found[:limit]:
+            last = next((m for m in reversed(state.messages) if m["conversationId"] == conversation), None)
+            conversations.append(
+                {
+                    "id": conversation,
+                    "contactId": contact,
+                    "locationId": location_id or state.location_id,
+                    "lastMessageBody": last["message"] if last else None,
+                    "lastMessageType": _MESSAGE_TYPES.get(last["type"], (0, "TYPE_SMS"))[1] if last else None,
+                    "dateUpdated": last["dateAdded"] if last else None,
+                }
+            )
+        return {"conversations": conversations, "total": len(found)}
+
+    @app.get("/conversations/{conversation_id}/messages")
+    async def get_messages(
+        conversation_id: str,
+        last_message_id: str | None = Query(default=None, alias="lastMessageId", max_length=200),
+        limit: int = Query(default=20, ge=1, le=100),
+    ) -> JSONResponse:
+        if conversation_id not in state.conversations.values():
+            return _ghl_error(400, f"Conversation not found: {conversation_id}")
+        newest_first = [m for m in reversed(state.messages) if m["conversationId"] == conversation_id]
+        if last_message_id is not None:
+            ids = [m["id"] for m in newest_first]
+            start = ids.index(last_message_id) + 1 if last_message_id in ids else len(ids)
+            newest_first = newest_first[start:]
+        page = newest_first[:limit]
+        messages = [
+            {
+                "id": m["id"],
+                "type": _MESSAGE_TYPES.get(m["type"], (0, "TYPE_SMS"))[0],
+                "messageType": _MESSAGE_TYPES.get(m["type"], (0, "TYPE_SMS"))[1],
+                "locationId": m["locationId"],
+                "contactId": m["contactId"],
+                "conversationId": m["conversationId"],
+                "dateAdded": m["dateAdded"],
+                "body": m["message"],
+                "direction": m["direction"],
+                "status": "delivered",
+                "contentType": "text/plain",
+            }
+            for m in page
+        ]
+        return JSONResponse(
+            {
+                "messages": {
+                    "lastMessageId": page[-1]["id"] if page else None,
+                    "nextPage": len(newest_first) > limit,
+                    "messages": messages,
+                }
+            }
+        )
 
     @app.get("/contacts/{contact_id}")
     async def get_contact(contact_id: str) -> dict[str, Any]:
@@ -500,7 +624,7 @@ def create_sandbox_app(
             "completed": body.completed,
             "assignedTo": body.assigned_to,
         }
-        state.tasks.append(task)
+        state.keep(state.tasks, task)
         return {"task": task}
 
     @app.get("/calendars/{calendar_id}/free-slots")
@@ -550,7 +674,7 @@ def create_sandbox_app(
             "appointmentStatus": body.appointment_status,
             "dateAdded": _iso(_now()),
         }
-        state.appointments.append(appointment)
+        state.keep(state.appointments, appointment)
         return JSONResponse(appointment, status_code=201)
 
     # --- inspection and control ----------------------------------------------------
@@ -573,6 +697,8 @@ def create_sandbox_app(
             "inspect": ["GET _calls", "DELETE _calls", "GET|POST _faults", "GET|DELETE _state"],
             "api": [
                 "POST conversations/messages",
+                "GET conversations/search",
+                "GET conversations/{conversationId}/messages",
                 "GET contacts/{contactId}",
                 "POST|DELETE contacts/{contactId}/tags",
                 "POST contacts/{contactId}/tasks",

@@ -59,8 +59,10 @@ from ghl_real_estate_ai.settings import Settings
 from ghl_real_estate_ai.storage.base import Store, WebhookEvent
 
 __all__ = [
+    "EARLIEST_TIMESTAMP",
     "ED25519_HEADER",
     "HMAC_HEADER",
+    "LATEST_TIMESTAMP",
     "MESSAGE_EVENT_TYPES",
     "REPLAY_WINDOW",
     "RSA_HEADER",
@@ -113,6 +115,10 @@ class EventProcessor(Protocol):
         """Handle one claimed event; raise to mark the attempt failed."""
 
 
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def parse_timestamp(value: Any) -> datetime:
     """Read a GHL timestamp: ISO-8601 text or epoch milliseconds (number or digits).
 
@@ -120,17 +126,27 @@ def parse_timestamp(value: Any) -> datetime:
         value: the raw JSON value.
 
     Returns:
-        A timezone-aware UTC datetime (naive ISO values are taken as UTC).
+        A timezone-aware UTC datetime (naive ISO values are taken as UTC), from
+        1970 up to (not including) 2100.
 
     Raises:
-        ValueError: the value is neither.
+        ValueError: the value is neither, or outside that range.
     """
+    moment = _read_timestamp(value)
+    if not EARLIEST_TIMESTAMP <= moment < LATEST_TIMESTAMP:
+        raise ValueError(
+            f"time {value!r} is outside {EARLIEST_TIMESTAMP.year}-{LATEST_TIMESTAMP.year - 1}: "
+            "send the real time of the event"
+        )
+    return moment
+
+
+def _read_timestamp(value: Any) -> datetime:
     if isinstance(value, bool):
         raise ValueError(f"expected ISO-8601 text or epoch milliseconds, got {value!r}")
     if isinstance(value, int | float) or (isinstance(value, str) and re.fullmatch(r"\d{10,16}", value)):
-        millis = float(value)
         try:
-            return datetime.fromtimestamp(millis / 1000.0, tz=UTC)
+            return datetime.fromtimestamp(float(value) / 1000.0, tz=UTC)
         except (OverflowError, OSError, ValueError):
             raise ValueError(f"epoch milliseconds out of range: {value!r}") from None
     if isinstance(value, str):
@@ -139,9 +155,11 @@ def parse_timestamp(value: Any) -> datetime:
             text = text[:-1] + "+00:00"
         try:
             parsed = datetime.fromisoformat(text)
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
         except ValueError:
             raise ValueError(f"expected ISO-8601 text or epoch milliseconds, got {value!r}") from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except OverflowError:  # e.g. year 9999 with a negative offset: past datetime.max in UTC
+            raise ValueError(f"time {value!r} is out of range") from None
     raise ValueError(f"expected ISO-8601 text or epoch milliseconds, got {value!r}")
 
 
@@ -506,6 +524,7 @@ async def process_claimed_event(
     message: InboundMessage,
     *,
     max_attempts: int = 5,
+    event: WebhookEvent | None = None,
 ) -> ProcessOutcome:
     """Run the processor on an event the caller has claimed, and record the outcome.
 
@@ -521,12 +540,14 @@ async def process_claimed_event(
         event_id: the claimed event.
         message: the event's parsed body.
         max_attempts: claims after which a failing event is given up.
+        event: the claimed row when the caller has it already (saves reading it again).
 
     Returns:
         ``processed``, ``retry`` (failed, will be retried), ``failed`` (given up),
         or ``gone`` (the event row vanished).
     """
-    event = await store.get_webhook_event(event_id)
+    if event is None or event.id != event_id:
+        event = await store.get_webhook_event(event_id)
     if event is None:
         logger.error("webhook event %d vanished after it was claimed", event_id)
         return "gone"

@@ -227,3 +227,75 @@ async def test_mounted_under_a_prefix_it_records_ghl_paths() -> None:
     assert added.status_code == 201
     assert [(c["path"], c["version"]) for c in calls] == [("/contacts/c1/tags", CONTACTS_VERSION)]
     assert index.json()["name"] == "GHL sandbox"
+
+
+# --- issue 13: read-back, bounded state, a call log safe for any text ---------------------
+
+
+async def test_messages_read_back_newest_first_and_paged_like_ghl(http: httpx.AsyncClient) -> None:
+    sent = []
+    for n in range(5):
+        answer = await http.post(
+            "/conversations/messages",
+            json={"type": "SMS", "contactId": "c1", "message": f"text {n}"},
+            headers=CONV,
+        )
+        sent.append(answer.json()["messageId"])
+    await http.post(
+        "/conversations/messages", json={"type": "SMS", "contactId": "c2", "message": "x"}, headers=CONV
+    )
+    search = await http.get("/conversations/search", params={"contactId": "c1"}, headers=CONV)
+    assert search.status_code == 200
+    (conversation,) = search.json()["conversations"]
+    assert conversation["contactId"] == "c1" and search.json()["total"] == 1
+    first = await http.get(f"/conversations/{conversation['id']}/messages?limit=3", headers=CONV)
+    page = first.json()["messages"]
+    assert [m["id"] for m in page["messages"]] == sent[::-1][:3]
+    assert page["nextPage"] is True and page["lastMessageId"] == sent[2]
+    assert {m["direction"] for m in page["messages"]} == {"outbound"}
+    assert page["messages"][0]["body"] == "text 4" and page["messages"][0]["messageType"] == "TYPE_SMS"
+    rest = await http.get(
+        f"/conversations/{conversation['id']}/messages",
+        params={"limit": 3, "lastMessageId": page["lastMessageId"]},
+        headers=CONV,
+    )
+    assert [m["id"] for m in rest.json()["messages"]["messages"]] == sent[::-1][3:]
+    assert rest.json()["messages"]["nextPage"] is False
+    unknown = await http.get("/conversations/nope/messages", headers=CONV)
+    assert unknown.status_code == 400
+    unversioned = await http.get(f"/conversations/{conversation['id']}/messages", headers=AUTH)
+    assert unversioned.status_code == 400
+
+
+async def test_state_keeps_a_bounded_window_of_recent_contacts_and_records() -> None:
+    app = create_sandbox_app(max_contacts=10, max_records=25, rate_limit=10_000)
+    state = get_sandbox_state(app)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sb") as http:
+        for n in range(100):
+            body = {"type": "SMS", "contactId": f"c{n}", "message": "hi"}
+            assert (await http.post("/conversations/messages", json=body, headers=CONV)).status_code == 200
+    assert len(state.contacts) == 10 and len(state.conversations) <= 10
+    assert set(state.contacts) == {f"c{n}" for n in range(90, 100)}
+    # The window is max_records, plus at most a tenth waiting to be trimmed in one go.
+    assert 25 <= len(state.messages) <= 27 and 25 <= len(state.calls) <= 27
+    assert state.messages[-1]["contactId"] == "c99" and state.messages[0]["contactId"] != "c0"
+
+
+async def test_call_log_survives_any_stored_text_and_deep_bodies(
+    http: httpx.AsyncClient, sandbox: FastAPI
+) -> None:
+    surrogate = b'{"type": "SMS", "contactId": "c1", "message": "a\\ud800b\\u0000"}'
+    sent = await http.post(
+        "/conversations/messages", content=surrogate, headers={**CONV, "Content-Type": "application/json"}
+    )
+    assert sent.status_code < 500
+    deep = b'{"type": "SMS", "contactId": "c1", "message": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+    refused = await http.post(
+        "/conversations/messages", content=deep, headers={**CONV, "Content-Type": "application/json"}
+    )
+    assert refused.status_code == 400 and "64" in str(refused.json()["message"])
+    calls = await http.get("/_calls")
+    assert calls.status_code == 200
+    logged = calls.json()["calls"]
+    assert logged[0]["body"]["message"] == "a\ufffdb" and logged[1]["status"] == 400
+    assert (await http.get("/_state")).status_code == 200

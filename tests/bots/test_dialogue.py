@@ -1,0 +1,164 @@
+"""The dialogue state and the reply rules (issue 10, Build 2): merge, acknowledgement, compose."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from conversation_kit import TurnRecord, reply_rule_violations
+
+from ghl_real_estate_ai.bots.dialogue import (
+    Dialogue,
+    acknowledgement,
+    compose,
+    is_negative,
+    merge,
+    sent_texts,
+)
+from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, PropertyFacts
+from ghl_real_estate_ai.bots.state import BotOutcome
+from ghl_real_estate_ai.conversation import ConversationResult
+from ghl_real_estate_ai.storage.base import Slot
+
+
+def intent(
+    facts: PropertyFacts, *, filled: tuple[str, ...] = (), buyer: float = 0.0, seller: float = 0.0
+) -> LeadIntent:
+    return LeadIntent(
+        buyer_confidence=buyer,
+        seller_confidence=seller,
+        value_question=False,
+        opt_out=False,
+        human_request=False,
+        red_flags=(),
+        objections=(),
+        facts=facts,
+        signals=(),
+        slots_filled=filled,
+    )
+
+
+def test_amounts_are_attached_to_their_own_side() -> None:
+    """A two-sided lead's buying budget never becomes its asking price, nor the other way round."""
+    got = merge(
+        [],
+        intent(
+            PropertyFacts(budget=650_000, price_expectation=480_000, must_sell_first=True),
+            filled=("budget", "price_expectation", "must_sell_first"),
+            buyer=0.5,
+        ),
+        "buyer",
+    )
+    assert got.get("buy", "budget") == 650_000
+    assert got.get("sell", "price_expectation") == 480_000
+    assert got.get("buy", "price_expectation") is None and got.get("sell", "budget") is None
+    assert got.two_sided and set(got.sides) == {"buy", "sell"}
+    buy = got.facts("buy", PropertyFacts(budget=1, price_expectation=2))
+    sell = got.facts("sell", PropertyFacts(budget=1, price_expectation=2))
+    assert (buy.budget, buy.price_expectation) == (650_000, None)
+    assert (sell.budget, sell.price_expectation) == (None, 480_000)
+
+
+def test_only_what_the_latest_message_gave_counts_as_filled_and_stored_values_are_kept() -> None:
+    stored = [Slot("buy", "budget", 500_000), Slot("contact", "sides", ["buy"])]
+    got = merge(
+        stored,
+        intent(PropertyFacts(budget=500_000, bedrooms=3, financing="va"), filled=("bedrooms", "financing")),
+        "buyer",
+    )
+    assert got.filled == [("buy", "financing"), ("buy", "bedrooms")]
+    assert {(s.side, s.name) for s in got.changed} == {("buy", "financing"), ("buy", "bedrooms")}
+    assert got.get("buy", "budget") == 500_000
+
+
+def test_a_new_value_replaces_the_stored_one() -> None:
+    got = merge(
+        [Slot("buy", "budget", 500_000)], intent(PropertyFacts(budget=550_000), filled=("budget",)), "buyer"
+    )
+    assert got.get("buy", "budget") == 550_000
+    assert Slot("buy", "budget", 550_000) in got.changed and ("buy", "budget") in got.filled
+
+
+def test_a_cash_buyer_counts_as_ready_and_is_never_asked_about_a_lender() -> None:
+    got = merge([], intent(PropertyFacts(financing="cash"), filled=("financing",)), "buyer")
+    assert got.facts("buy", PropertyFacts()).preapproved is True
+    va = merge([], intent(PropertyFacts(financing="va"), filled=("financing",)), "buyer")
+    assert va.facts("buy", PropertyFacts()).preapproved is None  # a loan kind is not a pre-approval
+
+
+def test_the_acknowledgement_names_what_was_just_said_in_one_clause() -> None:
+    got = merge(
+        [],
+        intent(
+            PropertyFacts(financing="va", buyer_for="parents", motivation="relocation"),
+            filled=("financing", "buyer_for", "motivation"),
+        ),
+        "buyer",
+    )
+    text, names = acknowledgement(got)
+    assert text == "Got it: VA loan, for your parents and relocating."
+    assert names == ["financing", "buyer_for", "motivation"]
+    assert acknowledgement(Dialogue()) == ("", [])
+
+
+def test_compose_puts_the_answer_first_then_the_acknowledgement_then_the_question() -> None:
+    text = compose(answer="Here is how it works.", ack="Got it: VA loan.", body=["How soon?"], sent=set())
+    assert text == "Here is how it works. Got it: VA loan. How soon?"
+
+
+def test_compose_never_sends_a_text_twice_while_another_phrasing_is_left() -> None:
+    sent = {"how soon?"}
+    assert compose(body=["How soon?", "When do you move?"], sent=sent) == "When do you move?"
+    both = {"how soon?", "when do you move?"}
+    again = compose(body=["How soon?", "When do you move?"], sent=both)
+    assert again not in ("How soon?", "When do you move?") and again
+
+
+def test_a_no_is_never_answered_with_great() -> None:
+    assert is_negative("nope") and is_negative("No thanks") and is_negative("no gracias")
+    assert not is_negative("now is good") and not is_negative("nothing fancy, 3 beds")
+    text = compose(
+        ack="Got it: 3 bedrooms.", body=["Great, what price range works?"], sent=set(), negative=True
+    )
+    assert text == "What price range works?"
+
+
+def test_sent_texts_fold_case_and_accents() -> None:
+    class T:
+        def __init__(self, direction: str, body: str) -> None:
+            self.direction, self.body, self.created_at = direction, body, datetime.now(UTC)
+
+    assert sent_texts([T("outbound", "Qué  Tal"), T("inbound", "hola")]) == {"que tal"}
+
+
+def _record(
+    inbound: str,
+    texts: list[str],
+    asked: str | None,
+    slots: list[Slot],
+    topic: str | None = None,
+    answered: str = "",
+) -> TurnRecord:
+    outcome = BotOutcome(
+        bot="buyer",
+        temperature="warm",
+        memory={},
+        replies=["k"],
+        reply_marks={"asked": asked, "answered": answered},
+        question_topic=topic,
+    )
+    return TurnRecord(inbound, ConversationResult(None, "answered", [outcome]), texts, slots)
+
+
+def test_the_reply_rule_checker_catches_each_broken_rule() -> None:
+    """The checker every scripted conversation test runs must itself fail on each kind of break."""
+    turns = [
+        _record("hi", ["What's your budget?"], "budget", []),
+        _record("500k", ["What's your budget?"], "budget", [Slot("buy", "budget", 500_000)]),
+        _record("how does it work?", ["How many bedrooms?"], "bedrooms_areas", [], topic="process"),
+    ]
+    problems = reply_rule_violations("c1", turns)
+    assert len(problems) == 3
+    assert "repeats the text of turn 1" in problems[0]
+    assert "asks for 'budget', already given" in problems[1]
+    assert "asked about 'process'" in problems[2]
+    assert reply_rule_violations("c1", turns[:1]) == []

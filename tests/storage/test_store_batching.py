@@ -1,0 +1,277 @@
+"""Round trips and spans of the store (issue 14), against SQLite and PostgreSQL alike.
+
+A contact lock is a unit of work: its reads are served once, its writes that
+nobody waits for are deferred and written in one transaction with the lock's
+release. Spans: one per store operation, ``{operation} {table}`` or ``BATCH``;
+per-statement spans only when asked for; the pool's housekeeping never.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+from ghl_real_estate_ai.storage import Contact, Store, open_store
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> str:
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+@pytest.fixture
+def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()
+
+
+@pytest.fixture
+async def traced_store(
+    database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> AsyncIterator[Store]:
+    store = open_store(database_url, pool_size=3, tracer_provider=spans[0])
+    await store.open()
+    spans[1].clear()
+    yield store
+    await store.close()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def asyncpg_instrumented(provider: TracerProvider) -> Iterator[None]:
+    """The asyncpg auto-instrumentation on ``provider`` for the block (as setup_observability does)."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    instrumentor = AsyncPGInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        yield
+    finally:
+        instrumentor.uninstrument()
+
+
+def db_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if "db.system" in (s.attributes or {})]
+
+
+async def a_turn(store: Store, contact_id: str) -> None:
+    """What a webhook does under the contact's lock, in the bots' order."""
+    async with store.contact_lock(contact_id):
+        contact = await store.get_contact(contact_id) or Contact(contact_id)
+        await store.list_messages(contact_id, 50)
+        await store.add_message(contact_id, "inbound", "hello", "SMS", message_id="m1", defer=True)
+        await store.list_handoffs(contact_id, since=now() - timedelta(days=1))
+        await store.record_handoff(contact_id, "lead", "buyer", 0.9, "buyer_intent_detected", "in_progress")
+        item, _ = await store.enqueue_outbox(
+            "k1", "add_tags", {"contact_id": contact_id, "tags": ["x"]}, contact_id=contact_id, claim=True
+        )
+        await store.mark_outbox_sent(item.id, {"ok": True})
+        await store.record_handoff(contact_id, "lead", "buyer", 0.9, "buyer_intent_detected", "executed")
+        await store.list_messages(contact_id, 20)
+        await store.add_message(contact_id, "outbound", "hi!", "SMS", message_id="k2", defer=True)
+        contact.current_bot = "buyer"
+        await store.upsert_contact(contact)
+        await store.replace_followups(contact_id, [], {})
+
+
+# --- round trips ------------------------------------------------------------------------------
+
+
+async def test_a_locked_turn_costs_a_few_statements_and_keeps_every_write(store_url_store: Store) -> None:
+    store = store_url_store
+    before = store.stats.snapshot()
+    await a_turn(store, "c1")
+    spent = store.stats
+    # lock + its reads, the handoff history, the outbox row before its send, one batch at the end
+    assert spent.statements - before.statements <= 11
+    sqlite = store.backend == "sqlite"
+    assert spent.round_trips - before.round_trips <= (4 if sqlite else 15)
+    contact = await store.get_contact("c1")
+    assert contact is not None and contact.current_bot == "buyer"
+    assert [(m.direction, m.body) for m in await store.list_messages("c1")] == [
+        ("inbound", "hello"),
+        ("outbound", "hi!"),
+    ]
+    assert [h.outcome for h in await store.list_handoffs("c1")] == ["in_progress", "executed"]
+    (item,) = await store.list_outbox()
+    assert item.status == "sent" and item.attempts == 1 and item.response == {"ok": True}
+
+
+@pytest.fixture
+async def store_url_store(database_url: str) -> AsyncIterator[Store]:
+    store = open_store(database_url, pool_size=3)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_reads_inside_a_unit_of_work_see_its_deferred_writes(store_url_store: Store) -> None:
+    store = store_url_store
+    async with store.unit_of_work():
+        await store.upsert_contact(Contact("c2", current_bot="seller"))
+        await store.record_handoff("c2", "lead", "seller", 0.8, "r", "executed")
+        assert [h.target_bot for h in await store.list_handoffs("c2")] == ["seller"]
+        contact = await store.get_contact("c2")
+        assert contact is not None and contact.current_bot == "seller"
+
+
+async def test_a_failing_block_keeps_what_it_wrote(store_url_store: Store) -> None:
+    """A handoff that failed records its failure, then raises: the record must survive."""
+    store = store_url_store
+    with pytest.raises(RuntimeError):
+        async with store.contact_lock("c3"):
+            await store.record_handoff("c3", "lead", "buyer", 0.9, "r", "failed:RuntimeError")
+            raise RuntimeError("GHL refused")
+    assert [h.outcome for h in await store.list_handoffs("c3")] == ["failed:RuntimeError"]
+    async with store.contact_lock("c3", timeout=1.0):  # and the lock was released
+        pass
+
+
+async def test_a_lock_inside_a_longer_unit_of_work_is_held_until_it_is_written(
+    store_url_store: Store,
+) -> None:
+    store = store_url_store
+    async with store.unit_of_work():
+        async with store.contact_lock("c4"):
+            await store.upsert_contact(Contact("c4"))
+        await store.finish_webhook_event(1, "processed")
+        # Still ours: a second holder times out.
+        other = open_store(store.database_url, pool_size=1)
+        await other.open()
+        try:
+            from ghl_real_estate_ai.errors import LockTimeoutError
+
+            with pytest.raises(LockTimeoutError):
+                async with other.contact_lock("c4", timeout=0.2):
+                    pass
+        finally:
+            await other.close()
+    assert await store.get_contact("c4") is not None
+    async with store.contact_lock("c4", timeout=1.0):
+        pass
+
+
+# --- spans ------------------------------------------------------------------------------------
+
+
+async def test_one_span_per_store_operation_named_by_operation_and_table(
+    traced_store: Store, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    with provider.get_tracer("test").start_as_current_span("lead_bot.analyze_intent") as outer:
+        await traced_store.upsert_contact(Contact("c-555-0100", state={"phone": "+15550100"}))
+        await traced_store.get_contact("c-555-0100")
+    finished = db_spans(exporter)
+    assert [s.name for s in finished] == ["INSERT contacts", "SELECT contacts"]
+    for span in finished:
+        assert span.parent is not None and span.parent.span_id == outer.get_span_context().span_id
+        assert span.kind.name == "CLIENT"
+    select = finished[1]
+    assert dict(select.attributes or {}) == {
+        "db.system": traced_store.backend,
+        "db.operation.name": "SELECT",
+        "db.collection.name": "contacts",
+        "db.query.summary": "SELECT contacts",
+    }
+    values = [str(v) for s in finished for v in (s.attributes or {}).values()]
+    assert not any("555" in v for v in values)
+
+
+async def test_a_locked_turn_is_a_handful_of_spans_with_a_batch_at_the_end(
+    traced_store: Store, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    with provider.get_tracer("test").start_as_current_span("webhook"):
+        await a_turn(traced_store, "c5")
+    names = [s.name for s in db_spans(exporter)]
+    assert names == ["BATCH", "SELECT handoffs", "INSERT outbox", "BATCH"], names
+    release = db_spans(exporter)[-1].attributes or {}
+    summary = str(release["db.query.summary"])
+    for statement in ("INSERT contacts", "INSERT handoffs", "UPDATE outbox", "INSERT messages"):
+        assert statement in summary
+    assert int(release["db.operation.batch.size"]) >= 5  # type: ignore[arg-type]
+
+
+async def test_statement_spans_are_opt_in_and_carry_placeholders_only(
+    database_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    store = open_store(database_url, pool_size=2, tracer_provider=provider, trace_statements=True)
+    await store.open()
+    exporter.clear()
+    try:
+        # PostgreSQL statement spans come from the asyncpg instrumentation.
+        with asyncpg_instrumented(provider), provider.get_tracer("test").start_as_current_span("webhook"):
+            await a_turn(store, "c-555-0101")
+    finally:
+        await store.close()
+    finished = exporter.get_finished_spans()
+    by_id = {s.context.span_id: s for s in finished}
+    statements = [s for s in finished if "db.statement" in (s.attributes or {})]
+    assert len(statements) > len(db_spans(exporter)) - len(statements)
+    for span in statements:
+        assert span.parent is not None
+        assert by_id[span.parent.span_id].attributes.get("db.query.summary")  # under its operation
+        assert "555" not in str(span.attributes)
+
+
+async def test_nothing_is_traced_outside_a_trace_or_when_unsampled(database_url: str) -> None:
+    exporter = InMemorySpanExporter()
+    for sampler_off in (False, True):
+        provider = TracerProvider(sampler=ALWAYS_OFF) if sampler_off else TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        store = open_store(database_url, pool_size=2, tracer_provider=provider)
+        await store.open()
+        try:
+            if sampler_off:
+                with provider.get_tracer("test").start_as_current_span("webhook"):
+                    await a_turn(store, f"c6-{sampler_off}")
+            else:
+                await a_turn(store, f"c6-{sampler_off}")  # the worker's polling runs like this
+                await store.claim_due_followups(now())
+        finally:
+            await store.close()
+            provider.shutdown()
+    assert exporter.get_finished_spans() == ()
+
+
+@pytest.mark.postgres
+async def test_the_pool_housekeeping_is_never_traced(
+    postgres_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """No connection reset, type introspection or BEGIN/COMMIT spans, even with statement spans on."""
+    provider, exporter = spans
+    with asyncpg_instrumented(provider):
+        for statements in (False, True):
+            store = open_store(
+                postgres_url, pool_size=2, tracer_provider=provider, trace_statements=statements
+            )
+            await store.open()
+            try:
+                with provider.get_tracer("test").start_as_current_span("webhook"):
+                    for n in range(3):
+                        await a_turn(store, f"c7-{statements}-{n}")
+            finally:
+                await store.close()
+    texts = " ".join(
+        f"{s.name} {(s.attributes or {}).get('db.statement', '')}" for s in exporter.get_finished_spans()
+    )
+    for housekeeping in ("pg_advisory_unlock_all", "RESET ALL", "UNLISTEN", "pg_type", "BEGIN", "COMMIT"):
+        assert housekeeping not in texts
