@@ -72,9 +72,8 @@ def test_data_sources_point_at_the_compose_services() -> None:
     volumes = {v.split(":")[0] for s in compose()["services"].values() for v in s.get("volumes", [])}
     assert {"./deploy/prometheus", "./deploy/grafana/provisioning", "./deploy/grafana/dashboards"} <= volumes
     provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "jorge.yml").read_text())
-    mounted = {
-        v.split(":")[1] for v in compose()["services"]["grafana"]["volumes"] if "dashboards" in v.split(":")[0]
-    }
+    grafana_volumes = [v.split(":") for v in compose()["services"]["grafana"]["volumes"]]
+    mounted = {inside for outside, inside, *_ in grafana_volumes if "dashboards" in outside}
     assert provider["providers"][0]["options"]["path"] in mounted
 
 
