@@ -47,7 +47,7 @@ from ghl_real_estate_ai.followups import restart_sequence
 from ghl_real_estate_ai.handoff import HandoffService
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
 from ghl_real_estate_ai.integrations.ghl.webhook import InboundMessage
-from ghl_real_estate_ai.integrations.llm import ReplyWriter, build_reply_writer
+from ghl_real_estate_ai.integrations.llm import ReplyWriter, SlotFiller, build_reply_writer
 from ghl_real_estate_ai.observability.workflow_tracing import add_workflow_event, propagate_trace_context
 from ghl_real_estate_ai.outbox import Outbox
 from ghl_real_estate_ai.settings import Settings
@@ -432,6 +432,7 @@ def build_bots(
     *,
     comps: CompsSource | None = None,
     clock: Callable[[], datetime] | None = None,
+    slot_filler: SlotFiller | None = None,
 ) -> Bots:
     """Build the three bots from the settings.
 
@@ -442,13 +443,14 @@ def build_bots(
         settings: ``ghl_calendar_id``, ``mortgage_rate``, ``comps_csv_path``.
         comps: comparable sales; None loads ``COMPS_CSV_PATH`` (or the bundled sample).
         clock: the current time (UTC).
+        slot_filler: the LLM filling the dialogue slots (LLM mode), or None.
 
     Returns:
         The bots.
     """
     comps = comps or CompsSource.from_csv(settings.comps_csv_path)
     return Bots(
-        lead=LeadBot(store, outbound, comps, clock=clock),
+        lead=LeadBot(store, outbound, comps, clock=clock, slot_filler=slot_filler),
         buyer=BuyerBot(
             outbound,
             ghl_client,
@@ -456,8 +458,16 @@ def build_bots(
             mortgage_rate=settings.mortgage_rate,
             clock=clock,
             comps=comps,
+            slot_filler=slot_filler,
         ),
-        seller=SellerBot(outbound, ghl_client, comps, calendar_id=settings.ghl_calendar_id, clock=clock),
+        seller=SellerBot(
+            outbound,
+            ghl_client,
+            comps,
+            calendar_id=settings.ghl_calendar_id,
+            clock=clock,
+            slot_filler=slot_filler,
+        ),
     )
 
 
@@ -490,5 +500,7 @@ def build_conversation_service(
     writer = reply_writer or build_reply_writer(settings)
     outbound = Outbound(store, outbox, writer, clock=clock)
     handoffs = HandoffService(store, outbox, clock=clock)
-    bots = build_bots(store, outbound, ghl_client, settings, comps=comps, clock=clock)
+    # LLM mode: the model that writes the replies fills the dialogue slots too.
+    filler = writer if isinstance(writer, SlotFiller) else None
+    bots = build_bots(store, outbound, ghl_client, settings, comps=comps, clock=clock, slot_filler=filler)
     return ConversationService(store, outbox, ghl_client, handoffs, bots, outbound, settings, clock=clock)

@@ -35,6 +35,7 @@ from ghl_real_estate_ai.conversation import (
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient, build_ghl_client
 from ghl_real_estate_ai.integrations.ghl.sandbox import create_sandbox_app
 from ghl_real_estate_ai.integrations.ghl.webhook import parse_webhook
+from ghl_real_estate_ai.integrations.llm import ReplyWriter
 from ghl_real_estate_ai.outbox import Outbox
 from ghl_real_estate_ai.settings import Settings
 from ghl_real_estate_ai.storage import open_store
@@ -91,6 +92,7 @@ class Harness:
         *,
         clock: ManualClock | None = None,
         sandbox: FastAPI | None = None,
+        reply_writer: ReplyWriter | None = None,
         **settings: Any,
     ) -> AsyncIterator[Harness]:
         """Open every part on ``database_url``; close them all at the end of the block."""
@@ -107,7 +109,9 @@ class Harness:
             ghl = build_ghl_client(config, cache, sandbox)
             stack.push_async_callback(ghl.aclose)
             outbox = Outbox(store, ghl, clock=clock)
-            service = build_conversation_service(store, outbox, ghl, config, clock=clock)
+            service = build_conversation_service(
+                store, outbox, ghl, config, clock=clock, reply_writer=reply_writer
+            )
             yield cls(config, clock, store, cache, sandbox, ghl, outbox, service)
 
     async def say(

@@ -41,6 +41,7 @@ from ghl_real_estate_ai.bots.runner import (
     conversation_state,
     mark_reply,
     next_question,
+    read_with_model,
     topic_answer,
     understand,
 )
@@ -50,6 +51,7 @@ from ghl_real_estate_ai.bots.templates import phrasings, render
 from ghl_real_estate_ai.clock import SystemClock
 from ghl_real_estate_ai.handoff import THRESHOLDS
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
+from ghl_real_estate_ai.integrations.llm.base import SlotFiller
 from ghl_real_estate_ai.observability.workflow_tracing import async_workflow_span, trace_workflow_node
 
 __all__ = [
@@ -132,6 +134,7 @@ class BuyerBot:
         clock: Callable[[], datetime] | None = None,
         timezone: str = "America/Los_Angeles",
         comps: CompsSource | None = None,
+        slot_filler: SlotFiller | None = None,
     ) -> None:
         """Build the bot and compile its graph.
 
@@ -141,6 +144,7 @@ class BuyerBot:
             calendar_id: the GHL calendar showings are booked on.
             mortgage_rate: annual rate for affordability (settings.mortgage_rate).
             clock: the current time (UTC).
+            slot_filler: the LLM that fills the dialogue slots (LLM mode), or None.
             timezone: the calendar's time zone for free-slot queries.
             comps: comparable sales (answers to market questions).
         """
@@ -151,6 +155,7 @@ class BuyerBot:
         self.mortgage_rate = mortgage_rate
         self.timezone = timezone
         self.clock: Callable[[], datetime] = clock or SystemClock()
+        self.slot_filler = slot_filler
         self.graph = self._build().compile()
 
     def _build(self) -> StateGraph[BuyerState]:
@@ -193,6 +198,7 @@ class BuyerBot:
     async def analyze_buyer_intent(self, state: BuyerState) -> dict[str, Any]:
         """Read the conversation, score readiness and spot seller intent."""
         intent = analyze_lead(state.get("turns", []))
+        intent = await read_with_model(self.slot_filler, state.get("turns", []), intent)
         readiness = float(buyer_readiness(intent))
         trace.get_current_span().set_attribute("buyer.readiness_score", readiness)
         dialogue = understand(state, intent, "buyer")
@@ -309,7 +315,12 @@ class BuyerBot:
             state.get("channel", "SMS"),
             key=key,
             purpose=path,
-            context={"budget": budget, "affordable_price": price, "missing": missing},
+            context={
+                "budget": budget,
+                "affordable_price": price,
+                "missing": missing,
+                "slots": dialogue.context(),
+            },
             fallback=text,
         )
         return {

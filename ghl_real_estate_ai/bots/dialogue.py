@@ -149,6 +149,10 @@ class Dialogue:
         self.changed.append(Slot(side, name, value))
         self.decided.append(Slot(side, name, value))
 
+    def context(self) -> dict[str, Any]:
+        """The slots as ``{"buy.budget": 500000, ...}``: what a model writing the reply is told."""
+        return {f"{side}.{name}": value for (side, name), value in sorted(self.slots.items())}
+
     def has_timeline(self, side: str) -> bool:
         """Whether the side has a timeline (a date or a number of days)."""
         return self.has(side, "target_date") or self.has(side, "timeline_days")

@@ -43,6 +43,7 @@ from ghl_real_estate_ai.bots.runner import (
     cma_text,
     conversation_state,
     mark_reply,
+    read_with_model,
     topic_answer,
     understand,
 )
@@ -51,6 +52,7 @@ from ghl_real_estate_ai.bots.state import BotOutcome, BotTurn, HandoffRequest, L
 from ghl_real_estate_ai.bots.templates import phrasings, render
 from ghl_real_estate_ai.clock import SystemClock
 from ghl_real_estate_ai.handoff import THRESHOLDS
+from ghl_real_estate_ai.integrations.llm.base import SlotFiller
 from ghl_real_estate_ai.observability.workflow_tracing import async_workflow_span, trace_workflow_node
 from ghl_real_estate_ai.storage.base import Contact, Store
 
@@ -106,6 +108,7 @@ class LeadBot:
         comps: CompsSource,
         *,
         clock: Callable[[], datetime] | None = None,
+        slot_filler: SlotFiller | None = None,
     ) -> None:
         """Build the bot and compile its graph.
 
@@ -114,11 +117,13 @@ class LeadBot:
             outbound: replies and agent tasks, through the outbox.
             comps: comparable sales for CMAs.
             clock: the current time (UTC).
+            slot_filler: the LLM that fills the dialogue slots (LLM mode), or None.
         """
         self.store = store
         self.outbound = outbound
         self.comps = comps
         self.clock: Callable[[], datetime] = clock or SystemClock()
+        self.slot_filler = slot_filler
         self.graph = self._build().compile()
 
     def _build(self) -> StateGraph[LeadState]:
@@ -212,6 +217,7 @@ class LeadBot:
         intent = await decode_lead_intent(
             turns, contact_id=state["contact_id"], known_areas=self.comps.areas()
         )
+        intent = await read_with_model(self.slot_filler, state.get("turns", []), intent)
         frs = compute_frs(intent)
         pcs = compute_pcs(turns, intent)
         span = trace.get_current_span()
@@ -322,7 +328,7 @@ class LeadBot:
             state.get("channel", "SMS"),
             key=key,
             purpose=purpose,
-            context={"facts": _facts_context(intent), "objections": objections},
+            context={"facts": _facts_context(intent), "objections": objections, "slots": dialogue.context()},
             fallback=text,
         )
         return {**_acted(state, memory, key), **marks}

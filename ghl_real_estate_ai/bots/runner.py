@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ from ghl_real_estate_ai.bots.outbound import Outbound, format_slot, objection_te
 from ghl_real_estate_ai.bots.state import BotName, BotOutcome, BotTurn, CommonState
 from ghl_real_estate_ai.bots.templates import render
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
+from ghl_real_estate_ai.integrations.llm.base import SlotFiller
 
 __all__ = [
     "QUESTION_SLOTS",
@@ -47,6 +48,7 @@ __all__ = [
     "conversation_state",
     "mark_reply",
     "next_question",
+    "read_with_model",
     "topic_answer",
     "understand",
 ]
@@ -86,8 +88,8 @@ def mark_reply(
     span = trace.get_current_span()
     if not span.is_recording():
         return {"reply_marks": marks}
-    if answered:
-        span.set_attribute("reply.answered", answered)
+    # Always set (empty: the reply answered no question), so the first reply of a turn is graded.
+    span.set_attribute("reply.answered", answered)
     if asked:
         span.set_attribute("reply.asked_slot", QUESTION_SLOTS.get(asked, asked))
     if acknowledged:
@@ -156,6 +158,40 @@ def bot_outcome(bot: BotName, final: Mapping[str, Any], default_step: str) -> Bo
         dialogue=final.get("dialogue"),
         reply_marks=dict(final.get("reply_marks") or {}),
         question_topic=getattr(final.get("intent"), "question_topic", None),
+    )
+
+
+async def read_with_model(filler: SlotFiller | None, turns: Sequence[Any], intent: LeadIntent) -> LeadIntent:
+    """LLM mode: the model's slots in place of the pipeline's, when it gave them.
+
+    The model fills the same slots through structured output (its ``chat``
+    span sits under the calling node). Without a model, or when it fails, times
+    out or answers off-schema, the pipeline's reading stands: same request, no error.
+
+    Args:
+        filler: the configured model, or None (no LLM).
+        turns: the conversation, oldest first.
+        intent: the pipeline's reading.
+
+    Returns:
+        The intent with the model's facts, ``slots_filled`` and intent act.
+    """
+    if filler is None:
+        return intent
+    slots = await filler.fill_slots([(t.direction, t.body or "") for t in turns])
+    if slots is None:
+        return intent
+    names = {f.name for f in fields(PropertyFacts)}
+    updates: dict[str, Any] = {}
+    for name, value in slots.items():
+        if name in names and value not in (None, [], False):
+            updates[name] = tuple(value) if name == "areas" else value
+    acts = intent.acts if slots["intent"] in intent.acts else (*intent.acts, slots["intent"])
+    return replace(
+        intent,
+        facts=replace(intent.facts, **updates),
+        slots_filled=tuple(slots["filled_now"]),
+        acts=acts,
     )
 
 

@@ -39,6 +39,7 @@ from ghl_real_estate_ai.bots.runner import (
     conversation_state,
     mark_reply,
     next_question,
+    read_with_model,
     topic_answer,
     understand,
 )
@@ -48,6 +49,7 @@ from ghl_real_estate_ai.bots.templates import phrasings, render
 from ghl_real_estate_ai.clock import SystemClock
 from ghl_real_estate_ai.handoff import THRESHOLDS
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
+from ghl_real_estate_ai.integrations.llm.base import SlotFiller
 from ghl_real_estate_ai.observability.workflow_tracing import async_workflow_span, trace_workflow_node
 
 __all__ = ["SELLER_QUESTIONS", "TIMELINE_WINDOW_DAYS", "SellerBot"]
@@ -74,6 +76,7 @@ class SellerBot:
         calendar_id: str,
         clock: Callable[[], datetime] | None = None,
         timezone: str = "America/Los_Angeles",
+        slot_filler: SlotFiller | None = None,
     ) -> None:
         """Build the bot and compile its graph.
 
@@ -83,6 +86,7 @@ class SellerBot:
             comps: comparable sales, for a CMA once the seller is qualified.
             calendar_id: the GHL calendar CMA appointments are booked on.
             clock: the current time (UTC).
+            slot_filler: the LLM that fills the dialogue slots (LLM mode), or None.
             timezone: the calendar's time zone.
         """
         self.outbound = outbound
@@ -91,6 +95,7 @@ class SellerBot:
         self.calendar_id = calendar_id
         self.timezone = timezone
         self.clock: Callable[[], datetime] = clock or SystemClock()
+        self.slot_filler = slot_filler
         self.graph = self._build().compile()
 
     def _build(self) -> StateGraph[SellerState]:
@@ -134,6 +139,7 @@ class SellerBot:
         """Read the conversation, compute FRS and PCS, and spot buyer intent."""
         turns = state.get("turns", [])
         intent = analyze_lead(turns, known_areas=self.comps.areas())
+        intent = await read_with_model(self.slot_filler, state.get("turns", []), intent)
         frs = compute_frs(intent)
         pcs = compute_pcs(turns, intent)
         span = trace.get_current_span()
@@ -267,7 +273,12 @@ class SellerBot:
             state.get("channel", "SMS"),
             key=key,
             purpose=path,
-            context={"missing": missing, "temperature": state.get("temperature"), "cma": memory.get("cma")},
+            context={
+                "missing": missing,
+                "temperature": state.get("temperature"),
+                "cma": memory.get("cma"),
+                "slots": dialogue.context(),
+            },
             fallback=text,
         )
         return {

@@ -85,6 +85,9 @@ CONTENT_KEYS: Final = frozenset(
         "message.text",
         "gen_ai.prompt",
         "gen_ai.completion",
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
     }
 )
 """Keys whose whole value is conversation content or contact details."""

@@ -1,4 +1,4 @@
-"""Optional LLM providers that rewrite the bots' template replies.
+"""Optional LLM providers: they fill the dialogue slots and write the bots' replies.
 
 ``LLM_PROVIDER=none`` (default) keeps the deterministic templates;
 ``anthropic`` or ``openai`` (any OpenAI-compatible server with
@@ -14,12 +14,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ghl_real_estate_ai.errors import ConfigurationError
-from ghl_real_estate_ai.integrations.llm.base import ReplyWriter, TemplateReplyWriter
+from ghl_real_estate_ai.integrations.llm.base import (
+    ProviderLLM,
+    ReplyWriter,
+    SlotFiller,
+    TemplateReplyWriter,
+)
 
 if TYPE_CHECKING:
     from ghl_real_estate_ai.settings import Settings
 
-__all__ = ["ReplyWriter", "TemplateReplyWriter", "build_reply_writer"]
+__all__ = ["ProviderLLM", "ReplyWriter", "SlotFiller", "TemplateReplyWriter", "build_reply_writer"]
 
 
 def build_reply_writer(settings: Settings) -> ReplyWriter:
@@ -47,11 +52,19 @@ def build_reply_writer(settings: Settings) -> ReplyWriter:
             from ghl_real_estate_ai.integrations.llm.anthropic import AnthropicReplyWriter
 
             return AnthropicReplyWriter(
-                settings.llm_api_key, settings.llm_model, base_url=settings.llm_base_url
+                settings.llm_api_key,
+                settings.llm_model,
+                base_url=settings.llm_base_url,
+                capture_content=settings.otel_capture_content,
             )
         from ghl_real_estate_ai.integrations.llm.openai import OpenAIReplyWriter
 
-        return OpenAIReplyWriter(settings.llm_api_key, settings.llm_model, base_url=settings.llm_base_url)
+        return OpenAIReplyWriter(
+            settings.llm_api_key,
+            settings.llm_model,
+            base_url=settings.llm_base_url,
+            capture_content=settings.otel_capture_content,
+        )
     except ImportError as exc:
         raise ConfigurationError(
             f"LLM_PROVIDER={provider!r} needs the {exc.name!r} package: pip install 'ghl-real-estate-ai[llm]'"

@@ -1,4 +1,4 @@
-"""Replies rewritten by an Anthropic model through the official ``anthropic`` SDK.
+"""Replies and dialogue slots from an Anthropic model through the official ``anthropic`` SDK.
 
 ::
 
@@ -6,22 +6,28 @@
     text = await writer.write("seller_q_timeline", {"temperature": "warm"}, fallback=template_text)
 
 Tests inject ``http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(...))``
-(the SDK is built on ``httpx2``, the successor of ``httpx``). The SDK's own
-spans are kept to metadata: message text never reaches a span.
+(the SDK is built on ``httpx2``, the successor of ``httpx``). The slots come
+from a forced tool call whose input schema is :data:`~.base.SLOT_SCHEMA`. The
+SDK's own tracing is off: our ``chat <model>`` span carries the GenAI
+attributes it lacks (input tokens, finish reasons) and no text unless
+``OTEL_CAPTURE_CONTENT=true``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import httpx2
 from anthropic import AsyncAnthropic
 
-from ghl_real_estate_ai.integrations.llm.base import DEFAULT_MAX_CHARS, ProviderReplyWriter
+from ghl_real_estate_ai.integrations.llm.base import DEFAULT_MAX_CHARS, ChatResult, ProviderLLM
 
 __all__ = ["AnthropicReplyWriter"]
 
 
-class AnthropicReplyWriter(ProviderReplyWriter):
-    """A :class:`~ghl_real_estate_ai.integrations.llm.base.ReplyWriter` backed by Anthropic's Messages API."""
+class AnthropicReplyWriter(ProviderLLM):
+    """A reply writer and slot filler backed by Anthropic's Messages API."""
 
     provider = "anthropic"
 
@@ -36,6 +42,7 @@ class AnthropicReplyWriter(ProviderReplyWriter):
         max_retries: int = 1,
         max_chars: int = DEFAULT_MAX_CHARS,
         max_tokens: int = 300,
+        capture_content: bool = False,
     ) -> None:
         """Build the client.
 
@@ -49,8 +56,9 @@ class AnthropicReplyWriter(ProviderReplyWriter):
             max_retries: SDK retries of a failed request before falling back.
             max_chars: longer answers fall back to the template.
             max_tokens: the model's output limit.
+            capture_content: put prompts and completions on the spans.
         """
-        super().__init__(model, max_chars=max_chars)
+        super().__init__(model, max_chars=max_chars, capture_content=capture_content, timeout=timeout)
         self.max_tokens = max_tokens
         self._client = AsyncAnthropic(
             api_key=api_key,
@@ -58,15 +66,38 @@ class AnthropicReplyWriter(ProviderReplyWriter):
             http_client=http_client,
             timeout=timeout,
             max_retries=max_retries,
-            # Given explicitly so no environment variable can switch on content capture.
-            open_telemetry={"traces": {"enabled": True, "content_mode": "metadata_only"}},
+            # Given explicitly (no environment variable switches it on): our span is the call's span.
+            open_telemetry=False,
         )
 
-    async def _complete(self, system: str, user: str) -> str:
-        message = await self._client.messages.create(
-            model=self.model,
-            max_tokens=self.max_tokens,
-            system=system,
-            messages=[{"role": "user", "content": user}],
+    async def _chat(self, system: str, user: str, schema: Mapping[str, Any] | None) -> ChatResult:
+        messages: Any = [{"role": "user", "content": user}]
+        if schema is None:
+            message = await self._client.messages.create(
+                model=self.model, max_tokens=self.max_tokens, system=system, messages=messages
+            )
+        else:
+            tool: Any = {
+                "name": "record_slots",
+                "description": "Record the lead's slots.",
+                "input_schema": schema,
+            }
+            message = await self._client.messages.create(
+                model=self.model,
+                max_tokens=self.max_tokens,
+                system=system,
+                messages=messages,
+                tools=[tool],
+                tool_choice={"type": "tool", "name": "record_slots"},
+            )
+        data = next((dict(b.input) for b in message.content if b.type == "tool_use"), None)
+        usage = message.usage
+        return ChatResult(
+            text="".join(getattr(block, "text", "") for block in message.content if block.type == "text"),
+            data=data,
+            response_model=message.model,
+            response_id=message.id,
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            finish_reasons=[str(message.stop_reason)] if message.stop_reason else [],
         )
-        return "".join(getattr(block, "text", "") for block in message.content if block.type == "text")

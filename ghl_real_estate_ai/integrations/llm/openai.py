@@ -1,4 +1,4 @@
-"""Replies rewritten by an OpenAI (or OpenAI-compatible) model through the official ``openai`` SDK.
+"""Replies and dialogue slots from an OpenAI (or compatible) model through the official ``openai`` SDK.
 
 ::
 
@@ -8,22 +8,27 @@
 ``base_url`` points at any OpenAI-compatible server (vLLM, Ollama, a gateway);
 those get ``max_tokens``, OpenAI itself ``max_completion_tokens``. Tests inject
 ``http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(...))`` (the
-SDK is built on ``httpx2``).
+SDK is built on ``httpx2``). The slots come from a ``json_schema`` response
+format (:data:`~.base.SLOT_SCHEMA`, strict).
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
 
 import httpx2
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from ghl_real_estate_ai.integrations.llm.base import DEFAULT_MAX_CHARS, ProviderReplyWriter
+from ghl_real_estate_ai.integrations.llm.base import DEFAULT_MAX_CHARS, ChatResult, ProviderLLM
 
 __all__ = ["OpenAIReplyWriter"]
 
 
-class OpenAIReplyWriter(ProviderReplyWriter):
-    """A :class:`~ghl_real_estate_ai.integrations.llm.base.ReplyWriter` backed by Chat Completions."""
+class OpenAIReplyWriter(ProviderLLM):
+    """A reply writer and slot filler backed by Chat Completions."""
 
     provider = "openai"
 
@@ -38,6 +43,7 @@ class OpenAIReplyWriter(ProviderReplyWriter):
         max_retries: int = 1,
         max_chars: int = DEFAULT_MAX_CHARS,
         max_tokens: int = 300,
+        capture_content: bool = False,
     ) -> None:
         """Build the client.
 
@@ -50,8 +56,9 @@ class OpenAIReplyWriter(ProviderReplyWriter):
             max_retries: SDK retries of a failed request before falling back.
             max_chars: longer answers fall back to the template.
             max_tokens: the model's output limit.
+            capture_content: put prompts and completions on the spans.
         """
-        super().__init__(model, max_chars=max_chars)
+        super().__init__(model, max_chars=max_chars, capture_content=capture_content, timeout=timeout)
         self.max_tokens = max_tokens
         self.compatible = base_url is not None
         self._client = AsyncOpenAI(
@@ -62,19 +69,34 @@ class OpenAIReplyWriter(ProviderReplyWriter):
             max_retries=max_retries,
         )
 
-    async def _complete(self, system: str, user: str) -> str:
+    async def _chat(self, system: str, user: str, schema: Mapping[str, Any] | None) -> ChatResult:
         messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": system},
             {"role": "user", "content": user},
         ]
+        extra: dict[str, Any] = {}
+        if schema is not None:
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "record_slots", "schema": dict(schema), "strict": True},
+            }
         if self.compatible:
-            completion = await self._client.chat.completions.create(
-                model=self.model, messages=messages, max_tokens=self.max_tokens
-            )
+            extra["max_tokens"] = self.max_tokens
         else:
-            completion = await self._client.chat.completions.create(
-                model=self.model, messages=messages, max_completion_tokens=self.max_tokens
-            )
-        if not completion.choices:
-            return ""
-        return completion.choices[0].message.content or ""
+            extra["max_completion_tokens"] = self.max_tokens
+        completion = await self._client.chat.completions.create(model=self.model, messages=messages, **extra)
+        text = completion.choices[0].message.content or "" if completion.choices else ""
+        data = None
+        if schema is not None and text:
+            loaded = json.loads(text)
+            data = loaded if isinstance(loaded, dict) else None
+        usage = completion.usage
+        return ChatResult(
+            text=text,
+            data=data,
+            response_model=completion.model,
+            response_id=completion.id,
+            input_tokens=usage.prompt_tokens if usage else None,
+            output_tokens=usage.completion_tokens if usage else None,
+            finish_reasons=[str(c.finish_reason) for c in completion.choices if c.finish_reason],
+        )
