@@ -232,15 +232,29 @@ def _state_attributes(spec: NodeSpec, state: Mapping[str, Any]) -> dict[str, Any
     return found
 
 
+def unsampled_parent() -> bool:
+    """True when the current span exists but was not sampled: its children are not either.
+
+    The parent-based samplers (ours, and OpenTelemetry's default) follow the
+    parent's decision, so starting a child only to get a non-recording span back
+    would be wasted work: no span, no attributes, no context switch (issue 14).
+    """
+    context = trace_api.get_current_span().get_span_context()
+    return context.is_valid and not context.trace_flags.sampled
+
+
 def begin(spec: NodeSpec, tracer: Tracer | None, state: Mapping[str, Any] | None) -> Span | None:
-    """Start the node span (``None`` when tracing is off); the caller makes it current."""
+    """Start the node span (``None`` when tracing is off or the parent is unsampled).
+
+    The caller makes it current. Attributes are only built for a span that records.
+    """
+    if tracer is None or unsampled_parent():
+        return None
     attributes = spec.static_attributes
     if state is not None:
         dynamic = _state_attributes(spec, state)
         if dynamic is not None:
             attributes = {**attributes, **dynamic}
-    if tracer is None:
-        return None
     return tracer.start_span(spec.span_name, attributes=attributes)
 
 
@@ -471,7 +485,7 @@ class WorkflowSpan:
 
     def __enter__(self) -> Span:
         tracer = active_tracer()
-        if tracer is not None:
+        if tracer is not None and not unsampled_parent():
             self._span = tracer.start_span(self._name, attributes=self._attributes)
             self._token = context_api.attach(trace_api.set_span_in_context(self._span))
         self._started = perf_counter()
@@ -558,7 +572,7 @@ class HandoffSpan:
 
     def __enter__(self) -> Span:
         tracer = active_tracer()
-        if tracer is not None:
+        if tracer is not None and not unsampled_parent():
             self._span = tracer.start_span(self._name, attributes=self._attributes)
             self._token = context_api.attach(trace_api.set_span_in_context(self._span))
         self._ctx_token = _current_handoff.set(self)

@@ -255,20 +255,29 @@ class LocalSpanExporter(SpanExporter):
         return int(row[0])
 
     def _insert(self, conn: sqlite3.Connection, spans: Sequence[ReadableSpan]) -> None:
+        # One transaction and two executemany calls per export batch (issue 14): the
+        # rows are built first, and the span ids are given here (we hold the write
+        # lock, so nobody else takes the next ids), since executemany reports none.
         conn.execute("BEGIN IMMEDIATE")
         try:
+            span_rows: list[tuple[object, ...]] = []
             index_rows: list[tuple[int, str, str, str]] = []
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spans'").fetchone()
+            last = conn.execute("SELECT max(id) FROM spans").fetchone()[0] or 0
+            ref = max(int(row[0]) if row else 0, int(last))
             for span in spans:
                 context = span.context
                 if context is None:
                     continue
+                ref += 1
                 trace_id = format(context.trace_id, "032x")
                 start = span.start_time or 0
                 end = span.end_time or start
                 attributes = _attributes(span.attributes)
                 status = span.status.status_code.name
                 kind = span.kind.name
-                service = str(span.resource.attributes.get("service.name", "unknown_service"))
+                resource = span.resource
+                service = str(resource.attributes.get("service.name", "unknown_service"))
                 events = [
                     {"name": e.name, "timestamp_ns": e.timestamp, "attributes": _attributes(e.attributes)}
                     for e in span.events
@@ -281,12 +290,9 @@ class LocalSpanExporter(SpanExporter):
                     }
                     for link in span.links
                 ]
-                cursor = conn.execute(
-                    "INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,"
-                    " duration_ns, status_code, status_message, service_name, scope_name, resource_id,"
-                    " attributes_json, events_json, links_json)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                span_rows.append(
                     (
+                        ref,
                         trace_id,
                         format(context.span_id, "016x"),
                         format(span.parent.span_id, "016x") if span.parent is not None else None,
@@ -303,21 +309,26 @@ class LocalSpanExporter(SpanExporter):
                         _dumps(attributes),
                         _dumps(events) if events else None,
                         _dumps(links) if links else None,
-                    ),
+                    )
                 )
-                ref = int(cursor.lastrowid or 0)
-                searchable: dict[str, object] = dict(attributes)
                 # The tags Jaeger derives from kind and status are searchable too.
-                if kind != "INTERNAL":
-                    searchable["span.kind"] = kind.lower()
-                if status != "UNSET":
-                    searchable["otel.status_code"] = status
-                if status == "ERROR":
-                    searchable["error"] = True
-                for key, value in searchable.items():
-                    text = attribute_text(value)
+                for key, value in attributes.items():
+                    text = value if type(value) is str else attribute_text(value)
                     if len(text) <= _MAX_INDEXED_VALUE:
                         index_rows.append((ref, trace_id, key, text))
+                if kind != "INTERNAL":
+                    index_rows.append((ref, trace_id, "span.kind", kind.lower()))
+                if status != "UNSET":
+                    index_rows.append((ref, trace_id, "otel.status_code", status))
+                if status == "ERROR":
+                    index_rows.append((ref, trace_id, "error", attribute_text(True)))
+            conn.executemany(
+                "INSERT INTO spans (id, trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,"
+                " duration_ns, status_code, status_message, service_name, scope_name, resource_id,"
+                " attributes_json, events_json, links_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                span_rows,
+            )
             conn.executemany(
                 "INSERT INTO span_attributes (span_ref, trace_id, key, value) VALUES (?, ?, ?, ?)",
                 index_rows,

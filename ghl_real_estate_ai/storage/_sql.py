@@ -563,6 +563,13 @@ class SQLStore(ABC):
         rows = await self._sql(sql, args, exclusive=exclusive)
         return rows[0] if rows else None
 
+    async def _durable_one(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
+        """Like :meth:`_one`, for the write that must survive a power loss (the webhook intake).
+
+        A backend that relaxes durability for its other commits makes this one wait for the disk.
+        """
+        return await self._one(sql, args)
+
     async def _claim_due(
         self,
         table: str,
@@ -897,7 +904,7 @@ class SQLStore(ABC):
         # unique violation at the caller.
         for _ in range(3):
             now = _now()
-            row = await self._one(
+            row = await self._durable_one(
                 """INSERT INTO webhook_events (webhook_id, message_id, event_type, contact_id, payload,
                        status, attempts, received_at, updated_at, trace_context)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
