@@ -34,7 +34,7 @@ from ghl_real_estate_ai.worker import BackgroundWorker
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["SANDBOX_PATH", "add_routes", "start"]
+__all__ = ["SANDBOX_PATH", "add_routes", "start", "startup_facts"]
 
 SANDBOX_PATH = "/sandbox/ghl"
 
@@ -95,10 +95,26 @@ async def start(
     # processed, undelivered outbox items and follow-ups that fell due while the app was down.
     worker.start()
     stack.push_async_callback(worker.stop)
-    logger.info(
-        "started",
-        extra={"database": store.backend, "cache": cache.backend, "embedded": settings.embedded},
+    logger.info("started", extra=startup_facts(settings, store.backend, cache.backend))
+
+
+def startup_facts(settings: Settings, database: str, cache: str) -> dict[str, object]:
+    """What the start-up line says about the running service, measured from what was opened.
+
+    ``embedded`` is true only when every part is the embedded one: SQLite, the in-process
+    cache and the GHL sandbox (issue 12: it said true on PostgreSQL and Redis).
+    """
+    ghl = "sandbox" if settings.embedded else "api"
+    tracing = (
+        settings.otel_exporter_type if settings.otel_enabled and not settings.otel_sdk_disabled else "off"
     )
+    return {
+        "database": database,
+        "cache": cache,
+        "ghl": ghl,
+        "tracing": tracing,
+        "embedded": database == "sqlite" and cache == "memory" and ghl == "sandbox",
+    }
 
 
 def _add_settings_routes(app: FastAPI, settings: Settings) -> None:

@@ -22,6 +22,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 from jinja2 import Environment, PackageLoader
 
+from ghl_real_estate_ai.observability.journey import format_journey
 from ghl_real_estate_ai.observability.query import SpanRecord, TraceSummary, build_tree
 
 __all__ = [
@@ -99,6 +100,7 @@ def _environment() -> Environment:
     env.filters["utc_time"] = _time
     env.filters["with_token"] = with_token
     env.filters["attr_pairs"] = _attr_pairs
+    env.filters["journey"] = format_journey
     return env
 
 

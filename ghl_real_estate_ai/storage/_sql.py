@@ -256,6 +256,8 @@ class UnitOfWork:
     messages_complete: bool = False
     handoffs: list[Handoff] | None = None
     handoffs_since: datetime | None = None
+    slots: list[Slot] | None = None
+    """The contact's dialogue slots, ordered by side and name."""
     held: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     """Contact locks taken inside this unit of work, released (in reverse) when it is written."""
     failed: bool = False
@@ -358,6 +360,8 @@ PREFETCH_MESSAGES = 50
 
 _LIST_MESSAGES = """SELECT * FROM messages WHERE contact_id = ?
                ORDER BY created_at DESC, id DESC LIMIT ?"""
+_LIST_SLOTS = """SELECT side, name, value, updated_at FROM dialogue_slots
+               WHERE contact_id = ? ORDER BY side, name"""
 _UPSERT_CONTACT = """INSERT INTO contacts (contact_id, location_id, current_bot, temperature, tags,
                    opted_out, escalated, state, created_at, updated_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -366,6 +370,10 @@ _UPSERT_CONTACT = """INSERT INTO contacts (contact_id, location_id, current_bot,
                    temperature = excluded.temperature, tags = excluded.tags,
                    opted_out = excluded.opted_out, escalated = excluded.escalated,
                    state = excluded.state, updated_at = excluded.updated_at"""
+
+
+def _slot(row: Mapping[str, Any]) -> Slot:
+    return Slot(row["side"], row["name"], row["value"]["v"], row["updated_at"])
 
 
 def _group(writes: Sequence[_Write]) -> list[Step]:
@@ -677,6 +685,7 @@ class SQLStore(ABC):
             uow.messages_complete,
             uow.handoffs,
             uow.handoffs_since,
+            uow.slots,
         )
         try:
             yield
@@ -689,6 +698,7 @@ class SQLStore(ABC):
                 uow.messages_complete,
                 uow.handoffs,
                 uow.handoffs_since,
+                uow.slots,
             ) = saved
 
     def _enter_contact(self, contact_id: str, prefetched: Sequence[list[dict[str, Any]]] = ()) -> None:
@@ -705,8 +715,10 @@ class SQLStore(ABC):
         uow.contact, uow.contact_known = None, False
         uow.messages, uow.messages_complete = None, False
         uow.handoffs, uow.handoffs_since = None, None
+        uow.slots = None
         if prefetched:
-            contact_rows, message_rows = prefetched
+            contact_rows, message_rows, slot_rows = prefetched
+            uow.slots = [_slot(r) for r in slot_rows]
             uow.contact = _contact(contact_rows[0]) if contact_rows else None
             uow.contact_known = True
             uow.messages = [_message(r) for r in reversed(message_rows)]
@@ -714,10 +726,11 @@ class SQLStore(ABC):
 
     @staticmethod
     def _prefetch_steps(contact_id: str) -> list[Step]:
-        """What every locked turn reads first: the contact and its newest messages."""
+        """What every locked turn reads first: the contact, its newest messages and its slots."""
         return [
             Step("SELECT * FROM contacts WHERE contact_id = ?", ((contact_id,),)),
             Step(_LIST_MESSAGES, ((contact_id, PREFETCH_MESSAGES),)),
+            Step(_LIST_SLOTS, ((contact_id,),)),
         ]
 
     async def _flush_and_release(
@@ -1272,12 +1285,14 @@ class SQLStore(ABC):
     # --- dialogue slots (issue 10) ------------------------------------------------
     async def list_slots(self, contact_id: str) -> list[Slot]:
         """Every stored slot of a contact, ordered by side and name."""
-        rows = await self._sql(
-            """SELECT side, name, value, updated_at FROM dialogue_slots
-               WHERE contact_id = ? ORDER BY side, name""",
-            (contact_id,),
-        )
-        return [Slot(r["side"], r["name"], r["value"]["v"], r["updated_at"]) for r in rows]
+        uow = self._known(contact_id)
+        if uow is not None and uow.slots is not None:
+            return list(uow.slots)
+        rows = await self._sql(_LIST_SLOTS, (contact_id,))
+        slots = [_slot(r) for r in rows]
+        if uow is not None:
+            uow.slots = list(slots)
+        return slots
 
     async def save_slots(self, contact_id: str, slots: list[Slot]) -> None:
         """Insert or replace the given slots of a contact, all in one statement; others are kept.
@@ -1298,6 +1313,11 @@ class SQLStore(ABC):
         for slot in slots:
             # Wrapped so any JSON value (a number, a list, null) fits the JSON column alike.
             args.extend((contact_id, slot.side, slot.name, {"v": slot.value}, now))
+        uow = self._known(contact_id)
+        if uow is not None and uow.slots is not None:
+            given = {(slot.side, slot.name): replace(slot, updated_at=now) for slot in slots}
+            kept = {(slot.side, slot.name): slot for slot in uow.slots}
+            uow.slots = [item for _, item in sorted({**kept, **given}.items())]
         # Nothing to return: deferred inside a unit of work, written with its other writes.
         await self._write(
             f"""INSERT INTO dialogue_slots (contact_id, side, name, value, updated_at) VALUES {values}

@@ -42,11 +42,13 @@ from fastapi import FastAPI
 
 from ghl_real_estate_ai.cache.base import Cache
 from ghl_real_estate_ai.errors import CacheError, ConfigurationError, GHLError, GHLRateLimitError
+from ghl_real_estate_ai.observability.url_templates import register_url_templates
 from ghl_real_estate_ai.settings import Settings
 
 __all__ = [
     "CONTACTS_VERSION",
     "CONVERSATIONS_VERSION",
+    "GHL_URL_TEMPLATES",
     "SANDBOX_BASE_URL",
     "Channel",
     "GHLClient",
@@ -58,6 +60,16 @@ CONVERSATIONS_VERSION = "2021-04-15"
 CONTACTS_VERSION = "2021-07-28"
 SANDBOX_BASE_URL = "http://ghl-sandbox"
 """Base URL of the in-process sandbox; the ASGI transport ignores the host."""
+
+GHL_URL_TEMPLATES = (
+    "/conversations/messages",
+    "/contacts/{contactId}",
+    "/contacts/{contactId}/tags",
+    "/contacts/{contactId}/tasks",
+    "/calendars/{calendarId}/free-slots",
+    "/calendars/events/appointments",
+)
+"""The API paths this client calls: its spans are named ``POST /contacts/{contactId}/tags`` (issue 12)."""
 
 Channel = Literal["SMS", "Email"]
 
@@ -461,6 +473,7 @@ def build_ghl_client(settings: Settings, cache: Cache, sandbox_app: FastAPI | No
     Raises:
         ConfigurationError: GHL_BASE_URL is set without GHL_API_KEY.
     """
+    register_url_templates(GHL_URL_TEMPLATES)
     timeout = httpx.Timeout(15.0, connect=5.0)
     if settings.ghl_base_url is None:
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor

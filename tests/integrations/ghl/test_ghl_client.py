@@ -260,7 +260,12 @@ async def test_every_call_is_an_httpx_client_span_under_the_caller(ghl: GHLClien
         await ghl.add_tags("c1", ["Hot-Seller"])
     node = capture.by_name("seller_bot.schedule_cma_appointment")[0]
     clients = [s for s in capture.spans() if s.kind is SpanKind.CLIENT]
-    assert [s.name for s in clients] == ["POST", "POST"]
+    # Named `{method} {url.template}` with url.template set (issue 12); ids stay in the URL.
+    assert [s.name for s in clients] == ["POST /conversations/messages", "POST /contacts/{contactId}/tags"]
+    assert [s.attributes["url.template"] for s in clients] == [
+        "/conversations/messages",
+        "/contacts/{contactId}/tags",
+    ]
     assert all(s.parent is not None and s.parent.span_id == node.context.span_id for s in clients)
     assert all(s.context.trace_id == node.context.trace_id for s in clients)
     urls = [str(s.attributes.get("url.full") or s.attributes.get("http.url")) for s in clients]
