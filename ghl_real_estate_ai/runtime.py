@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ghl_real_estate_ai.api import webhooks
@@ -79,10 +80,22 @@ async def start(
     ghl = build_ghl_client(settings, cache, sandbox_app=sandbox)
     stack.push_async_callback(ghl.aclose)
 
-    outbox = Outbox(store, ghl)
+    outbox = Outbox(
+        store,
+        ghl,
+        max_age=timedelta(hours=settings.outbox_max_age_hours),
+        max_delay=settings.outbox_max_delay_seconds,
+        owner_timeout=timedelta(seconds=settings.outbox_owner_timeout_seconds),
+    )
     processor = build_conversation_service(store, outbox, ghl, settings)
     followups = FollowUpRunner(store, processor.bots.lead)
-    worker = BackgroundWorker(store, outbox, processor, poll_seconds=settings.followup_poll_seconds)
+    worker = BackgroundWorker(
+        store,
+        outbox,
+        processor,
+        poll_seconds=settings.followup_poll_seconds,
+        stuck_after=timedelta(seconds=settings.webhook_stuck_after_seconds),
+    )
     worker.add_job("followups", followups.run_due)
 
     state = app.state
