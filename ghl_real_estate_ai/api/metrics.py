@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 _BACKLOG_GAUGES = {
     "outbox_pending": ("jorge_outbox_backlog", "Outbox items waiting to be sent (pending or sending)"),
-    "outbox_failed": ("jorge_outbox_failed", "Outbox items that gave up after their last attempt"),
+    "outbox_failed": ("jorge_outbox_failed", "Outbox items GHL refused or that gave up (failed or dead)"),
     "followups_due": ("jorge_followups_due", "Follow-up steps due now and not yet run"),
     "followups_dead": ("jorge_followups_dead", "Follow-up steps that gave up"),
 }

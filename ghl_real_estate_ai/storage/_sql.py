@@ -1295,7 +1295,7 @@ class SQLStore(ReliabilityQueries, ABC):
         row = await self._one(
             """SELECT
                  (SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')) AS outbox_pending,
-                 (SELECT COUNT(*) FROM outbox WHERE status = 'failed') AS outbox_failed,
+                 (SELECT COUNT(*) FROM outbox WHERE status IN ('failed', 'dead')) AS outbox_failed,
                  (SELECT COUNT(*) FROM followups
                    WHERE status IN ('pending', 'failed') AND due_at <= ?) AS followups_due,
                  (SELECT COUNT(*) FROM followups WHERE status = 'dead') AS followups_dead""",

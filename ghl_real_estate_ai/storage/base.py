@@ -355,5 +355,5 @@ class Store(Protocol):
 
     # operational gauges (issue 11)
     async def backlog_counts(self, now: datetime) -> dict[str, int]:
-        """``outbox_pending`` (pending or sending), ``outbox_failed``, ``followups_due``
+        """``outbox_pending`` (pending or sending), ``outbox_failed`` (failed or dead), ``followups_due``
         (pending or failed, due at ``now``) and ``followups_dead``, in one statement."""
