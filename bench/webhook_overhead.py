@@ -643,12 +643,9 @@ def latency(args: argparse.Namespace, database: str, receiver: Receiver, rows: l
     for index in range(args.rounds):
         shift = index % len(configs)
         for config in configs[shift:] + configs[:shift]:
-            run_id = uuid.uuid4().hex[:8]
             with serve(config, database, receiver, 50.0) as server:
-                asyncio.run(drive(server.base_url, 5, 1, run_id, start=100_000))
-                p50[config.label].append(
-                    asyncio.run(drive(server.base_url, args.latency_webhooks, 1, run_id)).p50_ms
-                )
+                wrk(server.base_url, 1, 1, server.folder)  # warm-up
+                p50[config.label].append(wrk(server.base_url, args.latency_seconds, 1, server.folder).p50_ms)
     for label in ("local 100%", "otlp 100%"):
         ratios = per_round_ratios(p50[label], p50["off"])
         rows.append(
@@ -698,9 +695,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per comparison")
     parser.add_argument("--seconds", type=int, default=10, help="seconds per throughput run")
     parser.add_argument("--concurrency", type=int, default=16, help="webhooks in flight")
-    parser.add_argument(
-        "--latency-webhooks", type=int, default=30, help="sequential webhooks per latency run"
-    )
+    parser.add_argument("--latency-seconds", type=int, default=5, help="seconds per sequential latency run")
     parser.add_argument("--count-webhooks", type=int, default=60, help="webhooks for the per-webhook counts")
     parser.add_argument("--memory-webhooks", type=int, default=10_000, help="webhooks for the memory check")
     parser.add_argument("--databases", default="sqlite,postgresql", help="comma list: sqlite, postgresql")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ghl_real_estate_ai.api import webhooks
@@ -31,7 +32,7 @@ from ghl_real_estate_ai.worker import BackgroundWorker
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["SANDBOX_PATH", "add_routes", "start"]
+__all__ = ["SANDBOX_PATH", "add_routes", "start", "startup_facts"]
 
 SANDBOX_PATH = "/sandbox/ghl"
 
@@ -75,10 +76,22 @@ async def start(
     ghl = build_ghl_client(settings, cache, sandbox_app=sandbox)
     stack.push_async_callback(ghl.aclose)
 
-    outbox = Outbox(store, ghl)
+    outbox = Outbox(
+        store,
+        ghl,
+        max_age=timedelta(hours=settings.outbox_max_age_hours),
+        max_delay=settings.outbox_max_delay_seconds,
+        owner_timeout=timedelta(seconds=settings.outbox_owner_timeout_seconds),
+    )
     processor = build_conversation_service(store, outbox, ghl, settings)
     followups = FollowUpRunner(store, processor.bots.lead)
-    worker = BackgroundWorker(store, outbox, processor, poll_seconds=settings.followup_poll_seconds)
+    worker = BackgroundWorker(
+        store,
+        outbox,
+        processor,
+        poll_seconds=settings.followup_poll_seconds,
+        stuck_after=timedelta(seconds=settings.webhook_stuck_after_seconds),
+    )
     worker.add_job("followups", followups.run_due)
 
     state = app.state
@@ -91,10 +104,26 @@ async def start(
     # processed, undelivered outbox items and follow-ups that fell due while the app was down.
     worker.start()
     stack.push_async_callback(worker.stop)
-    logger.info(
-        "started",
-        extra={"database": store.backend, "cache": cache.backend, "embedded": settings.embedded},
+    logger.info("started", extra=startup_facts(settings, store.backend, cache.backend))
+
+
+def startup_facts(settings: Settings, database: str, cache: str) -> dict[str, object]:
+    """What the start-up line says about the running service, measured from what was opened.
+
+    ``embedded`` is true only when every part is the embedded one: SQLite, the in-process
+    cache and the GHL sandbox (issue 12: it said true on PostgreSQL and Redis).
+    """
+    ghl = "sandbox" if settings.embedded else "api"
+    tracing = (
+        settings.otel_exporter_type if settings.otel_enabled and not settings.otel_sdk_disabled else "off"
     )
+    return {
+        "database": database,
+        "cache": cache,
+        "ghl": ghl,
+        "tracing": tracing,
+        "embedded": database == "sqlite" and cache == "memory" and ghl == "sandbox",
+    }
 
 
 def _add_settings_routes(app: FastAPI, settings: Settings) -> None:

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader
 
+from ghl_real_estate_ai.observability.journey import format_journey
 from ghl_real_estate_ai.observability.query import SpanRecord, TraceSummary, build_tree
 
 __all__ = [
@@ -96,6 +97,7 @@ def _environment() -> Environment:
     env.filters["utc_time"] = _time
     env.filters["with_token"] = with_token
     env.filters["attr_pairs"] = _attr_pairs
+    env.filters["journey"] = format_journey
     return env
 
 

@@ -62,6 +62,7 @@ from ghl_real_estate_ai.observability._exporters import (
 from ghl_real_estate_ai.observability.config import DEFAULT_SERVICE_NAME, TracingConfig
 from ghl_real_estate_ai.observability.errors import ObservabilityConfigError
 from ghl_real_estate_ai.observability.journey import ConversationSpanProcessor
+from ghl_real_estate_ai.observability.url_templates import UrlTemplateSpanProcessor
 
 __all__ = [
     "SupportsTracingConfig",
@@ -471,7 +472,7 @@ def setup_observability(
         if foreign is not None:
             # Join the host's SDK provider: its sampler and resource stay in charge.
             tracer_provider: TracerProvider = foreign  # type: ignore[assignment]
-            gate = _Gate([conversation, *processors])
+            gate = _Gate([conversation, UrlTemplateSpanProcessor(), *processors])
             tracer_provider.add_span_processor(gate)
             resource = getattr(tracer_provider, "resource", resource)
             sampler_text = "the host provider's"
@@ -480,6 +481,7 @@ def setup_observability(
                 resource=resource, sampler=chosen_sampler, shutdown_on_exit=False
             )
             tracer_provider.add_span_processor(conversation)
+            tracer_provider.add_span_processor(UrlTemplateSpanProcessor())
             for processor in processors:
                 tracer_provider.add_span_processor(processor)
             for view in _added:

@@ -43,6 +43,7 @@ __all__ = [
     "node_metric_attributes",
     "record_handoff",
     "record_node",
+    "record_outbox",
 ]
 
 LATENCY_BUCKETS_MS: Final = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
@@ -166,6 +167,28 @@ class HistogramTotals:
 
 MetricPoints = dict[str, list[tuple[dict[str, Any], float | HistogramTotals]]]
 """``{metric name: [(attributes, value), ...]}`` as :func:`metric_points` returns it."""
+
+
+_outbox_counter: tuple[int, Counter | None] = (-1, None)
+
+
+def record_outbox(outcome: str) -> None:
+    """Count one final outbox outcome: ``jorge.outbox.outcomes`` (``outcome``: sent, reconciled,
+    failed, dead, dropped), so dead items show on dashboards and alerts."""
+    global _outbox_counter
+    generation, counter = _outbox_counter
+    if generation != _provider.generation():
+        provider = _provider.current_meter_delegate()
+        counter = (
+            None
+            if provider is None
+            else provider.get_meter(_METER_NAME).create_counter(
+                "jorge.outbox.outcomes", unit="1", description="Outbound GHL actions by final outcome"
+            )
+        )
+        _outbox_counter = (_provider.generation(), counter)
+    if counter is not None:
+        counter.add(1, {"outcome": outcome})
 
 
 def metric_points(data: MetricsData | None) -> MetricPoints:

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 from opentelemetry.trace import TracerProvider
 
 from ghl_real_estate_ai.errors import LockLostError, LockTimeoutError
+from ghl_real_estate_ai.storage._reliability import ReliabilityQueries
 from ghl_real_estate_ai.storage._spans import StoreSpans, describe_statement
 from ghl_real_estate_ai.storage.base import (
     Contact,
@@ -74,7 +75,7 @@ __all__ = [
 ]
 
 WEBHOOK_STATUSES = frozenset({"received", "processing", "processed", "ignored", "failed"})
-OUTBOX_STATUSES = frozenset({"pending", "sending", "sent", "failed"})
+OUTBOX_STATUSES = frozenset({"pending", "sending", "sent", "failed", "dead", "dropped"})
 FOLLOWUP_STATUSES = frozenset({"pending", "running", "done", "cancelled", "failed", "dead"})
 
 logger = logging.getLogger(__name__)
@@ -256,6 +257,8 @@ class UnitOfWork:
     messages_complete: bool = False
     handoffs: list[Handoff] | None = None
     handoffs_since: datetime | None = None
+    slots: list[Slot] | None = None
+    """The contact's dialogue slots, ordered by side and name."""
     held: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     """Contact locks taken inside this unit of work, released (in reverse) when it is written."""
     failed: bool = False
@@ -323,6 +326,10 @@ def _outbox_item(row: Mapping[str, Any]) -> OutboxItem:
         created_at=row["created_at"],
         last_error=row["last_error"],
         response=None if response is None else dict(response),
+        owner=row.get("owner"),
+        first_attempt_at=row.get("first_attempt_at"),
+        deadline_at=row.get("deadline_at"),
+        check_first=bool(row.get("check_first", False)),
     )
 
 
@@ -358,6 +365,8 @@ PREFETCH_MESSAGES = 50
 
 _LIST_MESSAGES = """SELECT * FROM messages WHERE contact_id = ?
                ORDER BY created_at DESC, id DESC LIMIT ?"""
+_LIST_SLOTS = """SELECT side, name, value, updated_at FROM dialogue_slots
+               WHERE contact_id = ? ORDER BY side, name"""
 _UPSERT_CONTACT = """INSERT INTO contacts (contact_id, location_id, current_bot, temperature, tags,
                    opted_out, escalated, state, created_at, updated_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -366,6 +375,10 @@ _UPSERT_CONTACT = """INSERT INTO contacts (contact_id, location_id, current_bot,
                    temperature = excluded.temperature, tags = excluded.tags,
                    opted_out = excluded.opted_out, escalated = excluded.escalated,
                    state = excluded.state, updated_at = excluded.updated_at"""
+
+
+def _slot(row: Mapping[str, Any]) -> Slot:
+    return Slot(row["side"], row["name"], row["value"]["v"], row["updated_at"])
 
 
 def _group(writes: Sequence[_Write]) -> list[Step]:
@@ -409,7 +422,7 @@ def _check_status(kind: str, status: str, allowed: frozenset[str]) -> None:
         raise ValueError(f"unknown {kind} status {status!r}: use one of {sorted(allowed)}")
 
 
-class SQLStore(ABC):
+class SQLStore(ReliabilityQueries, ABC):
     """Every row method of the Store protocol, over :meth:`_query` and :meth:`_run_steps`."""
 
     backend: str
@@ -677,6 +690,7 @@ class SQLStore(ABC):
             uow.messages_complete,
             uow.handoffs,
             uow.handoffs_since,
+            uow.slots,
         )
         try:
             yield
@@ -689,6 +703,7 @@ class SQLStore(ABC):
                 uow.messages_complete,
                 uow.handoffs,
                 uow.handoffs_since,
+                uow.slots,
             ) = saved
 
     def _enter_contact(self, contact_id: str, prefetched: Sequence[list[dict[str, Any]]] = ()) -> None:
@@ -705,8 +720,10 @@ class SQLStore(ABC):
         uow.contact, uow.contact_known = None, False
         uow.messages, uow.messages_complete = None, False
         uow.handoffs, uow.handoffs_since = None, None
+        uow.slots = None
         if prefetched:
-            contact_rows, message_rows = prefetched
+            contact_rows, message_rows, slot_rows = prefetched
+            uow.slots = [_slot(r) for r in slot_rows]
             uow.contact = _contact(contact_rows[0]) if contact_rows else None
             uow.contact_known = True
             uow.messages = [_message(r) for r in reversed(message_rows)]
@@ -714,10 +731,11 @@ class SQLStore(ABC):
 
     @staticmethod
     def _prefetch_steps(contact_id: str) -> list[Step]:
-        """What every locked turn reads first: the contact and its newest messages."""
+        """What every locked turn reads first: the contact, its newest messages and its slots."""
         return [
             Step("SELECT * FROM contacts WHERE contact_id = ?", ((contact_id,),)),
             Step(_LIST_MESSAGES, ((contact_id, PREFETCH_MESSAGES),)),
+            Step(_LIST_SLOTS, ((contact_id,),)),
         ]
 
     async def _flush_and_release(
@@ -890,8 +908,11 @@ class SQLStore(ABC):
         payload: dict[str, Any],
         status: str = "received",
         trace_context: dict[str, str] | None = None,
+        date_added: datetime | None = None,
     ) -> WebhookInsert:
         """Store a delivery once; a known webhookId or messageId is reported as a duplicate.
+
+        ``date_added`` (GHL's time of the message) orders a contact's events.
 
         ``status="processing"`` stores and claims it in the same statement (one
         attempt counted): the caller processes it now. The new row comes back as
@@ -906,8 +927,8 @@ class SQLStore(ABC):
             now = _now()
             row = await self._durable_one(
                 """INSERT INTO webhook_events (webhook_id, message_id, event_type, contact_id, payload,
-                       status, attempts, received_at, updated_at, trace_context)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       status, attempts, received_at, updated_at, trace_context, date_added)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT DO NOTHING RETURNING *""",
                 (
                     webhook_id,
@@ -920,6 +941,7 @@ class SQLStore(ABC):
                     now,
                     now,
                     dict(trace_context or {}),
+                    None if date_added is None else utc("date_added", date_added),
                 ),
             )
             if row is not None:
@@ -991,20 +1013,33 @@ class SQLStore(ABC):
         *,
         contact_id: str | None = None,
         claim: bool = False,
+        owner: str | None = None,
     ) -> tuple[OutboxItem, bool]:
         """Write an item once; returns (item, created). A known key returns the stored item.
 
         With ``claim`` a new item is stored already claimed (``sending``, one
-        attempt): the caller sends it now, and nobody else can.
+        attempt, by ``owner``): the caller sends it now, and nobody else can.
         """
         now = _now()
         status, attempts = ("sending", 1) if claim else ("pending", 0)
         row = await self._one(
             """INSERT INTO outbox (idempotency_key, kind, contact_id, payload, status, attempts,
-                   next_attempt_at, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   next_attempt_at, created_at, updated_at, owner, first_attempt_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (idempotency_key) DO NOTHING RETURNING *""",
-            (idempotency_key, kind, contact_id, dict(payload), status, attempts, now, now, now),
+            (
+                idempotency_key,
+                kind,
+                contact_id,
+                dict(payload),
+                status,
+                attempts,
+                now,
+                now,
+                now,
+                owner if claim else None,
+                now if claim else None,
+            ),
         )
         if row is not None:
             return _outbox_item(row), True
@@ -1257,12 +1292,14 @@ class SQLStore(ABC):
     # --- dialogue slots (issue 10) ------------------------------------------------
     async def list_slots(self, contact_id: str) -> list[Slot]:
         """Every stored slot of a contact, ordered by side and name."""
-        rows = await self._sql(
-            """SELECT side, name, value, updated_at FROM dialogue_slots
-               WHERE contact_id = ? ORDER BY side, name""",
-            (contact_id,),
-        )
-        return [Slot(r["side"], r["name"], r["value"]["v"], r["updated_at"]) for r in rows]
+        uow = self._known(contact_id)
+        if uow is not None and uow.slots is not None:
+            return list(uow.slots)
+        rows = await self._sql(_LIST_SLOTS, (contact_id,))
+        slots = [_slot(r) for r in rows]
+        if uow is not None:
+            uow.slots = list(slots)
+        return slots
 
     async def save_slots(self, contact_id: str, slots: list[Slot]) -> None:
         """Insert or replace the given slots of a contact, all in one statement; others are kept.
@@ -1283,6 +1320,11 @@ class SQLStore(ABC):
         for slot in slots:
             # Wrapped so any JSON value (a number, a list, null) fits the JSON column alike.
             args.extend((contact_id, slot.side, slot.name, {"v": slot.value}, now))
+        uow = self._known(contact_id)
+        if uow is not None and uow.slots is not None:
+            given = {(slot.side, slot.name): replace(slot, updated_at=now) for slot in slots}
+            kept = {(slot.side, slot.name): slot for slot in uow.slots}
+            uow.slots = [item for _, item in sorted({**kept, **given}.items())]
         # Nothing to return: deferred inside a unit of work, written with its other writes.
         await self._write(
             f"""INSERT INTO dialogue_slots (contact_id, side, name, value, updated_at) VALUES {values}

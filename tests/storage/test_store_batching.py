@@ -99,8 +99,9 @@ async def test_a_locked_turn_costs_a_few_statements_and_keeps_every_write(store_
     before = store.stats.snapshot()
     await a_turn(store, "c1")
     spent = store.stats
-    # lock + its reads, the handoff history, the outbox row before its send, one batch at the end
-    assert spent.statements - before.statements <= 11
+    # the lock with its three reads (contact, messages, slots), the handoff history, the
+    # outbox row before its send, then one batch: 5 deferred writes and the lock's release
+    assert spent.statements - before.statements <= 12
     sqlite = store.backend == "sqlite"
     assert spent.round_trips - before.round_trips <= (4 if sqlite else 15)
     contact = await store.get_contact("c1")
@@ -275,3 +276,30 @@ async def test_the_pool_housekeeping_is_never_traced(
     )
     for housekeeping in ("pg_advisory_unlock_all", "RESET ALL", "UNLISTEN", "pg_type", "BEGIN", "COMMIT"):
         assert housekeeping not in texts
+
+
+async def test_slots_are_read_with_the_lock_and_reads_see_the_deferred_save(store_url_store: Store) -> None:
+    from ghl_real_estate_ai.storage.base import Slot
+
+    store = store_url_store
+    await store.save_slots("c8", [Slot("buy", "budget", 500_000), Slot("buy", "bedrooms", 3)])
+    async with store.contact_lock("c8"):
+        before = store.stats.snapshot()
+        assert [(s.name, s.value) for s in await store.list_slots("c8")] == [
+            ("bedrooms", 3),
+            ("budget", 500_000),
+        ]
+        await store.save_slots(
+            "c8", [Slot("buy", "budget", 650_000), Slot("sell", "motivation", "relocating")]
+        )
+        assert [(s.side, s.name, s.value) for s in await store.list_slots("c8")] == [
+            ("buy", "bedrooms", 3),
+            ("buy", "budget", 650_000),
+            ("sell", "motivation", "relocating"),
+        ]
+        assert store.stats.statements == before.statements  # served from the lock's reads
+    assert [(s.name, s.value) for s in await store.list_slots("c8")] == [
+        ("bedrooms", 3),
+        ("budget", 650_000),
+        ("motivation", "relocating"),
+    ]
