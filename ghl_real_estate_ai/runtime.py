@@ -27,6 +27,7 @@ from ghl_real_estate_ai.logs import configure_logging
 from ghl_real_estate_ai.outbox import Outbox
 from ghl_real_estate_ai.settings import Settings
 from ghl_real_estate_ai.storage import open_store
+from ghl_real_estate_ai.understanding.reading import warm_up
 from ghl_real_estate_ai.worker import BackgroundWorker
 
 if TYPE_CHECKING:
@@ -99,6 +100,9 @@ async def start(
     state.webhook_verifier = verifier
     state.outbox, state.processor, state.followups, state.worker = outbox, processor, followups, worker
     _add_settings_routes(app, settings)
+
+    # The intent classifier and the gazetteer are read once here, not on the first message (issue 10).
+    await asyncio.to_thread(warm_up)
 
     # The first pass picks up what a crash or a restart left behind: events stored but not
     # processed, undelivered outbox items and follow-ups that fell due while the app was down.

@@ -162,7 +162,8 @@ async def test_opt_out_in_spanish(h: Harness) -> None:
     stopped = await h.say("o2", "No me escriba más por favor")
     assert stopped.action == "opted_out"
     assert (await h.say("o2", "para")).action == "ignored_opted_out"
-    assert (await h.contact("o2")).tags == ["Opted-Out"]
+    # "quiero comprar una casa" is a plain statement of intent: handed to the buyer bot first.
+    assert "Opted-Out" in (await h.contact("o2")).tags
     assert len(await h.sent_texts("o2")) == 2
 
 
