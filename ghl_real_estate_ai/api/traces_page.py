@@ -22,10 +22,12 @@ from jinja2 import Environment, PackageLoader
 
 from ghl_real_estate_ai.observability.journey import format_journey
 from ghl_real_estate_ai.observability.query import SpanRecord, TraceSummary, build_tree
+from ghl_real_estate_ai.observability.timeline import TimelineTrace
 
 __all__ = [
     "SearchForm",
     "format_ms",
+    "render_contact_page",
     "render_message_page",
     "render_search_page",
     "render_template",
@@ -195,9 +197,15 @@ def render_trace_page(spans: Sequence[SpanRecord], *, token: str | None = None) 
         span_count=len(spans),
         error_count=sum(1 for s in spans if s.is_error),
         services=sorted({s.service_name for s in spans}),
+        contact=next((str(s.attributes["session.id"]) for s in spans if "session.id" in s.attributes), None),
         rows=rows,
         token=token,
     )
+
+
+def render_contact_page(contact_id: str, traces: Sequence[TimelineTrace], *, token: str | None = None) -> str:
+    """A contact's timeline: each trace of its session with what happened in it, oldest first."""
+    return render_template("contact.html", contact_id=contact_id, traces=traces, token=token)
 
 
 def render_message_page(title: str, message: str, *, token: str | None = None) -> str:
