@@ -231,6 +231,12 @@ class Settings(BaseSettings):
     """WEBHOOK_STUCK_AFTER_SECONDS: an event left ``processing`` this long (its process died
     mid-turn) is taken over by the worker; outbound actions stay once-only by their keys."""
 
+    # --- issue 11: /metrics and /dashboard ------------------------------------
+    metrics_token: str | None = None
+    """METRICS_TOKEN: when set, `GET /metrics` needs `Authorization: Bearer <token>`
+    (Prometheus' `authorization` scrape setting). Unset: `/metrics` is open; it holds
+    counts and latencies only, no contact data."""
+
     @field_validator("database_url")
     @classmethod
     def _known_database_scheme(cls, value: str) -> str:

@@ -35,15 +35,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ghl_real_estate_ai.api.traces_page import (
     SearchForm,
+    add_static_route,
     render_contact_page,
     render_message_page,
     render_search_page,
     render_trace_page,
-    static_file,
 )
 from ghl_real_estate_ai.observability.jaeger import (
     MAX_JAEGER_LIMIT,
@@ -289,14 +289,7 @@ def create_traces_router(store_path: Path, *, admin_token: str | None, require_t
         # Carry a ?token= through the page's links and form so navigation keeps working.
         return request.query_params.get("token") if require_token else None
 
-    @router.get("/static/{name}", summary="The pages' style sheets and scripts", include_in_schema=False)
-    def static(name: str) -> Response:
-        # Public like any page asset: no trace data in these files, so no token needed.
-        found = static_file(name)
-        if found is None:
-            return Response(f"no static file {name!r}", status_code=404, media_type="text/plain")
-        path, media_type = found
-        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
+    add_static_route(router)
 
     @router.get("/api/services", summary="Services with traces (Jaeger API)")
     def list_services(request: Request) -> Response:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, Response
 from jinja2 import Environment, PackageLoader
 
 from ghl_real_estate_ai.observability.journey import format_journey
@@ -26,6 +28,7 @@ from ghl_real_estate_ai.observability.timeline import TimelineTrace
 
 __all__ = [
     "SearchForm",
+    "add_static_route",
     "format_ms",
     "render_contact_page",
     "render_message_page",
@@ -124,6 +127,22 @@ def static_file(name: str) -> tuple[Path, str] | None:
         return None
     path = Path(str(resources.files("ghl_real_estate_ai.api") / "static" / name))
     return (path, media_type) if path.is_file() else None
+
+
+def add_static_route(router: APIRouter) -> None:
+    """Serve ``GET /static/{name}`` (the pages' CSS and JavaScript) on ``router``.
+
+    Both page routers add it so each works on its own; in one app the first wins.
+    The files are public like any page asset: they hold no trace data.
+    """
+
+    @router.get("/static/{name}", summary="The pages' style sheets and scripts", include_in_schema=False)
+    def static(name: str) -> Response:
+        found = static_file(name)
+        if found is None:
+            return Response(f"no static file {name!r}", status_code=404, media_type="text/plain")
+        path, media_type = found
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
 
 
 def render_search_page(

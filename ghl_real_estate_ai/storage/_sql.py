@@ -1289,6 +1289,21 @@ class SQLStore(ReliabilityQueries, ABC):
             )
         return [_followup(r) for r in rows]
 
+    # --- operational gauges (issue 11) ---------------------------------------------
+    async def backlog_counts(self, now: datetime) -> dict[str, int]:
+        """Outbox and follow-up counts for ``/metrics``, in one statement."""
+        row = await self._one(
+            """SELECT
+                 (SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')) AS outbox_pending,
+                 (SELECT COUNT(*) FROM outbox WHERE status IN ('failed', 'dead')) AS outbox_failed,
+                 (SELECT COUNT(*) FROM followups
+                   WHERE status IN ('pending', 'failed') AND due_at <= ?) AS followups_due,
+                 (SELECT COUNT(*) FROM followups WHERE status = 'dead') AS followups_dead""",
+            (utc("now", now),),
+        )
+        assert row is not None  # an aggregate always returns one row
+        return {key: int(value) for key, value in row.items()}
+
     # --- dialogue slots (issue 10) ------------------------------------------------
     async def list_slots(self, contact_id: str) -> list[Slot]:
         """Every stored slot of a contact, ordered by side and name."""

@@ -352,3 +352,8 @@ class Store(Protocol):
 
     async def save_slots(self, contact_id: str, slots: list[Slot]) -> None:
         """Insert or replace the given slots of a contact in one statement (others are kept)."""
+
+    # operational gauges (issue 11)
+    async def backlog_counts(self, now: datetime) -> dict[str, int]:
+        """``outbox_pending`` (pending or sending), ``outbox_failed`` (failed or dead), ``followups_due``
+        (pending or failed, due at ``now``) and ``followups_dead``, in one statement."""
