@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ghl_real_estate_ai.api import webhooks
 from ghl_real_estate_ai.api.admin import create_admin_router
+from ghl_real_estate_ai.api.dashboard import create_dashboard_router
+from ghl_real_estate_ai.api.metrics import AppMetrics, WebhookMetricsMiddleware, create_metrics_router
 from ghl_real_estate_ai.api.traces import create_traces_router
 from ghl_real_estate_ai.cache import open_cache
 from ghl_real_estate_ai.conversation import build_conversation_service
@@ -24,6 +26,7 @@ from ghl_real_estate_ai.integrations.ghl.client import build_ghl_client
 from ghl_real_estate_ai.integrations.ghl.sandbox import create_sandbox_app, get_sandbox_state
 from ghl_real_estate_ai.integrations.ghl.webhook import WebhookVerifier
 from ghl_real_estate_ai.logs import configure_logging
+from ghl_real_estate_ai.observability.slo import SloThresholds
 from ghl_real_estate_ai.outbox import Outbox
 from ghl_real_estate_ai.settings import Settings
 from ghl_real_estate_ai.storage import open_store
@@ -50,7 +53,8 @@ async def start(
     if manage_observability:
         from ghl_real_estate_ai.observability.otel_config import setup_observability, shutdown_observability
 
-        setup_observability(settings)
+        # The /metrics bridge reads the instruments through its own pull reader.
+        setup_observability(settings, metric_readers=[app.state.metrics.new_reader()])
 
         async def _shutdown_tracing() -> None:
             # The final flush may wait on the exporter for seconds: not on the event loop.
@@ -92,6 +96,7 @@ async def start(
         processor,
         poll_seconds=settings.followup_poll_seconds,
         stuck_after=timedelta(seconds=settings.webhook_stuck_after_seconds),
+        order_window=timedelta(milliseconds=settings.contact_order_window_ms),
     )
     worker.add_job("followups", followups.run_due)
 
@@ -141,12 +146,27 @@ def _add_settings_routes(app: FastAPI, settings: Settings) -> None:
         )
     )
     app.include_router(create_admin_router(admin_token=settings.admin_token, require_token=protect))
+    app.include_router(create_metrics_router(app.state.metrics, token=settings.metrics_token))
+    app.include_router(
+        create_dashboard_router(
+            settings.resolved_trace_store_path,
+            admin_token=settings.admin_token,
+            require_token=protect,
+            thresholds=SloThresholds(
+                p95_latency_ms=settings.slo_p95_latency_ms,
+                handoff_failure_rate=settings.slo_handoff_failure_rate,
+                trace_error_rate=settings.slo_trace_error_rate,
+            ),
+        )
+    )
     app.state.settings_routes_added = True
 
 
 def add_routes(app: FastAPI, embedded_only: Any) -> None:
     """Attach the routers that need no settings, and mount the GHL sandbox."""
     app.include_router(webhooks.router)
+    app.state.metrics = AppMetrics()  # one Prometheus registry per app
+    app.add_middleware(WebhookMetricsMiddleware, path=webhooks.WEBHOOK_PATH)
     sandbox = create_sandbox_app()
     app.state.ghl_sandbox = sandbox
     app.mount(SANDBOX_PATH, embedded_only(app, sandbox))

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -393,6 +393,7 @@ def setup_observability(
                     resource=_build_resource(cfg),
                     metric_readers=list(metric_readers),
                     shutdown_on_exit=False,
+                    exemplar_filter=AlwaysOffExemplarFilter(),
                 )
                 _provider.set_meter_delegate(state.meter_provider)
             _state = state
@@ -492,7 +493,14 @@ def setup_observability(
             for m in metric_exporters
         ]
         readers.extend(metric_readers)
-        meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+        # No exemplars (issue 11): /metrics does not expose them, and the SDK's reservoir costs
+        # every measurement a draw from the global random module.
+        meter_provider = MeterProvider(
+            resource=resource,
+            metric_readers=readers,
+            shutdown_on_exit=False,
+            exemplar_filter=AlwaysOffExemplarFilter(),
+        )
 
         quiet_exporter_logs()
         _provider.install()

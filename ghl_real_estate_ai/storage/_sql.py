@@ -1014,18 +1014,23 @@ class SQLStore(ReliabilityQueries, ABC):
         contact_id: str | None = None,
         claim: bool = False,
         owner: str | None = None,
+        due_at: datetime | None = None,
+        deadline_at: datetime | None = None,
     ) -> tuple[OutboxItem, bool]:
         """Write an item once; returns (item, created). A known key returns the stored item.
 
         With ``claim`` a new item is stored already claimed (``sending``, one
         attempt, by ``owner``): the caller sends it now, and nobody else can.
+        ``due_at`` (default now) and ``deadline_at`` come from the caller's clock.
         """
         now = _now()
+        due = utc("due_at", due_at) if due_at is not None else now
+        deadline = utc("deadline_at", deadline_at) if deadline_at is not None else None
         status, attempts = ("sending", 1) if claim else ("pending", 0)
         row = await self._one(
             """INSERT INTO outbox (idempotency_key, kind, contact_id, payload, status, attempts,
-                   next_attempt_at, created_at, updated_at, owner, first_attempt_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   next_attempt_at, created_at, updated_at, owner, first_attempt_at, deadline_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (idempotency_key) DO NOTHING RETURNING *""",
             (
                 idempotency_key,
@@ -1034,11 +1039,12 @@ class SQLStore(ReliabilityQueries, ABC):
                 dict(payload),
                 status,
                 attempts,
-                now,
+                due,
                 now,
                 now,
                 owner if claim else None,
                 now if claim else None,
+                deadline,
             ),
         )
         if row is not None:
@@ -1288,6 +1294,21 @@ class SQLStore(ReliabilityQueries, ABC):
                 "SELECT * FROM followups WHERE contact_id = ? ORDER BY due_at, id", (contact_id,)
             )
         return [_followup(r) for r in rows]
+
+    # --- operational gauges (issue 11) ---------------------------------------------
+    async def backlog_counts(self, now: datetime) -> dict[str, int]:
+        """Outbox and follow-up counts for ``/metrics``, in one statement."""
+        row = await self._one(
+            """SELECT
+                 (SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')) AS outbox_pending,
+                 (SELECT COUNT(*) FROM outbox WHERE status IN ('failed', 'dead')) AS outbox_failed,
+                 (SELECT COUNT(*) FROM followups
+                   WHERE status IN ('pending', 'failed') AND due_at <= ?) AS followups_due,
+                 (SELECT COUNT(*) FROM followups WHERE status = 'dead') AS followups_dead""",
+            (utc("now", now),),
+        )
+        assert row is not None  # an aggregate always returns one row
+        return {key: int(value) for key, value in row.items()}
 
     # --- dialogue slots (issue 10) ------------------------------------------------
     async def list_slots(self, contact_id: str) -> list[Slot]:

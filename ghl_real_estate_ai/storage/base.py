@@ -253,6 +253,8 @@ class Store(Protocol):
         contact_id: str | None = None,
         claim: bool = False,
         owner: str | None = None,
+        due_at: datetime | None = None,
+        deadline_at: datetime | None = None,
     ) -> tuple[OutboxItem, bool]:
         """Write an item once; returns (item, created). A known key returns the stored item.
 
@@ -352,3 +354,8 @@ class Store(Protocol):
 
     async def save_slots(self, contact_id: str, slots: list[Slot]) -> None:
         """Insert or replace the given slots of a contact in one statement (others are kept)."""
+
+    # operational gauges (issue 11)
+    async def backlog_counts(self, now: datetime) -> dict[str, int]:
+        """``outbox_pending`` (pending or sending), ``outbox_failed`` (failed or dead), ``followups_due``
+        (pending or failed, due at ``now``) and ``followups_dead``, in one statement."""

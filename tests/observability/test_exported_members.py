@@ -19,6 +19,7 @@ PUBLIC_MODULES = [
     "ghl_real_estate_ai.observability.errors",
     "ghl_real_estate_ai.observability.journey",
     "ghl_real_estate_ai.observability.url_templates",
+    "ghl_real_estate_ai.observability.timeline",
 ]
 
 
