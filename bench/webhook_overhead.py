@@ -545,6 +545,13 @@ class Row:
     budget: str
     ok: bool
 
+    def __post_init__(self) -> None:
+        # Printed as soon as measured: a long run stopped early keeps what it found.
+        print(
+            f"  => {self.measurement}: {self.value} (budget {self.budget}, {'PASS' if self.ok else 'MISS'})",
+            flush=True,
+        )
+
 
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
