@@ -622,7 +622,7 @@ def completeness(args: argparse.Namespace, database: str, receiver: Receiver, ro
         with serve(config, database, receiver, 0.0) as server:
             run = wrk(server.base_url, args.seconds, args.concurrency, server.folder)
             server.process.terminate()
-            server.process.wait(30)
+            server.process.wait(180)  # its shutdown flushes the trace store; slow on a loaded machine
             stats = stop_server_stats(server)
             results.append(local_store_completeness(server, run.count, stats.get("dropped", 0)))
     for r in results:
