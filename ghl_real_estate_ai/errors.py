@@ -10,7 +10,8 @@
     │   ├── LockTimeoutError      a lock was not acquired in time
     │   └── LockLostError         a held lock was lost; the work it guarded was stopped
     ├── GHLError                  a GHL API call failed for good
-    │   └── GHLRateLimitError     GHL answered 429 after every retry
+    │   ├── GHLRateLimitError     GHL answered 429 after every retry
+    │   └── GHLOutcomeUnknownError    a write may have reached GHL (timeout after sending, 5xx)
     ├── WebhookError              a webhook was refused (signature, shape)
     │   └── SignatureError        the signature is missing, malformed or wrong
 
@@ -28,6 +29,7 @@ __all__ = [
     "CacheError",
     "ConfigurationError",
     "GHLError",
+    "GHLOutcomeUnknownError",
     "GHLRateLimitError",
     "JorgeError",
     "LockLostError",
@@ -82,6 +84,13 @@ class GHLError(JorgeError):
 
 class GHLRateLimitError(GHLError):
     """GHL kept answering 429."""
+
+
+class GHLOutcomeUnknownError(GHLError):
+    """A write request left and no clear answer came back (a timeout after sending, a 5xx).
+
+    GHL may have done it: the caller must read GHL back before sending it again.
+    """
 
 
 class WebhookError(JorgeError):

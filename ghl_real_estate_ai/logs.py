@@ -17,12 +17,20 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["ACCESS_LOGGER", "AccessLogMiddleware", "JsonFormatter", "TraceContextFilter", "configure_logging"]
+__all__ = [
+    "ACCESS_LOGGER",
+    "AccessLogMiddleware",
+    "JsonFormatter",
+    "TraceContextFilter",
+    "configure_logging",
+    "send_logs_to",
+]
 
 ACCESS_LOGGER = "ghl_real_estate_ai.access"
 """The logger of the per-request access lines."""
@@ -97,6 +105,40 @@ class _ConsoleFormatter(logging.Formatter):
         return f"{line} trace_id={trace_id}" if trace_id else line
 
 
+_log_file: Path | None = None
+
+
+def send_logs_to(path: Path | None) -> None:
+    """Make :func:`configure_logging` write to ``path`` (appended) instead of stderr; None: stderr again.
+
+    For commands whose own output is the point (``jorge demo``): the log lines are kept,
+    out of the way. A handler already installed is moved at once.
+    """
+    global _log_file
+    _log_file = path
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == _HANDLER_NAME:
+            root.removeHandler(handler)
+            replacement = _new_handler()
+            for log_filter in handler.filters:
+                replacement.addFilter(log_filter)
+            replacement.setFormatter(handler.formatter)
+            root.addHandler(replacement)
+            handler.close()
+
+
+def _new_handler() -> logging.Handler:
+    handler: logging.Handler
+    if _log_file is not None:
+        _log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(_log_file, encoding="utf-8")
+    else:
+        handler = _StderrHandler()
+    handler.set_name(_HANDLER_NAME)
+    return handler
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json", *, capture_content: bool = False) -> None:
     """Send the root logger's records to stderr, structured, with trace ids.
 
@@ -111,8 +153,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", *, capture_content
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
-    handler = _StderrHandler()
-    handler.set_name(_HANDLER_NAME)
+    handler = _new_handler()
     handler.addFilter(TraceContextFilter())
     if not capture_content:
         from ghl_real_estate_ai.observability.redaction import RedactingLogFilter

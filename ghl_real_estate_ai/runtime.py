@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ghl_real_estate_ai.api import webhooks
 from ghl_real_estate_ai.api.admin import create_admin_router
+from ghl_real_estate_ai.api.dashboard import create_dashboard_router
+from ghl_real_estate_ai.api.metrics import AppMetrics, WebhookMetricsMiddleware, create_metrics_router
 from ghl_real_estate_ai.api.traces import create_traces_router
 from ghl_real_estate_ai.cache import open_cache
 from ghl_real_estate_ai.conversation import build_conversation_service
@@ -23,15 +26,17 @@ from ghl_real_estate_ai.integrations.ghl.client import build_ghl_client
 from ghl_real_estate_ai.integrations.ghl.sandbox import create_sandbox_app, get_sandbox_state
 from ghl_real_estate_ai.integrations.ghl.webhook import WebhookVerifier
 from ghl_real_estate_ai.logs import configure_logging
+from ghl_real_estate_ai.observability.slo import SloThresholds
 from ghl_real_estate_ai.outbox import Outbox
 from ghl_real_estate_ai.settings import Settings
 from ghl_real_estate_ai.storage import open_store
+from ghl_real_estate_ai.understanding.reading import warm_up
 from ghl_real_estate_ai.worker import BackgroundWorker
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["SANDBOX_PATH", "add_routes", "start"]
+__all__ = ["SANDBOX_PATH", "add_routes", "start", "startup_facts"]
 
 SANDBOX_PATH = "/sandbox/ghl"
 
@@ -48,7 +53,8 @@ async def start(
     if manage_observability:
         from ghl_real_estate_ai.observability.otel_config import setup_observability, shutdown_observability
 
-        setup_observability(settings)
+        # The /metrics bridge reads the instruments through its own pull reader.
+        setup_observability(settings, metric_readers=[app.state.metrics.new_reader()])
 
         async def _shutdown_tracing() -> None:
             # The final flush may wait on the exporter for seconds: not on the event loop.
@@ -75,10 +81,22 @@ async def start(
     ghl = build_ghl_client(settings, cache, sandbox_app=sandbox)
     stack.push_async_callback(ghl.aclose)
 
-    outbox = Outbox(store, ghl)
+    outbox = Outbox(
+        store,
+        ghl,
+        max_age=timedelta(hours=settings.outbox_max_age_hours),
+        max_delay=settings.outbox_max_delay_seconds,
+        owner_timeout=timedelta(seconds=settings.outbox_owner_timeout_seconds),
+    )
     processor = build_conversation_service(store, outbox, ghl, settings)
     followups = FollowUpRunner(store, processor.bots.lead)
-    worker = BackgroundWorker(store, outbox, processor, poll_seconds=settings.followup_poll_seconds)
+    worker = BackgroundWorker(
+        store,
+        outbox,
+        processor,
+        poll_seconds=settings.followup_poll_seconds,
+        stuck_after=timedelta(seconds=settings.webhook_stuck_after_seconds),
+    )
     worker.add_job("followups", followups.run_due)
 
     state = app.state
@@ -87,14 +105,33 @@ async def start(
     state.outbox, state.processor, state.followups, state.worker = outbox, processor, followups, worker
     _add_settings_routes(app, settings)
 
+    # The intent classifier and the gazetteer are read once here, not on the first message (issue 10).
+    await asyncio.to_thread(warm_up)
+
     # The first pass picks up what a crash or a restart left behind: events stored but not
     # processed, undelivered outbox items and follow-ups that fell due while the app was down.
     worker.start()
     stack.push_async_callback(worker.stop)
-    logger.info(
-        "started",
-        extra={"database": store.backend, "cache": cache.backend, "embedded": settings.embedded},
+    logger.info("started", extra=startup_facts(settings, store.backend, cache.backend))
+
+
+def startup_facts(settings: Settings, database: str, cache: str) -> dict[str, object]:
+    """What the start-up line says about the running service, measured from what was opened.
+
+    ``embedded`` is true only when every part is the embedded one: SQLite, the in-process
+    cache and the GHL sandbox (issue 12: it said true on PostgreSQL and Redis).
+    """
+    ghl = "sandbox" if settings.embedded else "api"
+    tracing = (
+        settings.otel_exporter_type if settings.otel_enabled and not settings.otel_sdk_disabled else "off"
     )
+    return {
+        "database": database,
+        "cache": cache,
+        "ghl": ghl,
+        "tracing": tracing,
+        "embedded": database == "sqlite" and cache == "memory" and ghl == "sandbox",
+    }
 
 
 def _add_settings_routes(app: FastAPI, settings: Settings) -> None:
@@ -108,12 +145,27 @@ def _add_settings_routes(app: FastAPI, settings: Settings) -> None:
         )
     )
     app.include_router(create_admin_router(admin_token=settings.admin_token, require_token=protect))
+    app.include_router(create_metrics_router(app.state.metrics, token=settings.metrics_token))
+    app.include_router(
+        create_dashboard_router(
+            settings.resolved_trace_store_path,
+            admin_token=settings.admin_token,
+            require_token=protect,
+            thresholds=SloThresholds(
+                p95_latency_ms=settings.slo_p95_latency_ms,
+                handoff_failure_rate=settings.slo_handoff_failure_rate,
+                trace_error_rate=settings.slo_trace_error_rate,
+            ),
+        )
+    )
     app.state.settings_routes_added = True
 
 
 def add_routes(app: FastAPI, embedded_only: Any) -> None:
     """Attach the routers that need no settings, and mount the GHL sandbox."""
     app.include_router(webhooks.router)
+    app.state.metrics = AppMetrics()  # one Prometheus registry per app
+    app.add_middleware(WebhookMetricsMiddleware, path=webhooks.WEBHOOK_PATH)
     sandbox = create_sandbox_app()
     app.state.ghl_sandbox = sandbox
     app.mount(SANDBOX_PATH, embedded_only(app, sandbox))

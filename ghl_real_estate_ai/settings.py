@@ -214,6 +214,29 @@ class Settings(BaseSettings):
     SQL statement on its own (its text with placeholders, never values). For debugging:
     it multiplies the database spans of a webhook."""
 
+    # --- issue 13: reliability ------------------------------------------------
+    outbox_max_age_hours: float = Field(default=24.0, gt=0)
+    """OUTBOX_MAX_AGE_HOURS: how long an outbound GHL action keeps being retried through a GHL
+    outage (capped exponential backoff per location, one probe at a time) before it is marked
+    ``dead`` with its reason; ``jorge outbox retry`` sends dead ones again."""
+
+    outbox_max_delay_seconds: float = Field(default=300.0, gt=0)
+    """OUTBOX_MAX_DELAY_SECONDS: the longest wait between two probes of a failing GHL location."""
+
+    outbox_owner_timeout_seconds: float = Field(default=20.0, gt=0)
+    """OUTBOX_OWNER_TIMEOUT_SECONDS: a process whose outbox heartbeat is older than this is taken
+    for dead; the items it was sending are read back from GHL and finished by a live one."""
+
+    webhook_stuck_after_seconds: float = Field(default=30.0, gt=0)
+    """WEBHOOK_STUCK_AFTER_SECONDS: an event left ``processing`` this long (its process died
+    mid-turn) is taken over by the worker; outbound actions stay once-only by their keys."""
+
+    # --- issue 11: /metrics and /dashboard ------------------------------------
+    metrics_token: str | None = None
+    """METRICS_TOKEN: when set, `GET /metrics` needs `Authorization: Bearer <token>`
+    (Prometheus' `authorization` scrape setting). Unset: `/metrics` is open; it holds
+    counts and latencies only, no contact data."""
+
     @field_validator("database_url")
     @classmethod
     def _known_database_scheme(cls, value: str) -> str:

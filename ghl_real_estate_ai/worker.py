@@ -3,11 +3,16 @@
 Every ``poll_seconds`` it runs its jobs in order, each isolated (one failing
 job is logged and the others still run):
 
-1. ``outbox``: :meth:`Outbox.deliver_due` sends the actions whose retry time came;
+1. ``outbox``: :meth:`Outbox.deliver_due` sends the actions whose retry time came,
+   reconciles what a dead process left ``sending`` and probes a failing GHL;
 2. ``webhooks``: events stored but not processed (still ``received`` because a
    processing attempt failed or the process died before claiming them, or
    stuck ``processing`` for more than ``stuck_after``: a crash) are claimed and
    run through the same path as the webhook route.
+
+Beside the jobs, the outbox heartbeat runs every quarter of the outbox's
+``owner_timeout``, whatever ``poll_seconds`` is: a live process's items are
+never taken for a dead one's.
 
 More periodic work (e.g. the follow-up runner) joins with :meth:`add_job`::
 
@@ -32,6 +37,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from pydantic import ValidationError
 
+from ghl_real_estate_ai.dispatch import drain_contact
 from ghl_real_estate_ai.integrations.ghl.webhook import EventProcessor, parse_webhook, process_claimed_event
 from ghl_real_estate_ai.observability.workflow_tracing import link_from_trace_context
 from ghl_real_estate_ai.outbox import Outbox, utcnow
@@ -55,8 +61,10 @@ class BackgroundWorker:
         processor: runs the bots for a webhook event.
         poll_seconds: pause between runs.
         clock: the current time (tests pass their own).
-        stuck_after: how long an event may sit ``received``/``processing`` before
-            the worker takes it; also the pause before a failed event is retried.
+        stuck_after: how long an event may sit ``processing`` before the worker takes
+            it over (its process died mid-turn).
+        received_grace: how long a ``received`` event is left to the request (or
+            lock holder) that stored it before the worker drains its contact.
         max_event_attempts: processing attempts before an event is ``failed`` for good.
         batch: events and outbox items handled per run.
         stop_grace: seconds :meth:`stop` lets a running pass finish before cancelling it.
@@ -74,6 +82,7 @@ class BackgroundWorker:
         max_event_attempts: int = 5,
         batch: int = 50,
         stop_grace: float = 5.0,
+        received_grace: timedelta = timedelta(seconds=2),
     ) -> None:
         if poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be > 0, got {poll_seconds!r}")
@@ -86,11 +95,13 @@ class BackgroundWorker:
         self.max_event_attempts = max_event_attempts
         self.batch = batch
         self.stop_grace = stop_grace
+        self.received_grace = received_grace
         self.jobs: list[tuple[str, Job]] = [
             ("outbox", self.deliver_outbox),
             ("webhooks", self.reprocess_events),
         ]
         self._task: asyncio.Task[None] | None = None
+        self._beat_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
     def add_job(self, name: str, job: Job) -> None:
@@ -125,10 +136,34 @@ class BackgroundWorker:
 
     async def reprocess_events(self) -> int:
         """Process stored events nobody finished; returns how many were processed."""
-        cutoff = self.clock() - self.stuck_after
-        events = await self.store.list_unprocessed_webhook_events(cutoff, self.batch)
+        now = self.clock()
+        cutoff = now - self.stuck_after
+        # A received event is safe to drain at once (claims happen under the contact's lock):
+        # a short grace lets the request that stored it drain it first.
+        events = await self.store.list_unprocessed_webhook_events(now - self.received_grace, self.batch)
         processed = 0
+        drained: set[str] = set()
         for event in events:
+            if event.status == "received" and event.contact_id:
+                # A contact's events go in dateAdded order: drain the contact, not one event.
+                if event.contact_id in drained:
+                    continue
+                drained.add(event.contact_id)
+                with _tracer.start_as_current_span(
+                    "worker.process_webhook_event",
+                    context=Context(),
+                    links=link_from_trace_context(event.trace_context),
+                    attributes={"webhook.event_id": event.id, "webhook.attempt": event.attempts + 1},
+                ):
+                    outcomes = await drain_contact(
+                        self.store,
+                        self.processor,
+                        event.contact_id,
+                        max_attempts=self.max_event_attempts,
+                        wait=5.0,
+                    )
+                processed += sum(outcome == "processed" for outcome in outcomes.values())
+                continue
             if not await self.store.claim_webhook_event(event.id, stale_before=cutoff):
                 continue  # another replica, or the request itself, has it
             # A new trace (the request is long gone) that links to the one that stored the event.
@@ -160,6 +195,7 @@ class BackgroundWorker:
             return
         self._stopping = asyncio.Event()
         self._task = asyncio.create_task(self._loop(), name="jorge-background-worker")
+        self._beat_task = asyncio.create_task(self._beat(), name="jorge-outbox-heartbeat")
 
     async def stop(self) -> None:
         """Stop the loop: let a running pass finish for ``stop_grace`` seconds, then cancel it."""
@@ -167,6 +203,10 @@ class BackgroundWorker:
         if task is None:
             return
         self._stopping.set()
+        beat, self._beat_task = self._beat_task, None
+        if beat is not None:
+            beat.cancel()
+            await asyncio.wait({beat})
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=self.stop_grace)
         except TimeoutError:
@@ -174,6 +214,16 @@ class BackgroundWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             logger.warning("background worker cancelled after a %.1fs grace period", self.stop_grace)
+
+    async def _beat(self) -> None:
+        interval = max(0.5, self.outbox.owner_timeout.total_seconds() / 4)
+        while not self._stopping.is_set():
+            try:
+                await self.outbox.heartbeat()
+            except Exception as exc:  # a database blip: the next beat tries again
+                logger.warning("outbox heartbeat failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():

@@ -146,3 +146,35 @@ def test_the_answer_the_access_line_and_the_journey_lead_to_the_trace(
     assert first.getMessage().startswith("POST /api/v1/webhooks/ghl 200 ")
     assert (first.trace_id, first.span_id, first.http_status) == (trace_id, server_span_id, 200)  # type: ignore[attr-defined]
     assert lines[1].http_status == 400 and lines[1].trace_id == refused.json()["trace_id"]  # type: ignore[attr-defined]
+
+
+def test_the_contact_timeline_lists_each_message_reply_score_and_handoff_in_order(settings: Settings) -> None:
+    contact = "find-contact-2"
+    with (
+        serve_in_thread(create_app(settings)) as base_url,
+        httpx.Client(base_url=base_url, timeout=30) as client,
+    ):
+        first = client.post("/api/v1/webhooks/ghl", json=_webhook(contact, 1)).json()["trace_id"]
+        second_body = _webhook(contact, 2) | {"body": "We would like 3 bedrooms, and we can move in 60 days"}
+        second = client.post("/api/v1/webhooks/ghl", json=second_body).json()["trace_id"]
+        reader = LocalTraceReader(settings.resolved_trace_store_path)
+        deadline = time.monotonic() + 30
+        while len(reader.find_traces(tags={"session.id": contact})) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        page = client.get(f"/traces/contacts/{contact}")
+        assert page.status_code == 200, page.text
+        html = page.text
+        order = re.findall(r"data-trace-id='([0-9a-f]{32})'", html)
+        assert order == [first, second]
+        blocks = html.split("class=timeline-trace")[1:]
+        first_kinds = re.findall(r"<li class='entry (\w+)'>", blocks[0])
+        assert first_kinds[0] == "inbound"
+        assert {"inbound", "score", "handoff", "reply"} <= set(first_kinds), first_kinds
+        assert "lead → buyer: executed" in blocks[0]
+        assert "lead→buyer handed_off" in blocks[0]
+        assert re.findall(r"<li class='entry (\w+)'>", blocks[1])[0] == "inbound"
+        # The waterfall of either trace links to the timeline.
+        assert f"/traces/contacts/{contact}" in client.get(f"/traces/{second}").text
+        assert client.get("/traces/contacts/nobody-here").status_code == 200
+        assert "No trace of this contact" in client.get("/traces/contacts/nobody-here").text
+        assert client.get(f"/traces/contacts/{'x' * 300}").status_code == 400

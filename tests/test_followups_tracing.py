@@ -89,7 +89,7 @@ async def test_each_run_is_a_new_trace_linked_to_the_webhook_trace(
         "│  └─ intent_decoder.analyze_lead\n"
         "├─ lead_bot.determine_path\n"
         "└─ lead_bot.initiate_day_7_call\n"
-        "   └─ POST"
+        "   └─ POST /contacts/{contactId}/tasks"
     )
 
 

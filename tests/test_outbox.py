@@ -117,14 +117,23 @@ async def test_a_refusal_ghl_will_repeat_fails_for_good_at_once(outbox: Outbox) 
     assert clash.last_error is not None and "no longer available" in clash.last_error
 
 
-async def test_items_fail_for_good_after_max_attempts(store: Store, ghl: GHLClient, sandbox: FastAPI) -> None:
-    outbox = Outbox(store, ghl, max_attempts=2)
+async def test_items_are_retried_until_their_max_age_then_dead_with_the_reason(
+    store: Store, ghl: GHLClient, sandbox: FastAPI
+) -> None:
+    outbox = Outbox(store, ghl, max_age=timedelta(hours=2))
     _fail_everything(sandbox)
     item = await outbox.submit("ev4:reply:1", "send_message", dict(SMS))
     assert item.status == "pending"
-    assert await outbox.deliver_due(now=item.next_attempt_at + timedelta(seconds=1)) == 0
+    one_hour = item.created_at + timedelta(hours=1)
+    assert await outbox.deliver_due(now=one_hour) == 0
+    still = await store.get_outbox_item(item.id)
+    assert still is not None and still.status == "pending"  # an hour into the outage: still trying
+    assert await outbox.deliver_due(now=item.created_at + timedelta(hours=2, seconds=1)) == 0
     final = await store.get_outbox_item(item.id)
-    assert final is not None and final.status == "failed" and final.attempts == 2
+    assert final is not None and final.status == "dead"
+    assert final.last_error is not None and "OUTBOX_MAX_AGE_HOURS" in final.last_error
+    assert "503" in final.last_error
+    assert _sms_count(sandbox) == 0
 
 
 async def test_retry_after_from_ghl_sets_the_next_attempt(store: Store, cache: Cache) -> None:
@@ -147,15 +156,72 @@ async def test_retry_after_from_ghl_sets_the_next_attempt(store: Store, cache: C
     await client.aclose()
 
 
-async def test_an_item_stuck_sending_is_taken_over_after_the_stale_delay(
+async def test_an_item_a_dead_process_left_sending_is_read_back_then_sent_once(
     outbox: Outbox, store: Store, sandbox: FastAPI
 ) -> None:
+    """Issue 13: taken over once the owner's heartbeat is stale (not after 10 minutes), and
+    read back from GHL before sending: not there, so sent once."""
     item = await outbox.submit("ev6:reply:1", "send_message", dict(SMS), send_now=False)
     assert await store.claim_outbox_item(item.id) is not None  # a sender that then died
     now = datetime.now(UTC)
-    assert await outbox.deliver_due(now=now + timedelta(minutes=1)) == 0
-    assert await outbox.deliver_due(now=now + timedelta(minutes=11)) == 1
+    assert await outbox.deliver_due(now=now + timedelta(seconds=5)) == 0  # it may still be alive
+    assert await outbox.deliver_due(now=now + timedelta(seconds=30)) == 1
     assert _sms_count(sandbox) == 1
+    calls = [c["path"] for c in get_sandbox_state(sandbox).calls]
+    assert calls == ["/conversations/search", "/conversations/messages"]
+
+
+async def test_a_dead_senders_delivered_message_is_found_and_not_sent_again(
+    store: Store, ghl: GHLClient, sandbox: FastAPI
+) -> None:
+    dead = Outbox(store, ghl, owner="dead-process")
+    live = Outbox(store, ghl, owner="live-process")
+    await dead.heartbeat()
+    item = await dead.submit("evt-9:reply:1", "send_message", dict(SMS), send_now=False)
+    [claimed] = await store.claim_outbox_work(
+        datetime.now(UTC), 1, owner="dead-process", dead_before=datetime.now(UTC) - timedelta(minutes=1)
+    )
+    await ghl.send_message("c1", "SMS", SMS["message"])  # it went out, then the process died
+    now = datetime.now(UTC)
+    await live.heartbeat()
+    assert await live.deliver_due(now=now + timedelta(seconds=5)) == 0  # its heartbeat is fresh
+    assert await live.deliver_due(now=now + timedelta(seconds=60)) == 1
+    assert _sms_count(sandbox) == 1
+    final = await store.get_outbox_item(claimed.id)
+    assert final is not None and final.status == "sent" and final.response is not None
+    assert final.response["reconciled"] is True
+    assert final.response["messageId"] == get_sandbox_state(sandbox).messages[0]["id"]
+    assert item.id == claimed.id
+
+
+async def test_the_same_text_sent_by_another_item_is_not_taken_for_ours(
+    outbox: Outbox, store: Store, sandbox: FastAPI
+) -> None:
+    first = await outbox.submit("evt-1:reply:1", "send_message", dict(SMS))
+    assert first.status == "sent"
+    second = await outbox.submit("evt-2:reply:1", "send_message", dict(SMS), send_now=False)
+    assert await store.claim_outbox_item(second.id) is not None  # left sending by a dead sender
+    assert await outbox.deliver_due(now=datetime.now(UTC) + timedelta(minutes=1)) == 1
+    assert _sms_count(sandbox) == 2  # the first item's message is not the second's
+
+
+async def test_a_late_reply_whose_conversation_moved_on_is_dropped(
+    outbox: Outbox, store: Store, ghl: GHLClient, sandbox: FastAPI
+) -> None:
+    _fail_everything(sandbox)
+    old = await outbox.submit("evt-3:reply:1", "send_message", {**SMS, "message": "old answer"})
+    assert old.status == "pending"
+    _fail_everything(sandbox, on=False)
+    await store.outbox_circuit_closed(outbox.location_id)
+    # Another replica, which saw GHL answer again, replies to the newer message.
+    other = Outbox(store, ghl)
+    newer = await other.submit("evt-4:reply:1", "send_message", {**SMS, "message": "new answer"})
+    assert newer.status == "sent"
+    assert await outbox.deliver_due(now=datetime.now(UTC) + timedelta(hours=1)) == 0
+    dropped = await store.get_outbox_item(old.id)
+    assert dropped is not None and dropped.status == "dropped"
+    assert dropped.last_error is not None and "evt-4:reply:1" in dropped.last_error
+    assert [m["message"] for m in get_sandbox_state(sandbox).messages] == ["new answer"]
 
 
 @pytest.mark.parametrize(
@@ -177,3 +243,30 @@ async def test_caller_mistakes_raise_before_anything_is_stored(
     with pytest.raises(ValueError, match=message):
         await outbox.submit("bad:1", kind, payload)
     assert await store.list_outbox() == []
+
+
+async def test_final_outcomes_are_counted_in_the_outbox_metric(
+    store: Store, ghl: GHLClient, sandbox: FastAPI
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from ghl_real_estate_ai.observability import _provider
+    from ghl_real_estate_ai.observability.metrics import metric_points
+
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    previous = _provider.current_meter_delegate()
+    _provider.set_meter_delegate(meter_provider)
+    try:
+        outbox = Outbox(store, ghl, max_age=timedelta(minutes=1))
+        assert (await outbox.submit("evt-1:reply:1", "send_message", dict(SMS))).status == "sent"
+        _fail_everything(sandbox)
+        item = await outbox.submit("evt-2:reply:1", "send_message", {**SMS, "contact_id": "c2"})
+        await outbox.deliver_due(now=item.created_at + timedelta(minutes=2))
+        points = metric_points(reader.get_metrics_data())
+    finally:
+        _provider.set_meter_delegate(previous)
+        meter_provider.shutdown()
+    counted = {labels["outcome"]: value for labels, value in points["jorge.outbox.outcomes"]}
+    assert counted == {"sent": 1, "dead": 1}

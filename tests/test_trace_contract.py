@@ -67,12 +67,12 @@ webhook
 ├─ handoff.lead_to_buyer [handoff.source_bot=lead, handoff.target_bot=buyer, handoff.reason=buyer_intent_detected, handoff.outcome=executed]
 │  ├─ jorge.handoff.evaluate_handoff
 │  └─ jorge.handoff.execute_handoff
-│     └─ POST [http.url=http://ghl-sandbox/contacts/c-buy/tags]
+│     └─ POST /contacts/{contactId}/tags [http.url=http://ghl-sandbox/contacts/c-buy/tags]
 └─ buyer_bot.process_buyer_conversation
    ├─ buyer_bot.analyze_buyer_intent
    ├─ buyer_bot.qualify_buyer
    └─ buyer_bot.generate_buyer_response
-      └─ POST [http.url=http://ghl-sandbox/conversations/messages]"""  # noqa: E501
+      └─ POST /conversations/messages [http.url=http://ghl-sandbox/conversations/messages]"""  # noqa: E501
 
 LEAD_TO_SELLER = """\
 webhook
@@ -83,12 +83,12 @@ webhook
 ├─ handoff.lead_to_seller [handoff.source_bot=lead, handoff.target_bot=seller, handoff.reason=seller_intent_detected, handoff.outcome=executed]
 │  ├─ jorge.handoff.evaluate_handoff
 │  └─ jorge.handoff.execute_handoff
-│     └─ POST [http.url=http://ghl-sandbox/contacts/c-sell/tags]
+│     └─ POST /contacts/{contactId}/tags [http.url=http://ghl-sandbox/contacts/c-sell/tags]
 └─ seller_bot.process_seller_conversation
    ├─ seller_bot.analyze_seller_intent
    ├─ seller_bot.qualify_seller
    └─ seller_bot.generate_seller_response
-      └─ POST [http.url=http://ghl-sandbox/conversations/messages]"""  # noqa: E501
+      └─ POST /conversations/messages [http.url=http://ghl-sandbox/conversations/messages]"""  # noqa: E501
 
 SHOWN = ("handoff.source_bot", "handoff.target_bot", "handoff.reason", "handoff.outcome", "http.url")
 

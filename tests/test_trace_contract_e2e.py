@@ -36,12 +36,12 @@ POST /api/v1/webhooks/ghl [SERVER]
 ├─ handoff.lead_to_buyer [executed]
 │  ├─ jorge.handoff.evaluate_handoff
 │  └─ jorge.handoff.execute_handoff
-│     └─ POST [CLIENT]
+│     └─ POST /contacts/{contactId}/tags [CLIENT]
 └─ buyer_bot.process_buyer_conversation
    ├─ buyer_bot.analyze_buyer_intent
    ├─ buyer_bot.qualify_buyer
    └─ buyer_bot.generate_buyer_response
-      └─ POST [CLIENT]"""
+      └─ POST /conversations/messages [CLIENT]"""
 
 LEAD_TO_SELLER = LEAD_TO_BUYER.replace("buyer", "seller").replace("lead_to_seller", "lead_to_seller")
 

@@ -168,7 +168,7 @@ async def test_reprocessing_starts_its_own_trace_with_the_ghl_call_under_it(
     with capture_spans() as capture:
         await worker.run_once()
     root = capture.by_name("worker.process_webhook_event")[0]
-    posts = [s for s in capture.spans() if s.name == "POST"]
+    posts = [s for s in capture.spans() if s.name == "POST /conversations/messages"]
     assert len(posts) == 1 and posts[0].context.trace_id == root.context.trace_id
     assert root.attributes is not None and root.attributes["webhook.event_id"] == 1
 

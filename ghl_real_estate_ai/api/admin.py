@@ -5,6 +5,12 @@
 runs what is due at another instant (a naive time is UTC); the answer is the
 run's report (counts and one entry per claimed step).
 
+``GET /admin/outbox`` shows the outbox: counts per status and the items of
+``?status=`` (default: ``dead`` and ``failed``, with their reasons), at most
+``?limit=`` (1-1000, default 100); ``POST /admin/outbox/retry`` with an optional
+body ``{"ids": [12, 15]}`` makes dead items pending again, like ``jorge outbox
+retry`` (``app.state.outbox`` gives the new deadline).
+
 Mount it with the settings' token policy::
 
     app.include_router(create_admin_router(
@@ -21,12 +27,15 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ghl_real_estate_ai.cli.outbox import item_summary
 from ghl_real_estate_ai.clock import parse_instant
 from ghl_real_estate_ai.errors import StorageError
 from ghl_real_estate_ai.followups import FollowUpRunner
@@ -35,6 +44,8 @@ from ghl_real_estate_ai.payloads import JSONDepthError, loads
 __all__ = ["create_admin_router"]
 
 logger = logging.getLogger(__name__)
+
+_OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "dead", "dropped")
 
 _MAX_BODY_BYTES = 4096
 """The run-due body is one small object; anything bigger is refused with 413."""
@@ -164,5 +175,72 @@ def create_admin_router(*, admin_token: str | None, require_token: bool) -> APIR
             logger.warning("admin run-due failed: %s", exc)
             return _error(503, f"the database is unavailable: {exc}", {"Retry-After": "30"})
         return JSONResponse(report.to_dict())
+
+    @router.get(
+        "/outbox",
+        summary="Outbox items: counts per status, dead and failed ones with their reasons",
+        responses={
+            401: {"description": "missing or wrong admin token"},
+            400: {"description": "bad parameter"},
+        },
+    )
+    async def list_outbox(request: Request, status: str | None = None, limit: str = "100") -> JSONResponse:
+        refused = _check_token(request, admin_token, require_token)
+        if refused is not None:
+            return refused
+        if status is not None and status not in _OUTBOX_STATUSES:
+            return _error(
+                400, f"status {status!r} is not an outbox status: use one of {list(_OUTBOX_STATUSES)}"
+            )
+        if not re.fullmatch(r"[0-9]{1,6}", limit.strip()) or not 1 <= int(limit.strip()) <= 1000:
+            return _error(400, f"limit {limit[:40]!r} is out of bounds: use 1 to 1000")
+        store = getattr(request.app.state, "store", None)
+        if store is None:
+            return _error(503, "the store is not open yet")
+        try:
+            everything = await store.list_outbox(limit=1_000_000)
+        except StorageError as exc:
+            return _error(503, f"the database is unavailable: {exc}", {"Retry-After": "30"})
+        counts = Counter(i.status for i in everything)
+        wanted = {status} if status else {"dead", "failed"}
+        items = [item_summary(i) for i in everything if i.status in wanted][-int(limit.strip()) :]
+        return JSONResponse({"counts": {s: counts.get(s, 0) for s in _OUTBOX_STATUSES}, "items": items})
+
+    @router.post(
+        "/outbox/retry",
+        summary="Send dead outbox items again",
+        responses={401: {"description": "missing or wrong admin token"}, 422: {"description": "bad body"}},
+    )
+    async def retry_outbox(request: Request) -> JSONResponse:
+        refused = _check_token(request, admin_token, require_token)
+        if refused is not None:
+            return refused
+        body = await request.body()
+        ids: list[int] | None = None
+        if len(body) > _MAX_BODY_BYTES:
+            return _error(413, f"body too large: {len(body)} bytes, at most {_MAX_BODY_BYTES}")
+        if body.strip():
+            try:
+                payload = loads(body)
+            except JSONDepthError as exc:
+                return _error(400, str(exc))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                return _error(400, f"malformed JSON body: {exc}")
+            raw_ids = payload.get("ids") if isinstance(payload, dict) else None
+            if not isinstance(raw_ids, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**62 for i in raw_ids
+            ):
+                return _error(422, 'the body must be {"ids": [<item id>, ...]} with positive whole numbers')
+            ids = raw_ids
+        outbox = getattr(request.app.state, "outbox", None)
+        if outbox is None:
+            return _error(503, "the outbox is not running yet")
+        try:
+            done = await outbox.store.retry_outbox_items(
+                deadline_at=outbox.clock() + outbox.max_age, ids=ids, status="dead"
+            )
+        except StorageError as exc:
+            return _error(503, f"the database is unavailable: {exc}", {"Retry-After": "30"})
+        return JSONResponse({"retried": done})
 
     return router

@@ -35,14 +35,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ghl_real_estate_ai.api.traces_page import (
     SearchForm,
+    add_static_route,
+    render_contact_page,
     render_message_page,
     render_search_page,
     render_trace_page,
-    static_file,
 )
 from ghl_real_estate_ai.observability.jaeger import (
     MAX_JAEGER_LIMIT,
@@ -61,6 +62,7 @@ from ghl_real_estate_ai.observability.query import (
     parse_since,
     parse_tag,
 )
+from ghl_real_estate_ai.observability.timeline import contact_timeline
 
 __all__ = ["MAX_AGE", "MAX_DURATION", "create_traces_router"]
 
@@ -287,14 +289,7 @@ def create_traces_router(store_path: Path, *, admin_token: str | None, require_t
         # Carry a ?token= through the page's links and form so navigation keeps working.
         return request.query_params.get("token") if require_token else None
 
-    @router.get("/static/{name}", summary="The pages' style sheets and scripts", include_in_schema=False)
-    def static(name: str) -> Response:
-        # Public like any page asset: no trace data in these files, so no token needed.
-        found = static_file(name)
-        if found is None:
-            return Response(f"no static file {name!r}", status_code=404, media_type="text/plain")
-        path, media_type = found
-        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
+    add_static_route(router)
 
     @router.get("/api/services", summary="Services with traces (Jaeger API)")
     def list_services(request: Request) -> Response:
@@ -405,6 +400,26 @@ def create_traces_router(store_path: Path, *, admin_token: str | None, require_t
             form=form, services=services, operations=operations, results=results, error=error, token=token
         )
         return HTMLResponse(html, status_code=status)
+
+    @router.get(
+        "/traces/contacts/{contact_id}", response_class=HTMLResponse, summary="A contact's timeline page"
+    )
+    def contact_page(contact_id: str, request: Request) -> Response:
+        if not authorized(request):
+            return page_refusal()
+        token = page_token(request)
+        if not contact_id.strip() or len(contact_id) > 200:
+            message = (
+                f"contact id {contact_id[:40]!r} is not valid: give the GHL contact id (1-200 characters)"
+            )
+            return HTMLResponse(render_message_page("Bad contact id", message, token=token), status_code=400)
+        try:
+            timeline = contact_timeline(reader, contact_id)
+        except TraceQueryError as exc:
+            return HTMLResponse(
+                render_message_page("Trace store unavailable", str(exc), token=token), status_code=503
+            )
+        return HTMLResponse(render_contact_page(contact_id, timeline, token=token))
 
     @router.get("/traces/{trace_id}", response_class=HTMLResponse, summary="Trace waterfall page")
     def trace_page(trace_id: str, request: Request) -> Response:

@@ -18,13 +18,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, Response
 from jinja2 import Environment, PackageLoader
 
+from ghl_real_estate_ai.observability.journey import format_journey
 from ghl_real_estate_ai.observability.query import SpanRecord, TraceSummary, build_tree
+from ghl_real_estate_ai.observability.timeline import TimelineTrace
 
 __all__ = [
     "SearchForm",
+    "add_static_route",
     "format_ms",
+    "render_contact_page",
     "render_message_page",
     "render_search_page",
     "render_template",
@@ -96,6 +102,7 @@ def _environment() -> Environment:
     env.filters["utc_time"] = _time
     env.filters["with_token"] = with_token
     env.filters["attr_pairs"] = _attr_pairs
+    env.filters["journey"] = format_journey
     return env
 
 
@@ -120,6 +127,22 @@ def static_file(name: str) -> tuple[Path, str] | None:
         return None
     path = Path(str(resources.files("ghl_real_estate_ai.api") / "static" / name))
     return (path, media_type) if path.is_file() else None
+
+
+def add_static_route(router: APIRouter) -> None:
+    """Serve ``GET /static/{name}`` (the pages' CSS and JavaScript) on ``router``.
+
+    Both page routers add it so each works on its own; in one app the first wins.
+    The files are public like any page asset: they hold no trace data.
+    """
+
+    @router.get("/static/{name}", summary="The pages' style sheets and scripts", include_in_schema=False)
+    def static(name: str) -> Response:
+        found = static_file(name)
+        if found is None:
+            return Response(f"no static file {name!r}", status_code=404, media_type="text/plain")
+        path, media_type = found
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
 
 
 def render_search_page(
@@ -193,9 +216,15 @@ def render_trace_page(spans: Sequence[SpanRecord], *, token: str | None = None) 
         span_count=len(spans),
         error_count=sum(1 for s in spans if s.is_error),
         services=sorted({s.service_name for s in spans}),
+        contact=next((str(s.attributes["session.id"]) for s in spans if "session.id" in s.attributes), None),
         rows=rows,
         token=token,
     )
+
+
+def render_contact_page(contact_id: str, traces: Sequence[TimelineTrace], *, token: str | None = None) -> str:
+    """A contact's timeline: each trace of its session with what happened in it, oldest first."""
+    return render_template("contact.html", contact_id=contact_id, traces=traces, token=token)
 
 
 def render_message_page(title: str, message: str, *, token: str | None = None) -> str:

@@ -51,6 +51,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from pydantic import ValidationError
 
+from ghl_real_estate_ai.dispatch import drain_contact
 from ghl_real_estate_ai.errors import ConfigurationError, SignatureError, StorageError
 from ghl_real_estate_ai.integrations.ghl.webhook import (
     ED25519_HEADER,
@@ -255,8 +256,9 @@ async def _store_and_process(
     request: Request, store: Store, message: InboundMessage, data: dict[str, Any]
 ) -> JSONResponse:
     span = trace.get_current_span()
-    # An event to process now is stored already claimed: one statement, not two (issue 14).
-    status = "processing" if message.should_process else "ignored"
+    # Stored unclaimed: whoever holds the contact's lock processes the contact's events
+    # in dateAdded order (issue 13), which may be another request or replica.
+    status = "received" if message.should_process else "ignored"
     try:
         inserted = await store.record_webhook_event(
             webhook_id=message.webhook_id,
@@ -267,6 +269,7 @@ async def _store_and_process(
             status=status,
             # A re-run by the worker (after a crash or a failure) links back to this request's trace.
             trace_context=dict(propagate_trace_context({})),
+            date_added=message.date_added,
         )
     except StorageError as exc:
         logger.error("webhook not stored, answering 429 so GHL retries: %s", exc)
@@ -281,12 +284,15 @@ async def _store_and_process(
 
     processor: EventProcessor = request.app.state.processor
     try:
-        # One unit of work: the turn's writes, the event's outcome and the contact lock's
-        # release are written together in one round trip at the end (issue 14).
-        async with store.unit_of_work():
-            outcome = await process_claimed_event(
-                store, processor, inserted.event_id, message, event=inserted.event
-            )
+        if message.contact_id:
+            # The contact's lock holder drains its events in order; this may be us.
+            outcomes = await drain_contact(store, processor, message.contact_id)
+            outcome = outcomes.get(inserted.event_id, "queued")
+        elif await store.claim_webhook_event(inserted.event_id):
+            async with store.unit_of_work():
+                outcome = await process_claimed_event(store, processor, inserted.event_id, message)
+        else:
+            outcome = "queued"
     except StorageError as exc:
         # Stored already: the worker picks it up once the database answers again.
         logger.error("webhook event %d stored but not processed: %s", inserted.event_id, exc)

@@ -90,10 +90,11 @@ def serve(
 
 def _register() -> None:
     """Attach the sub-commands that live in their own modules."""
-    from ghl_real_estate_ai.cli import demo, eval, followups, slo, traces
+    from ghl_real_estate_ai.cli import demo, eval, followups, outbox, slo, traces
 
     app.add_typer(traces.app, name="traces", help="Find and show traces (local store or Jaeger).")
     app.add_typer(followups.app, name="followups", help="Run the follow-up steps that are due.")
+    app.add_typer(outbox.app, name="outbox", help="Inspect the outbox; send dead items again.")
     app.command("slo")(slo.slo)
     app.command("demo")(demo.demo)
     app.command("eval")(eval.eval_command)

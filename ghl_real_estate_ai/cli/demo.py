@@ -1,16 +1,24 @@
-"""``jorge demo``: a few scripted conversations through the real app, then their traces.
+"""``jorge demo``: a few scripted conversations through the real app, as chat transcripts.
 
 The app runs in-process on the configured settings (the embedded defaults
 unless the environment says otherwise): webhooks go through the same intake,
 bots, handoffs, outbox and GHL client as in production, and the traces land in
 the local trace store, where ``jorge traces`` and ``/traces`` find them later.
+
+Each scene prints as a transcript (lead, bot, lead, bot); under each exchange, the
+trace id the webhook answered with and the trace's journey. The app's log lines go
+to ``DATA_DIR/demo.log``, out of the way. The run ends with the SLO report of the
+demo's own traces: the guide's three figures against their thresholds. The demo
+needs no port, so it may run while ``make run`` serves the same ``DATA_DIR``; its
+traces then show in that app's ``/traces`` page too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -21,7 +29,7 @@ from rich.text import Text
 from ghl_real_estate_ai.errors import APP_ERRORS
 from ghl_real_estate_ai.settings import Settings, load_settings
 
-__all__ = ["CONVERSATIONS", "demo"]
+__all__ = ["CONVERSATIONS", "Exchange", "demo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,16 @@ CONVERSATIONS: tuple[Conversation, ...] = (
 )
 
 
+@dataclass
+class Exchange:
+    """One inbound message, what the bots sent back, and the trace the webhook answered with."""
+
+    said: str
+    status: str
+    trace_id: str | None
+    replies: list[str] = field(default_factory=list)
+
+
 def _payload(settings: Settings, contact_id: str, body: str) -> dict[str, Any]:
     message_id = uuid.uuid4().hex
     return {
@@ -66,8 +84,8 @@ def _payload(settings: Settings, contact_id: str, body: str) -> dict[str, Any]:
     }
 
 
-async def _run(settings: Settings) -> list[tuple[Conversation, str, list[str]]]:
-    """Send the scripted webhooks; returns each conversation, its contact and the replies sent."""
+async def _run(settings: Settings) -> list[tuple[Conversation, str, list[Exchange]]]:
+    """Send the scripted webhooks; returns each conversation, its contact and its exchanges."""
     from ghl_real_estate_ai.app import create_app
 
     app = create_app(settings)
@@ -80,54 +98,137 @@ async def _run(settings: Settings) -> list[tuple[Conversation, str, list[str]]]:
         async with httpx.AsyncClient(transport=transport, base_url="http://jorge") as client:
             for index, conversation in enumerate(CONVERSATIONS):
                 contact_id = f"demo-{run}-{index}"
-                before = len((await client.get("/sandbox/ghl/_calls")).json()["calls"])
+                exchanges = []
                 for body in conversation.messages:
+                    before = len((await client.get("/sandbox/ghl/_calls")).json()["calls"])
                     response = await client.post(
                         "/api/v1/webhooks/ghl", json=_payload(settings, contact_id, body)
                     )
                     response.raise_for_status()
-                calls = (await client.get("/sandbox/ghl/_calls")).json()["calls"][before:]
-                replies = [c["body"]["message"] for c in calls if c["path"] == "/conversations/messages"]
-                results.append((conversation, contact_id, replies))
+                    answer = response.json()
+                    calls = (await client.get("/sandbox/ghl/_calls")).json()["calls"][before:]
+                    replies = [c["body"]["message"] for c in calls if c["path"] == "/conversations/messages"]
+                    exchanges.append(Exchange(body, answer["status"], answer.get("trace_id"), replies))
+                results.append((conversation, contact_id, exchanges))
         from ghl_real_estate_ai.observability.otel_config import flush_observability
 
         flush_observability()
     return results
 
 
+def _with_local_store(settings: Settings) -> Settings:
+    kinds = {k.strip() for k in settings.otel_exporter_type.split(",")}
+    if "local" in kinds and settings.otel_enabled:
+        return settings
+    # The demo reads its traces back from the local store, whatever else is on.
+    kinds = (kinds - {"none", ""}) | {"local"}
+    return settings.model_copy(update={"otel_exporter_type": ",".join(sorted(kinds)), "otel_enabled": True})
+
+
 def demo(
-    attributes: Annotated[bool, typer.Option("--attributes", help="Show every span's attributes.")] = False,
+    trees: Annotated[bool, typer.Option("--trees", help="Print each exchange's trace as a tree.")] = False,
+    attributes: Annotated[
+        bool, typer.Option("--attributes", help="With --trees: every span's attributes.")
+    ] = False,
 ) -> None:
-    """Run scripted conversations through the app and print the trace of each webhook."""
-    from ghl_real_estate_ai.cli.traces import render_tree
-    from ghl_real_estate_ai.observability.local_store import LocalTraceReader
+    """Run scripted conversations through the app: transcripts, trace ids, then the SLO report."""
+    from ghl_real_estate_ai.logs import send_logs_to
 
     try:
-        settings = load_settings()
-        kinds = {k.strip() for k in settings.otel_exporter_type.split(",")}
-        if "local" not in kinds:
-            # The demo reads its traces back from the local store, whatever else is on.
-            kinds = (kinds - {"none", ""}) | {"local"}
-            settings = settings.model_copy(update={"otel_exporter_type": ",".join(sorted(kinds))})
-        results = asyncio.run(_run(settings))
+        settings = _with_local_store(load_settings())
     except APP_ERRORS as exc:
         typer.echo(f"jorge: demo failed: {exc}", err=True)
         raise typer.Exit(1) from None
+    log_file = settings.data_dir / "demo.log"
+    send_logs_to(log_file)
+    try:
+        results = asyncio.run(_run(settings))
+    except APP_ERRORS as exc:
+        typer.echo(f"jorge: demo failed: {exc} (details in {log_file})", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        send_logs_to(None)
+    _print(results, settings, log_file, trees=trees or attributes, attributes=attributes)
+
+
+def _print(
+    results: list[tuple[Conversation, str, list[Exchange]]],
+    settings: Settings,
+    log_file: Path,
+    *,
+    trees: bool,
+    attributes: bool,
+) -> None:
+    from ghl_real_estate_ai.cli.traces import render_tree
+    from ghl_real_estate_ai.observability.journey import format_journey
+    from ghl_real_estate_ai.observability.local_store import LocalTraceReader
+    from ghl_real_estate_ai.observability.query import SpanRecord, summarize_trace
+
     console = Console(soft_wrap=True)
     reader = LocalTraceReader(settings.resolved_trace_store_path)
-    for conversation, contact_id, replies in results:
+    demo_spans: list[SpanRecord] = []
+    for conversation, contact_id, exchanges in results:
         console.rule(Text(f"{conversation.label}  (contact {contact_id})", style="bold"))
-        for body in conversation.messages:
-            console.print(Text(f"  contact: {body}"))
-        for reply in replies:
-            console.print(Text(f"  bot:     {reply}", style="green"))
-        summaries = reader.find_traces(tags={"workflow.contact_id": contact_id}, order="time", limit=10)
-        for summary in sorted(summaries, key=lambda s: s.start):
-            console.print()
-            console.print(Text(f"Trace ID: {summary.trace_id}", style="bold"))
-            for line in render_tree(reader.get_trace(summary.trace_id), attributes=attributes):
-                console.print(line)
+        for exchange in exchanges:
+            console.print(Text.assemble(("  lead │ ", "bold"), exchange.said))
+            for reply in exchange.replies or ["(no reply)"]:
+                console.print(Text.assemble(("  bot  │ ", "bold green"), (reply, "green")))
+            spans = reader.get_trace(exchange.trace_id) if exchange.trace_id else []
+            demo_spans.extend(spans)
+            journey = format_journey(summarize_trace(spans).journey) if spans else ""
+            trace_text = exchange.trace_id or "not traced"
+            console.print(Text(f"       │ trace {trace_text}  {journey}".rstrip(), style="dim"))
+            if trees and spans:
+                for line in render_tree(spans, attributes=attributes):
+                    console.print(Text("         ").append_text(line))
         console.print()
+    _print_slo(console, demo_spans, settings)
     console.print(
-        "Browse them at /traces while `make run` serves the app, or: .venv/bin/jorge traces find --limit 10"
+        Text(
+            f"App logs: {log_file}. Browse the traces at /traces while `make run` serves the app, "
+            "or: .venv/bin/jorge traces show <trace id or a unique prefix>",
+            style="dim",
+        )
     )
+
+
+def _print_slo(console: Console, spans: list[Any], settings: Settings) -> None:
+    """The guide's three alert figures over the demo's own traces, against their thresholds."""
+    from ghl_real_estate_ai.observability.slo import SloThresholds, compute_slo, percentile
+
+    limits = SloThresholds(
+        p95_latency_ms=settings.slo_p95_latency_ms,
+        handoff_failure_rate=settings.slo_handoff_failure_rate,
+        trace_error_rate=settings.slo_trace_error_rate,
+    )
+    report = compute_slo(spans, limits)
+    console.rule(Text(f"SLO report of these {report.trace_total} traces", style="bold"))
+
+    def mark(breached: bool) -> Text:
+        return Text("BREACH", style="bold red") if breached else Text("ok", style="green")
+
+    by_bot: dict[str, list[float]] = {}
+    for span in spans:
+        bot = span.attributes.get("workflow.bot_type")
+        if isinstance(bot, str) and "workflow.node_name" in span.attributes:
+            by_bot.setdefault(bot, []).append(span.duration_ms)
+    for bot, durations in sorted(by_bot.items()):
+        p95 = percentile(durations, 95)
+        console.print(
+            Text(f"  P95 latency {bot:<14} {p95:8.1f} ms   limit {limits.p95_latency_ms:g} ms  ").append_text(
+                mark(p95 > limits.p95_latency_ms)
+            )
+        )
+    console.print(
+        Text(
+            f"  handoff failure rate     {report.handoff_failure_rate:8.2%}      "
+            f"({report.handoff_failures}/{report.handoff_total}, limit {limits.handoff_failure_rate:.0%})  "
+        ).append_text(mark(report.handoff_failure_rate > limits.handoff_failure_rate))
+    )
+    console.print(
+        Text(
+            f"  trace error rate         {report.trace_error_rate:8.2%}      "
+            f"({report.trace_errors}/{report.trace_total}, limit {limits.trace_error_rate:.0%})  "
+        ).append_text(mark(report.trace_error_rate > limits.trace_error_rate))
+    )
+    console.print()

@@ -3,10 +3,13 @@
 ::
 
     jorge slo                      # last 24 h of the local trace store
-    jorge slo --since 1h --json    # for scripts
+    jorge slo --window 1h --json   # for scripts (1h, 24h or 7d, the /dashboard windows)
+    jorge slo --since 30m          # any other window
     jorge slo --jaeger-url http://localhost:16686 --p95-ms 1500
 
-Figures and rules are those of :mod:`ghl_real_estate_ai.observability.slo`;
+Figures and rules are those of :mod:`ghl_real_estate_ai.observability.slo`,
+computed by :func:`~ghl_real_estate_ai.observability.slo.slo_window`, the same
+query the ``/dashboard`` page runs;
 thresholds come from SLO_P95_LATENCY_MS, SLO_HANDOFF_FAILURE_RATE and
 SLO_TRACE_ERROR_RATE unless a flag overrides them. Exit status 1 when any
 threshold is breached, 0 otherwise, 2 on bad input.
@@ -25,7 +28,7 @@ from rich.text import Text
 from ghl_real_estate_ai.cli.traces import JaegerOption, StoreOption, TokenOption, fail, open_reader
 from ghl_real_estate_ai.errors import ConfigurationError, TraceQueryError
 from ghl_real_estate_ai.observability.query import parse_since
-from ghl_real_estate_ai.observability.slo import SloReport, SloThresholds, compute_slo
+from ghl_real_estate_ai.observability.slo import WINDOWS, SloReport, SloThresholds, slo_window
 
 __all__ = ["slo"]
 
@@ -114,9 +117,13 @@ def _print_report(report: SloReport, since: str) -> None:
 
 
 def slo(
+    window: Annotated[
+        str | None,
+        typer.Option(help="The dashboard's windows: 1h, 24h or 7d (the default is 24h)."),
+    ] = None,
     since: Annotated[
-        str, typer.Option(help="Window: spans started within, e.g. 1h, 24h, 7d, or an ISO time.")
-    ] = "24h",
+        str | None, typer.Option(help="Any other window: spans started within, e.g. 30m, 2d, or an ISO time.")
+    ] = None,
     p95_ms: Annotated[
         float | None, typer.Option("--p95-ms", help="P95 latency limit in ms (default SLO_P95_LATENCY_MS).")
     ] = None,
@@ -137,19 +144,25 @@ def slo(
 
     Exits 1 when any threshold is breached.
     """
+    if window is not None and since is not None:
+        fail("give --window or --since, not both")
+    if window is not None and window not in WINDOWS:
+        fail(f"--window {window!r} is not one of {', '.join(WINDOWS)}; use --since for other windows")
+    chosen = window or since or "24h"
     try:
-        since_at = parse_since(since)
+        parse_since(chosen)
     except TraceQueryError as exc:
         fail(str(exc))
     thresholds = _thresholds(p95_ms, handoff_failure_rate, trace_error_rate)
     with open_reader(store, jaeger_url, jaeger_token) as reader:
         try:
-            report = compute_slo(reader.spans(since=since_at), thresholds)
+            result = slo_window(reader, chosen, thresholds)
         except TraceQueryError as exc:
             fail(str(exc), 1)
+    report = result.report
     if json_output:
-        typer.echo(json.dumps({"since": since_at.isoformat(), **report.to_dict()}, indent=2))
+        typer.echo(json.dumps({"since": result.since.isoformat(), **report.to_dict()}, indent=2))
     else:
-        _print_report(report, since)
+        _print_report(report, chosen)
     if not report.ok:
         raise typer.Exit(1)

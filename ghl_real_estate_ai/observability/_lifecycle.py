@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -62,6 +62,7 @@ from ghl_real_estate_ai.observability._exporters import (
 from ghl_real_estate_ai.observability.config import DEFAULT_SERVICE_NAME, TracingConfig
 from ghl_real_estate_ai.observability.errors import ObservabilityConfigError
 from ghl_real_estate_ai.observability.journey import ConversationSpanProcessor
+from ghl_real_estate_ai.observability.url_templates import UrlTemplateSpanProcessor
 
 __all__ = [
     "SupportsTracingConfig",
@@ -392,6 +393,7 @@ def setup_observability(
                     resource=_build_resource(cfg),
                     metric_readers=list(metric_readers),
                     shutdown_on_exit=False,
+                    exemplar_filter=AlwaysOffExemplarFilter(),
                 )
                 _provider.set_meter_delegate(state.meter_provider)
             _state = state
@@ -471,7 +473,7 @@ def setup_observability(
         if foreign is not None:
             # Join the host's SDK provider: its sampler and resource stay in charge.
             tracer_provider: TracerProvider = foreign  # type: ignore[assignment]
-            gate = _Gate([conversation, *processors])
+            gate = _Gate([conversation, UrlTemplateSpanProcessor(), *processors])
             tracer_provider.add_span_processor(gate)
             resource = getattr(tracer_provider, "resource", resource)
             sampler_text = "the host provider's"
@@ -480,6 +482,7 @@ def setup_observability(
                 resource=resource, sampler=chosen_sampler, shutdown_on_exit=False
             )
             tracer_provider.add_span_processor(conversation)
+            tracer_provider.add_span_processor(UrlTemplateSpanProcessor())
             for processor in processors:
                 tracer_provider.add_span_processor(processor)
             for view in _added:
@@ -490,7 +493,14 @@ def setup_observability(
             for m in metric_exporters
         ]
         readers.extend(metric_readers)
-        meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+        # No exemplars (issue 11): /metrics does not expose them, and the SDK's reservoir costs
+        # every measurement a draw from the global random module.
+        meter_provider = MeterProvider(
+            resource=resource,
+            metric_readers=readers,
+            shutdown_on_exit=False,
+            exemplar_filter=AlwaysOffExemplarFilter(),
+        )
 
         quiet_exporter_logs()
         _provider.install()

@@ -28,6 +28,8 @@ __all__ = [
     "METRIC_HANDOFF_COUNT",
     "METRIC_HANDOFF_DURATION",
     "METRIC_NODE_DURATION",
+    "METRIC_TRACES",
+    "METRIC_WEBHOOKS",
     "METRIC_WORKFLOW_ERRORS",
     "OUTCOME_EXECUTED",
     "SESSION_ATTRIBUTES",
@@ -134,3 +136,9 @@ METRIC_HANDOFF_COUNT: Final = "jorge.handoff.count"
 
 METRIC_HANDOFF_DURATION: Final = "jorge.handoff.duration"
 """Histogram, ms, of handoff blocks; attribute ``route``."""
+
+METRIC_TRACES: Final = "jorge.traces"
+"""Counter of webhook traces that ran a bot; attributes ``bot_type`` (the first bot) and ``error``."""
+
+METRIC_WEBHOOKS: Final = "jorge.webhook.requests"
+"""Counter of webhook requests; attributes ``outcome`` and ``status_code``."""

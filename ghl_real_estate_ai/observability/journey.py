@@ -148,7 +148,8 @@ class ConversationSpanProcessor(SpanProcessor):
                 outcome = "escalated" if target == "human" else "handed_off"
             elif handoff.startswith("blocked"):
                 outcome = handoff
-        for event in span.events:
+        # Opt-out/in is an event, maybe on the root itself (seen when a span under it ends).
+        for event in (*span.events, *root.span.events):
             if event.name in ("contact_opted_out", "contact_opted_in"):
                 outcome = event.name.removeprefix("contact_")
         if root.rank < 0 and (updates or outcome is not None):

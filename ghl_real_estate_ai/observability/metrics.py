@@ -8,6 +8,17 @@ the handoff span record these instruments on every call:
 * ``jorge.workflow.errors`` counter (``bot_type``)
 * ``jorge.handoff.count`` counter (``route`` such as ``lead_to_buyer``, ``outcome``)
 * ``jorge.handoff.duration`` histogram, ms (``route``)
+* ``jorge.traces`` counter (``bot_type``, ``error``): webhook traces that ran a
+  bot, counted when a :func:`trace_scope` ends (the web layer opens one per
+  webhook); ``error`` is ``true`` when a node raised, a handoff failed or the
+  request answered 5xx in it
+* ``jorge.webhook.requests`` counter (``outcome``, ``status_code``)
+
+For Prometheus, :class:`PrometheusBridge` reads these instruments on each
+scrape (a pull reader handed to ``setup_observability(metric_readers=...)``)
+and turns them into Prometheus families for one ``prometheus_client``
+registry: dots become underscores, ``ms`` histograms gain ``_milliseconds``,
+counters ``_total`` (``jorge_handoff_count_total``).
 
 Instruments live on the SDK ``MeterProvider`` that
 ``_provider.set_meter_delegate`` installed (OTLP export or an in-memory reader)
@@ -23,13 +34,30 @@ and are rebuilt lazily when that changes; with no meter provider every
 
 from __future__ import annotations
 
+import contextvars
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
 from opentelemetry.metrics import Counter, Histogram
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, MetricsData, NumberDataPoint
+from opentelemetry.sdk.metrics.export import (
+    Gauge,
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    MetricsData,
+    NumberDataPoint,
+    Sum,
+)
+from opentelemetry.sdk.metrics.export import Histogram as HistogramData
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 from ghl_real_estate_ai.observability import _provider
 from ghl_real_estate_ai.observability import attributes as attr
@@ -38,11 +66,17 @@ __all__ = [
     "LATENCY_BUCKETS_MS",
     "HistogramTotals",
     "MetricPoints",
+    "PrometheusBridge",
+    "TraceOutcome",
     "instruments",
     "metric_points",
     "node_metric_attributes",
+    "prometheus_name",
     "record_handoff",
     "record_node",
+    "record_outbox",
+    "record_webhook",
+    "trace_scope",
 ]
 
 LATENCY_BUCKETS_MS: Final = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
@@ -57,6 +91,11 @@ class _Instruments:
     errors: Counter
     handoff_count: Counter
     handoff_duration: Histogram
+    traces: Counter
+    webhooks: Counter
+    seen_bots: set[str]
+    error_series: set[str]
+    webhooks_started: list[bool]
 
 
 _lock = threading.Lock()
@@ -88,6 +127,15 @@ def _build() -> _Instruments | None:
             description="Duration of handoff blocks by route",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
         ),
+        traces=meter.create_counter(
+            attr.METRIC_TRACES, unit="1", description="Webhook traces that ran a bot, by first bot and error"
+        ),
+        webhooks=meter.create_counter(
+            attr.METRIC_WEBHOOKS, unit="1", description="Webhook requests by outcome and status code"
+        ),
+        seen_bots=set(),
+        error_series=set(),
+        webhooks_started=[],
     )
 
 
@@ -131,12 +179,24 @@ def record_node(
         metric_attributes: from :func:`node_metric_attributes` (success or failure form).
         error_attributes: ``{"bot_type": ...}`` when the call raised; increments the error counter.
     """
+    outcome = _trace_outcome.get()
+    if outcome is not None:
+        if outcome.bot_type is None:
+            outcome.bot_type = metric_attributes.get("bot_type")
+        if error_attributes is not None:
+            outcome.error = True
     inst = instruments()
     if inst is None:
         return
     inst.node_duration.record(duration_ms, metric_attributes)
     if error_attributes is not None:
         inst.errors.add(1, error_attributes)
+    elif metric_attributes.get("bot_type") not in inst.error_series:
+        # A bot's error counter exists (at 0) from its first call, so its first error is an
+        # increase Prometheus' rate() can see rather than a new series.
+        bot = metric_attributes.get("bot_type", "")
+        inst.error_series.add(bot)
+        inst.errors.add(0, {"bot_type": bot})
 
 
 def record_handoff(route: str, outcome: str, duration_ms: float) -> None:
@@ -147,11 +207,73 @@ def record_handoff(route: str, outcome: str, duration_ms: float) -> None:
         outcome: ``executed``, ``blocked:<reason>`` or ``failed:<ExceptionType>``.
         duration_ms: wall time of the block in ms.
     """
+    if outcome.startswith("failed"):
+        scope = _trace_outcome.get()
+        if scope is not None:
+            scope.error = True
     inst = instruments()
     if inst is None:
         return
     inst.handoff_count.add(1, {"route": route, "outcome": outcome})
     inst.handoff_duration.record(duration_ms, {"route": route})
+
+
+def record_webhook(outcome: str, status_code: int) -> None:
+    """Count one webhook request.
+
+    Args:
+        outcome: one of a fixed set (``processed``, ``queued``, ``duplicate``,
+            ``ignored``, ``rejected``, ``retry_later``, ``error``).
+        status_code: the HTTP status answered.
+    """
+    inst = instruments()
+    if inst is not None:
+        if not inst.webhooks_started:
+            # The alerting outcomes exist from the first webhook on (see trace_scope).
+            inst.webhooks_started.append(True)
+            inst.webhooks.add(0, {"outcome": "retry_later", "status_code": "429"})
+            inst.webhooks.add(0, {"outcome": "error", "status_code": "500"})
+        inst.webhooks.add(1, {"outcome": outcome, "status_code": str(status_code)})
+
+
+@dataclass(slots=True)
+class TraceOutcome:
+    """What one trace did so far: the first bot that ran in it, and whether anything failed."""
+
+    bot_type: str | None = None
+    error: bool = False
+
+
+_trace_outcome: contextvars.ContextVar[TraceOutcome | None] = contextvars.ContextVar(
+    "jorge_trace_outcome", default=None
+)
+
+
+@contextmanager
+def trace_scope() -> Iterator[TraceOutcome]:
+    """Follow one trace (a webhook request) and count it in ``jorge.traces`` when it ends.
+
+    Node and handoff records inside the block mark the outcome (the first
+    ``bot_type``; ``error`` when a node raised or a handoff failed); the caller
+    may set ``error`` too (a 5xx answer). Counted only when a bot ran. This
+    does not depend on sampling: it follows the calls, not the spans.
+    """
+    outcome = TraceOutcome()
+    token = _trace_outcome.set(outcome)
+    try:
+        yield outcome
+    finally:
+        _trace_outcome.reset(token)
+        if outcome.bot_type is not None:
+            inst = instruments()
+            if inst is not None:
+                if outcome.bot_type not in inst.seen_bots:
+                    # Both series of a bot exist from its first trace on, so the first error
+                    # shows as an increase to Prometheus' rate() rather than as a new series.
+                    inst.seen_bots.add(outcome.bot_type)
+                    inst.traces.add(0, {"bot_type": outcome.bot_type, "error": "true"})
+                    inst.traces.add(0, {"bot_type": outcome.bot_type, "error": "false"})
+                inst.traces.add(1, {"bot_type": outcome.bot_type, "error": str(outcome.error).lower()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +288,28 @@ class HistogramTotals:
 
 MetricPoints = dict[str, list[tuple[dict[str, Any], float | HistogramTotals]]]
 """``{metric name: [(attributes, value), ...]}`` as :func:`metric_points` returns it."""
+
+
+_outbox_counter: tuple[int, Counter | None] = (-1, None)
+
+
+def record_outbox(outcome: str) -> None:
+    """Count one final outbox outcome: ``jorge.outbox.outcomes`` (``outcome``: sent, reconciled,
+    failed, dead, dropped), so dead items show on dashboards and alerts."""
+    global _outbox_counter
+    generation, counter = _outbox_counter
+    if generation != _provider.generation():
+        provider = _provider.current_meter_delegate()
+        counter = (
+            None
+            if provider is None
+            else provider.get_meter(_METER_NAME).create_counter(
+                "jorge.outbox.outcomes", unit="1", description="Outbound GHL actions by final outcome"
+            )
+        )
+        _outbox_counter = (_provider.generation(), counter)
+    if counter is not None:
+        counter.add(1, {"outcome": outcome})
 
 
 def metric_points(data: MetricsData | None) -> MetricPoints:
@@ -193,3 +337,96 @@ def metric_points(data: MetricsData | None) -> MetricPoints:
                     elif isinstance(point, NumberDataPoint):
                         rows.append((attributes, point.value))
     return result
+
+
+# --- Prometheus -------------------------------------------------------------------
+
+_UNIT_SUFFIXES: Final = {"ms": "milliseconds", "s": "seconds", "By": "bytes"}
+
+
+def prometheus_name(name: str, unit: str | None) -> str:
+    """The Prometheus family name of an instrument: ``jorge.handoff.duration``, ms ->
+    ``jorge_handoff_duration_milliseconds`` (counters get ``_total`` on exposition)."""
+    base = "".join(ch if ch.isalnum() else "_" for ch in name)
+    suffix = _UNIT_SUFFIXES.get(unit or "")
+    return f"{base}_{suffix}" if suffix and not base.endswith(suffix) else base
+
+
+def _labels(attributes: Mapping[str, Any] | None) -> dict[str, str]:
+    return {
+        "".join(ch if ch.isalnum() else "_" for ch in key): str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+        for key, value in (attributes or {}).items()
+    }
+
+
+def _families(data: MetricsData | None) -> Iterator[Metric]:
+    if data is None:
+        return
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                name = prometheus_name(metric.name, metric.unit)
+                points = metric.data.data_points
+                keys = sorted({key for point in points for key in _labels(point.attributes)})
+                family: Metric
+                if isinstance(metric.data, HistogramData):
+                    family = HistogramMetricFamily(name, metric.description or name, labels=keys)
+                    for point in points:
+                        assert isinstance(point, HistogramDataPoint)
+                        labels = _labels(point.attributes)
+                        cumulative = 0
+                        buckets: list[tuple[str, float]] = []
+                        for bound, count in zip(
+                            [*point.explicit_bounds, float("inf")], point.bucket_counts, strict=True
+                        ):
+                            cumulative += count
+                            buckets.append(
+                                ("+Inf" if bound == float("inf") else repr(float(bound)), cumulative)
+                            )
+                        family.add_metric(
+                            [labels.get(k, "") for k in keys], buckets=buckets, sum_value=point.sum
+                        )
+                elif isinstance(metric.data, Sum) and metric.data.is_monotonic:
+                    family = CounterMetricFamily(name, metric.description or name, labels=keys)
+                    for point in points:
+                        assert isinstance(point, NumberDataPoint)
+                        labels = _labels(point.attributes)
+                        family.add_metric([labels.get(k, "") for k in keys], point.value)
+                elif isinstance(metric.data, Sum | Gauge):
+                    family = GaugeMetricFamily(name, metric.description or name, labels=keys)
+                    for point in points:
+                        assert isinstance(point, NumberDataPoint)
+                        labels = _labels(point.attributes)
+                        family.add_metric([labels.get(k, "") for k in keys], point.value)
+                else:  # exponential histograms: none of ours
+                    continue
+                yield family
+
+
+class PrometheusBridge(Collector):
+    """The OpenTelemetry instruments as Prometheus families, read on each scrape.
+
+    ``bridge.reader`` is a pull ``MetricReader`` (cumulative): hand it to
+    ``setup_observability(metric_readers=[bridge.reader])`` and register the
+    bridge on a ``prometheus_client.CollectorRegistry``. Nothing is read between
+    scrapes, so the cost is paid by the scraper, not by the requests.
+    """
+
+    def __init__(self) -> None:
+        self.reader = InMemoryMetricReader()
+
+    def new_reader(self) -> InMemoryMetricReader:
+        """Read from a fresh reader from now on, and return it (a reader serves one meter provider,
+        so an app that starts again after a shutdown needs a new one)."""
+        self.reader = InMemoryMetricReader()
+        return self.reader
+
+    def collect(self) -> Iterable[Metric]:
+        """One Prometheus family per instrument that recorded anything."""
+        try:
+            data = self.reader.get_metrics_data()
+        except Exception:  # a reader not attached to a meter provider (or shut down) has nothing
+            return []
+        return list(_families(data))

@@ -28,6 +28,11 @@ The figures and their rules:
 * **Trace error rate**: traces with at least one ERROR span / traces.
   Breached above ``trace_error_rate`` (guide: 2 %).
 
+:func:`slo_window` is the one query both ``jorge slo`` and the ``/dashboard``
+page run: the report over a window (``1h``, ``24h``, ``7d``) and, for each
+figure, the traces behind it (:class:`SloTraces`: the slowest traces of each
+node at or above its P95, the failed handoffs, the traces with errors).
+
 Percentiles use the nearest-rank method: the P-th percentile of n sorted
 values is the value at rank ``ceil(P / 100 * n)`` (1-based), always one of
 the measured values, never an interpolation.
@@ -39,21 +44,30 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
 
-from ghl_real_estate_ai.observability.query import SpanRecord
+from ghl_real_estate_ai.observability.query import SpanRecord, TraceSummary
 
 __all__ = [
+    "WINDOWS",
     "BotErrorRate",
     "HandoffRoute",
     "NodeLatency",
     "SloReport",
     "SloThresholds",
+    "SloTraces",
+    "SloWindow",
     "compute_slo",
     "handoff_failed",
     "node_failed",
     "percentile",
+    "slo_window",
+    "window_start",
 ]
+
+WINDOWS: Final = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+"""The windows the dashboard offers and ``jorge slo --window`` accepts."""
 
 
 @dataclass(frozen=True)
@@ -287,3 +301,148 @@ def compute_slo(spans: Iterable[SpanRecord], thresholds: SloThresholds | None = 
         trace_error_rate=trace_rate,
         breaches=breaches,
     )
+
+
+def window_start(window: str, *, now: datetime | None = None) -> datetime:
+    """The start of ``window`` (``1h``, ``24h`` or ``7d``) before ``now``.
+
+    Raises:
+        ValueError: an unknown window; the message lists the known ones.
+    """
+    if window not in WINDOWS:
+        raise ValueError(f"window {window!r} is not one of {', '.join(WINDOWS)}")
+    return (now or datetime.now(UTC)) - WINDOWS[window]
+
+
+class SpanSource(Protocol):
+    """Anything that streams spans since a time (the local store reader, the Jaeger reader)."""
+
+    def spans(self, since: datetime | None = None) -> Iterable[SpanRecord]:
+        """Every span started at or after ``since``."""
+        ...
+
+
+@dataclass(frozen=True)
+class SloTraces:
+    """The traces behind each figure, as trace summaries (slowest or newest first).
+
+    ``slow`` maps ``<bot_type>.<node_name>`` to the traces whose span of that node
+    took at least the node's P95; ``handoff_failures`` maps a route to the traces
+    of its failed handoffs; ``bot_errors`` maps a bot type to traces where one of
+    its nodes failed; ``errors`` lists every trace with an ERROR span.
+    """
+
+    slow: dict[str, list[TraceSummary]] = field(default_factory=dict)
+    handoff_failures: dict[str, list[TraceSummary]] = field(default_factory=dict)
+    bot_errors: dict[str, list[TraceSummary]] = field(default_factory=dict)
+    errors: list[TraceSummary] = field(default_factory=list)
+
+    def failed_handoffs(self) -> list[TraceSummary]:
+        """Every trace with a failed handoff, newest first, once each."""
+        seen: dict[str, TraceSummary] = {}
+        for traces in self.handoff_failures.values():
+            for trace in traces:
+                seen.setdefault(trace.trace_id, trace)
+        return sorted(seen.values(), key=lambda t: t.start_ns, reverse=True)
+
+
+@dataclass(frozen=True)
+class SloWindow:
+    """:func:`slo_window`'s answer: the window, its report and the traces behind the figures."""
+
+    window: str
+    since: datetime
+    report: SloReport
+    traces: SloTraces
+
+
+def _summaries(spans: Sequence[SpanRecord]) -> dict[str, TraceSummary]:
+    by_trace: dict[str, list[SpanRecord]] = defaultdict(list)
+    for span in spans:
+        by_trace[span.trace_id].append(span)
+    result = {}
+    for trace_id, members in by_trace.items():
+        ids = {m.span_id for m in members}
+        roots = [m for m in members if not m.parent_span_id or m.parent_span_id not in ids]
+        root = min(roots or members, key=lambda m: m.start_ns)
+        start = min(m.start_ns for m in members)
+        result[trace_id] = TraceSummary(
+            trace_id=trace_id,
+            root_name=root.name,
+            root_service=root.service_name,
+            start_ns=start,
+            duration_ns=max(m.end_ns for m in members) - start,
+            span_count=len(members),
+            error_count=sum(1 for m in members if m.is_error),
+            services=tuple(sorted({m.service_name for m in members})),
+        )
+    return result
+
+
+def slo_window(
+    reader: SpanSource,
+    window: str,
+    thresholds: SloThresholds | None = None,
+    *,
+    now: datetime | None = None,
+    limit: int = 20,
+) -> SloWindow:
+    """The SLO report over ``window`` and the traces behind each figure, from one read of the spans.
+
+    Args:
+        reader: the local store reader or the Jaeger reader.
+        window: ``1h``, ``24h``, ``7d``, or any ``parse_since`` text such as ``30m``.
+        thresholds: the limits; the guide's defaults when ``None``.
+        now: the end of the window (default: now).
+        limit: at most this many traces per figure.
+
+    Raises:
+        ValueError: an unreadable window.
+        TraceQueryError: the reader failed.
+    """
+    if window in WINDOWS:
+        since = window_start(window, now=now)
+    else:
+        from ghl_real_estate_ai.observability.query import parse_since
+
+        since = parse_since(window, now=now)
+    spans = list(reader.spans(since=since))
+    report = compute_slo(spans, thresholds)
+    summaries = _summaries(spans)
+
+    p95 = {f"{n.bot_type}.{n.node_name}": n.p95_ms for n in report.nodes}
+    slow: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    bot_errors: dict[str, set[str]] = defaultdict(set)
+    candidates = [s for s in spans if _handoff_candidate(s)]
+    candidate_ids = {(s.trace_id, s.span_id) for s in candidates}
+    route_failures: dict[str, set[str]] = defaultdict(set)
+    for span in spans:
+        node = span.attributes.get("workflow.node_name")
+        if node is not None:
+            bot = str(span.attributes.get("workflow.bot_type", "unknown"))
+            key = f"{bot}.{node}"
+            if span.duration_ms >= p95[key]:
+                slow[key].append((span.duration_ms, span.trace_id))
+            if node_failed(span):
+                bot_errors[bot].add(span.trace_id)
+    for span in candidates:
+        nested = (span.trace_id, span.parent_span_id) in candidate_ids
+        if (span.name.startswith("handoff.") or not nested) and handoff_failed(span):
+            route_failures[_route(span)].add(span.trace_id)
+
+    def newest(ids: Iterable[str]) -> list[TraceSummary]:
+        return sorted((summaries[i] for i in ids), key=lambda t: t.start_ns, reverse=True)[:limit]
+
+    def slowest(pairs: list[tuple[float, str]]) -> list[TraceSummary]:
+        ordered: dict[str, None] = {}
+        for _, trace_id in sorted(pairs, reverse=True):
+            ordered.setdefault(trace_id)
+        return [summaries[i] for i in list(ordered)[:limit]]
+
+    traces = SloTraces(
+        slow={key: slowest(pairs) for key, pairs in sorted(slow.items())},
+        handoff_failures={route: newest(ids) for route, ids in sorted(route_failures.items())},
+        bot_errors={bot: newest(ids) for bot, ids in sorted(bot_errors.items())},
+        errors=newest(t for t, s in summaries.items() if s.error_count),
+    )
+    return SloWindow(window=window, since=since, report=report, traces=traces)

@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from ghl_real_estate_ai.observability import _provider
 from ghl_real_estate_ai.observability.journey import ConversationSpanProcessor
 from ghl_real_estate_ai.observability.metrics import HistogramTotals, metric_points
+from ghl_real_estate_ai.observability.url_templates import UrlTemplateSpanProcessor
 
 __all__ = ["SpanCapture", "capture_spans", "render_tree", "span_capture"]
 
@@ -149,6 +150,7 @@ def capture_spans(
     )
     # Session keys and the journey, as the real set-up adds them (issue 12).
     provider.add_span_processor(ConversationSpanProcessor())
+    provider.add_span_processor(UrlTemplateSpanProcessor())
     provider.add_span_processor(SimpleSpanProcessor(memory))
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))

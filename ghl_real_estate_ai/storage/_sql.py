@@ -43,6 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 from opentelemetry.trace import TracerProvider
 
 from ghl_real_estate_ai.errors import LockLostError, LockTimeoutError
+from ghl_real_estate_ai.storage._reliability import ReliabilityQueries
 from ghl_real_estate_ai.storage._spans import StoreSpans, describe_statement
 from ghl_real_estate_ai.storage.base import (
     Contact,
@@ -74,7 +75,7 @@ __all__ = [
 ]
 
 WEBHOOK_STATUSES = frozenset({"received", "processing", "processed", "ignored", "failed"})
-OUTBOX_STATUSES = frozenset({"pending", "sending", "sent", "failed"})
+OUTBOX_STATUSES = frozenset({"pending", "sending", "sent", "failed", "dead", "dropped"})
 FOLLOWUP_STATUSES = frozenset({"pending", "running", "done", "cancelled", "failed", "dead"})
 
 logger = logging.getLogger(__name__)
@@ -325,6 +326,10 @@ def _outbox_item(row: Mapping[str, Any]) -> OutboxItem:
         created_at=row["created_at"],
         last_error=row["last_error"],
         response=None if response is None else dict(response),
+        owner=row.get("owner"),
+        first_attempt_at=row.get("first_attempt_at"),
+        deadline_at=row.get("deadline_at"),
+        check_first=bool(row.get("check_first", False)),
     )
 
 
@@ -417,7 +422,7 @@ def _check_status(kind: str, status: str, allowed: frozenset[str]) -> None:
         raise ValueError(f"unknown {kind} status {status!r}: use one of {sorted(allowed)}")
 
 
-class SQLStore(ABC):
+class SQLStore(ReliabilityQueries, ABC):
     """Every row method of the Store protocol, over :meth:`_query` and :meth:`_run_steps`."""
 
     backend: str
@@ -903,8 +908,11 @@ class SQLStore(ABC):
         payload: dict[str, Any],
         status: str = "received",
         trace_context: dict[str, str] | None = None,
+        date_added: datetime | None = None,
     ) -> WebhookInsert:
         """Store a delivery once; a known webhookId or messageId is reported as a duplicate.
+
+        ``date_added`` (GHL's time of the message) orders a contact's events.
 
         ``status="processing"`` stores and claims it in the same statement (one
         attempt counted): the caller processes it now. The new row comes back as
@@ -919,8 +927,8 @@ class SQLStore(ABC):
             now = _now()
             row = await self._durable_one(
                 """INSERT INTO webhook_events (webhook_id, message_id, event_type, contact_id, payload,
-                       status, attempts, received_at, updated_at, trace_context)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       status, attempts, received_at, updated_at, trace_context, date_added)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT DO NOTHING RETURNING *""",
                 (
                     webhook_id,
@@ -933,6 +941,7 @@ class SQLStore(ABC):
                     now,
                     now,
                     dict(trace_context or {}),
+                    None if date_added is None else utc("date_added", date_added),
                 ),
             )
             if row is not None:
@@ -1004,20 +1013,33 @@ class SQLStore(ABC):
         *,
         contact_id: str | None = None,
         claim: bool = False,
+        owner: str | None = None,
     ) -> tuple[OutboxItem, bool]:
         """Write an item once; returns (item, created). A known key returns the stored item.
 
         With ``claim`` a new item is stored already claimed (``sending``, one
-        attempt): the caller sends it now, and nobody else can.
+        attempt, by ``owner``): the caller sends it now, and nobody else can.
         """
         now = _now()
         status, attempts = ("sending", 1) if claim else ("pending", 0)
         row = await self._one(
             """INSERT INTO outbox (idempotency_key, kind, contact_id, payload, status, attempts,
-                   next_attempt_at, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   next_attempt_at, created_at, updated_at, owner, first_attempt_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (idempotency_key) DO NOTHING RETURNING *""",
-            (idempotency_key, kind, contact_id, dict(payload), status, attempts, now, now, now),
+            (
+                idempotency_key,
+                kind,
+                contact_id,
+                dict(payload),
+                status,
+                attempts,
+                now,
+                now,
+                now,
+                owner if claim else None,
+                now if claim else None,
+            ),
         )
         if row is not None:
             return _outbox_item(row), True
@@ -1266,6 +1288,21 @@ class SQLStore(ABC):
                 "SELECT * FROM followups WHERE contact_id = ? ORDER BY due_at, id", (contact_id,)
             )
         return [_followup(r) for r in rows]
+
+    # --- operational gauges (issue 11) ---------------------------------------------
+    async def backlog_counts(self, now: datetime) -> dict[str, int]:
+        """Outbox and follow-up counts for ``/metrics``, in one statement."""
+        row = await self._one(
+            """SELECT
+                 (SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')) AS outbox_pending,
+                 (SELECT COUNT(*) FROM outbox WHERE status IN ('failed', 'dead')) AS outbox_failed,
+                 (SELECT COUNT(*) FROM followups
+                   WHERE status IN ('pending', 'failed') AND due_at <= ?) AS followups_due,
+                 (SELECT COUNT(*) FROM followups WHERE status = 'dead') AS followups_dead""",
+            (utc("now", now),),
+        )
+        assert row is not None  # an aggregate always returns one row
+        return {key: int(value) for key, value in row.items()}
 
     # --- dialogue slots (issue 10) ------------------------------------------------
     async def list_slots(self, contact_id: str) -> list[Slot]:

@@ -7,8 +7,9 @@ conversations or HTTP. Times are timezone-aware UTC ``datetime`` values;
 JSON columns come back as ``dict``.
 
 Outbox statuses: ``pending`` -> ``sending`` -> ``sent``; a failed send goes
-back to ``pending`` with a later ``next_attempt_at`` (``failed`` after the last
-attempt). Follow-up statuses: ``pending`` -> ``running`` -> ``done``;
+back to ``pending`` with a later ``next_attempt_at``; final: ``failed`` (GHL
+refused it), ``dead`` (given up past its deadline; re-sendable) and ``dropped``
+(a late reply whose conversation moved on). Follow-up statuses: ``pending`` -> ``running`` -> ``done``;
 ``cancelled``; ``failed`` (retry later) and ``dead`` (gave up). Webhook event
 statuses: ``received`` -> ``processing`` -> ``processed``; ``ignored``
 (outbound direction, unknown type); ``failed``.
@@ -109,6 +110,14 @@ class OutboxItem:
     created_at: datetime
     last_error: str | None = None
     response: dict[str, Any] | None = None
+    owner: str | None = None
+    """The process sending it (while ``sending``); a dead owner's items are taken over."""
+    first_attempt_at: datetime | None = None
+    """When the first send began: the start of the window GHL is read back in."""
+    deadline_at: datetime | None = None
+    """When it is given up (``dead``); None means ``created_at`` + the outbox's max age."""
+    check_first: bool = False
+    """The last attempt's outcome is unknown: read GHL back before sending again."""
 
 
 @dataclass(slots=True)
@@ -217,6 +226,7 @@ class Store(Protocol):
         payload: dict[str, Any],
         status: str = "received",
         trace_context: dict[str, str] | None = None,
+        date_added: datetime | None = None,
     ) -> WebhookInsert:
         """Store a delivery; a duplicate webhookId or messageId is reported, not raised."""
 
@@ -242,10 +252,11 @@ class Store(Protocol):
         *,
         contact_id: str | None = None,
         claim: bool = False,
+        owner: str | None = None,
     ) -> tuple[OutboxItem, bool]:
         """Write an item once; returns (item, created). A known key returns the stored item.
 
-        ``claim`` stores a new item already ``sending`` (the caller sends it now).
+        ``claim`` stores a new item already ``sending`` by ``owner`` (the caller sends it now).
         """
 
     async def claim_outbox_item(self, item_id: int) -> OutboxItem | None:
@@ -265,6 +276,36 @@ class Store(Protocol):
 
     async def get_outbox_item(self, item_id: int) -> OutboxItem | None: ...
     async def list_outbox(self, status: str | None = None, limit: int = 1000) -> list[OutboxItem]: ...
+
+    # outbox reliability (issue 13; see storage/_reliability.py)
+    async def outbox_heartbeat(self, owner: str, now: datetime | None = None) -> None: ...
+    async def claim_outbox_work(
+        self, now: datetime, limit: int, *, owner: str, dead_before: datetime, contact_ok: bool = True
+    ) -> list[OutboxItem]: ...
+    async def release_outbox_item(
+        self,
+        item_id: int,
+        *,
+        next_attempt_at: datetime,
+        error: str | None,
+        check_first: bool,
+        count_attempt: bool = True,
+    ) -> None: ...
+    async def finish_outbox_item(self, item_id: int, status: str, reason: str) -> None: ...
+    async def retry_outbox_items(
+        self, *, deadline_at: datetime, ids: Sequence[int] | None = None, status: str = "dead"
+    ) -> list[int]: ...
+    async def newer_sent_replies(self, contact_id: str, after_id: int) -> list[str]: ...
+    async def sent_message_ids(self, contact_id: str, text: str, exclude_id: int) -> set[str]: ...
+    async def outbox_circuit(self, location_id: str) -> Any: ...
+    async def claim_outbox_probe(
+        self, location_id: str, now: datetime, owner: str, hold_until: datetime
+    ) -> bool: ...
+    async def outbox_circuit_failed(
+        self, location_id: str, failures: int, next_probe_at: datetime
+    ) -> None: ...
+    async def outbox_circuit_closed(self, location_id: str) -> None: ...
+    async def pending_contact_events(self, contact_id: str, limit: int = 100) -> list[WebhookEvent]: ...
 
     # handoffs
     async def record_handoff(
@@ -311,3 +352,8 @@ class Store(Protocol):
 
     async def save_slots(self, contact_id: str, slots: list[Slot]) -> None:
         """Insert or replace the given slots of a contact in one statement (others are kept)."""
+
+    # operational gauges (issue 11)
+    async def backlog_counts(self, now: datetime) -> dict[str, int]:
+        """``outbox_pending`` (pending or sending), ``outbox_failed`` (failed or dead), ``followups_due``
+        (pending or failed, due at ``now``) and ``followups_dead``, in one statement."""

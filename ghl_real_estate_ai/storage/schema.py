@@ -142,6 +142,30 @@ def _tables(*, time: str, json: str, boolean: str, serial: str, real: str) -> tu
     )
 
 
+def _reliability(*, time: str, boolean: str) -> tuple[str, ...]:
+    """Version 4 for one dialect (issue 13)."""
+    return (
+        # Who is sending an item (a process id with a heartbeat), when its first attempt
+        # began (the read-back window), when it is given up, and whether its last
+        # attempt's outcome is unknown (then GHL is read back before any new send).
+        "ALTER TABLE outbox ADD COLUMN owner TEXT",
+        f"ALTER TABLE outbox ADD COLUMN first_attempt_at {time}",
+        f"ALTER TABLE outbox ADD COLUMN deadline_at {time}",
+        f"ALTER TABLE outbox ADD COLUMN check_first {boolean} NOT NULL DEFAULT FALSE",
+        "CREATE INDEX outbox_contact ON outbox (contact_id, id)",
+        f"CREATE TABLE outbox_owners (owner TEXT PRIMARY KEY, heartbeat_at {time} NOT NULL)",
+        f"""CREATE TABLE outbox_circuits (
+            location_id TEXT PRIMARY KEY,
+            failures INTEGER NOT NULL,
+            next_probe_at {time} NOT NULL,
+            probe_owner TEXT,
+            probe_expires_at {time}
+        )""",
+        f"ALTER TABLE webhook_events ADD COLUMN date_added {time}",
+        "CREATE INDEX webhook_events_contact_status ON webhook_events (contact_id, status)",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -198,6 +222,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (contact_id, side, name)
             )""",
         ),
+    ),
+    # Issue 13: the outbox reconciles instead of guessing, waits outages out per location,
+    # and a contact's events are drained in dateAdded order.
+    Migration(
+        version=4,
+        description="outbox owners, heartbeats, per-location circuits and deadlines; event dateAdded",
+        sqlite=_reliability(time="TEXT", boolean="INTEGER"),
+        postgresql=_reliability(time="TIMESTAMPTZ", boolean="BOOLEAN"),
     ),
 )
 

@@ -23,7 +23,7 @@ from ghl_real_estate_ai.understanding.normalise import fold
 
 __all__ = ["FEATURES_VERSION", "evaluate", "main", "train"]
 
-FEATURES_VERSION = "1"
+FEATURES_VERSION = "2"
 """Bump when :func:`..classifier.features` changes, so the version names the change."""
 
 _DECIMALS = 5

@@ -15,6 +15,11 @@ PUBLIC_MODULES = [
     "ghl_real_estate_ai.observability.redaction",
     "ghl_real_estate_ai.observability.testing",
     "ghl_real_estate_ai.observability.attributes",
+    "ghl_real_estate_ai.observability.config",
+    "ghl_real_estate_ai.observability.errors",
+    "ghl_real_estate_ai.observability.journey",
+    "ghl_real_estate_ai.observability.url_templates",
+    "ghl_real_estate_ai.observability.timeline",
 ]
 
 

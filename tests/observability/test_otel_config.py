@@ -432,8 +432,12 @@ def test_every_exporter_is_wrapped_for_redaction(capture_content: bool) -> None:
     provider = get_sdk_tracer_provider()
     assert provider is not None
     processors = provider._active_span_processor._span_processors  # the SDK offers no public view
-    assert type(processors[0]).__name__ == "ConversationSpanProcessor"  # exports nothing
-    processors = processors[1:]
+    # The two that only annotate spans and export nothing come first.
+    assert [type(p).__name__ for p in processors[:2]] == [
+        "ConversationSpanProcessor",
+        "UrlTemplateSpanProcessor",
+    ]
+    processors = processors[2:]
     exporters = [p.exporter if hasattr(p, "exporter") else p.span_exporter for p in processors]
     assert [type(e) for e in exporters] == [RedactingSpanExporter, RedactingSpanExporter]
     assert [e.capture_content for e in exporters] == [capture_content, capture_content]

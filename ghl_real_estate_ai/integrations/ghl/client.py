@@ -9,11 +9,17 @@ and close it with :meth:`GHLClient.aclose`::
 
 Every call sends the ``Version`` header GHL wants for that endpoint
 (``2021-04-15`` for conversations and calendars, ``2021-07-28`` for contacts).
-429, 5xx and transport errors are retried with exponential backoff and full
-jitter, honouring ``Retry-After``; when the retries run out, or GHL asks for a
-longer wait than ``max_retry_wait``, :class:`GHLRateLimitError` (429) or
-:class:`GHLError` is raised with ``retry_after`` set so the outbox can come back
-later. Other 4xx answers are not retried.
+Reads (GET) are retried on 429, 5xx and transport errors. Writes (POST,
+DELETE) are retried only when the request provably did not take effect: a
+connection that could not be made (nothing left) or a 429 (GHL refused it);
+after a timeout once the request left, or a 5xx, GHL may have done it, so
+:class:`GHLOutcomeUnknownError` is raised at once and the outbox reads GHL back
+(:meth:`GHLClient.find_sent_messages`) before it sends again. Retries use
+exponential backoff with full jitter, honouring ``Retry-After``; when they run
+out, or GHL asks for a longer wait than ``max_retry_wait``,
+:class:`GHLRateLimitError` (429) or :class:`GHLError` is raised with
+``retry_after`` set so the outbox can come back later. Other 4xx answers are
+not retried.
 
 Before each request the client takes a slot from a per-location sliding window
 (100 requests per 10 s by default) kept in the :class:`Cache`, so replicas
@@ -41,12 +47,20 @@ import httpx
 from fastapi import FastAPI
 
 from ghl_real_estate_ai.cache.base import Cache
-from ghl_real_estate_ai.errors import CacheError, ConfigurationError, GHLError, GHLRateLimitError
+from ghl_real_estate_ai.errors import (
+    CacheError,
+    ConfigurationError,
+    GHLError,
+    GHLOutcomeUnknownError,
+    GHLRateLimitError,
+)
+from ghl_real_estate_ai.observability.url_templates import register_url_templates
 from ghl_real_estate_ai.settings import Settings
 
 __all__ = [
     "CONTACTS_VERSION",
     "CONVERSATIONS_VERSION",
+    "GHL_URL_TEMPLATES",
     "SANDBOX_BASE_URL",
     "Channel",
     "GHLClient",
@@ -59,11 +73,25 @@ CONTACTS_VERSION = "2021-07-28"
 SANDBOX_BASE_URL = "http://ghl-sandbox"
 """Base URL of the in-process sandbox; the ASGI transport ignores the host."""
 
+GHL_URL_TEMPLATES = (
+    "/conversations/messages",
+    "/conversations/search",
+    "/conversations/{conversationId}/messages",
+    "/contacts/{contactId}",
+    "/contacts/{contactId}/tags",
+    "/contacts/{contactId}/tasks",
+    "/calendars/{calendarId}/free-slots",
+    "/calendars/events/appointments",
+)
+"""The API paths this client calls: its spans are named ``POST /contacts/{contactId}/tags`` (issue 12)."""
+
 Channel = Literal["SMS", "Email"]
 
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The request never reached GHL: no connection, or no pooled connection in time.
+_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def _aware(name: str, value: datetime) -> datetime:
@@ -331,6 +359,61 @@ class GHLClient:
             "POST", "/calendars/events/appointments", CONVERSATIONS_VERSION, json=payload
         )
 
+    async def find_sent_messages(
+        self, contact_id: str, text: str, since: datetime, *, max_pages: int = 10
+    ) -> list[dict[str, Any]]:
+        """Outbound messages to a contact with exactly ``text``, sent at or after ``since``.
+
+        Reads GHL back (``GET /conversations/search?contactId=`` then
+        ``GET /conversations/{id}/messages``, newest first, paged with
+        ``lastMessageId``) until the messages are older than ``since``; this is
+        how a send whose outcome is unknown is reconciled.
+
+        Args:
+            contact_id: the contact.
+            text: the message text sent.
+            since: the start of the send window (timezone-aware).
+            max_pages: pages of 100 read per conversation at most.
+
+        Returns:
+            The matching messages as GHL returns them (``id``, ``dateAdded``, ``body``...).
+        """
+        since = _aware("since", since)
+        found = await self._request(
+            "GET",
+            "/conversations/search",
+            CONVERSATIONS_VERSION,
+            params={"contactId": contact_id, "locationId": self.location_id},
+        )
+        matches: list[dict[str, Any]] = []
+        for conversation in found.get("conversations") or []:
+            if not isinstance(conversation, Mapping):
+                continue
+            if conversation.get("contactId") not in (None, contact_id):
+                continue
+            last_id: str | None = None
+            for _ in range(max_pages):
+                params: dict[str, Any] = {"limit": 100}
+                if last_id:
+                    params["lastMessageId"] = last_id
+                path = f"/conversations/{conversation['id']}/messages"
+                answer = await self._request("GET", path, CONVERSATIONS_VERSION, params=params)
+                # GHL nests the page under "messages" ({"messages": {"messages": [...], ...}}).
+                page = answer.get("messages", answer)
+                page = page if isinstance(page, Mapping) else {"messages": page}
+                older = False
+                for message in page.get("messages") or []:
+                    moment = _message_time(message)
+                    if moment is not None and moment < since:
+                        older = True
+                        continue
+                    if message.get("direction") == "outbound" and message.get("body") == text:
+                        matches.append(dict(message))
+                last_id = page.get("lastMessageId")
+                if older or not page.get("nextPage") or not last_id:
+                    break
+        return matches
+
     async def get_contact(self, contact_id: str) -> dict[str, Any]:
         """A contact (``GET /contacts/{id}``), cached for ``contact_ttl`` seconds.
 
@@ -390,9 +473,17 @@ class GHLClient:
         for attempt in range(self.max_retries + 1):
             await self.limiter.acquire()
             retry_after: float | None = None
+            write = method != "GET"
             try:
                 response = await self.http.request(method, url, headers=headers, json=json, params=params)
+            except _NOT_SENT_ERRORS as exc:
+                error = GHLError(f"{what} failed before sending: {type(exc).__name__}: {exc}")
             except httpx.TransportError as exc:
+                if write:
+                    # It left: GHL may have done it. Only a read-back can tell (no blind retry).
+                    raise GHLOutcomeUnknownError(
+                        f"{what} got no answer after sending: {type(exc).__name__}: {exc}"
+                    ) from None
                 error = GHLError(f"{what} failed: {type(exc).__name__}: {exc}")
             else:
                 status = response.status_code
@@ -402,6 +493,10 @@ class GHLClient:
                 detail = _error_detail(response)
                 if status not in _RETRY_STATUSES:
                     raise GHLError(f"{what} answered {status}: {detail}", status_code=status)
+                if write and status != 429:
+                    raise GHLOutcomeUnknownError(
+                        f"{what} answered {status}: {detail}", status_code=status, retry_after=retry_after
+                    )
                 kind = GHLRateLimitError if status == 429 else GHLError
                 error = kind(
                     f"{what} answered {status}: {detail}", status_code=status, retry_after=retry_after
@@ -428,6 +523,16 @@ class GHLClient:
         if not isinstance(data, dict):
             raise GHLError(f"{what} answered a JSON {type(data).__name__}, expected an object: {data!r}")
         return data
+
+
+def _message_time(message: Any) -> datetime | None:
+    if not isinstance(message, Mapping) or not isinstance(message.get("dateAdded"), str):
+        return None
+    try:
+        moment = datetime.fromisoformat(message["dateAdded"].replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -461,6 +566,7 @@ def build_ghl_client(settings: Settings, cache: Cache, sandbox_app: FastAPI | No
     Raises:
         ConfigurationError: GHL_BASE_URL is set without GHL_API_KEY.
     """
+    register_url_templates(GHL_URL_TEMPLATES)
     timeout = httpx.Timeout(15.0, connect=5.0)
     if settings.ghl_base_url is None:
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor

@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from ghl_real_estate_ai.cache import Cache, open_cache
-from ghl_real_estate_ai.errors import ConfigurationError, GHLError, GHLRateLimitError
+from ghl_real_estate_ai.errors import ConfigurationError, GHLError, GHLOutcomeUnknownError, GHLRateLimitError
 from ghl_real_estate_ai.integrations.ghl.client import (
     CONTACTS_VERSION,
     CONVERSATIONS_VERSION,
@@ -260,7 +260,12 @@ async def test_every_call_is_an_httpx_client_span_under_the_caller(ghl: GHLClien
         await ghl.add_tags("c1", ["Hot-Seller"])
     node = capture.by_name("seller_bot.schedule_cma_appointment")[0]
     clients = [s for s in capture.spans() if s.kind is SpanKind.CLIENT]
-    assert [s.name for s in clients] == ["POST", "POST"]
+    # Named `{method} {url.template}` with url.template set (issue 12); ids stay in the URL.
+    assert [s.name for s in clients] == ["POST /conversations/messages", "POST /contacts/{contactId}/tags"]
+    assert [s.attributes["url.template"] for s in clients] == [
+        "/conversations/messages",
+        "/contacts/{contactId}/tags",
+    ]
     assert all(s.parent is not None and s.parent.span_id == node.context.span_id for s in clients)
     assert all(s.context.trace_id == node.context.trace_id for s in clients)
     urls = [str(s.attributes.get("url.full") or s.attributes.get("http.url")) for s in clients]
@@ -300,3 +305,49 @@ async def test_wrong_token_over_tcp_is_a_401_error_without_retries(cache: Cache)
         finally:
             await client.aclose()
     assert len(get_sandbox_state(sandbox).calls) == 1
+
+
+# --- issue 13: a write is retried only when it provably did not take effect ----------------
+
+
+@pytest.mark.parametrize(
+    ("failure", "calls", "error"),
+    [
+        (httpx.ReadTimeout("slow"), 1, GHLOutcomeUnknownError),  # it left: no blind retry
+        (httpx.RemoteProtocolError("reset"), 1, GHLOutcomeUnknownError),
+        (503, 1, GHLOutcomeUnknownError),  # GHL may have done it
+        (httpx.ConnectError("refused"), 4, GHLError),  # never left: retried
+        (429, 4, GHLRateLimitError),  # refused by GHL: retried
+    ],
+)
+async def test_a_post_is_retried_only_when_it_never_took_effect(
+    cache: Cache, failure: object, calls: int, error: type[Exception]
+) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        if isinstance(failure, int):
+            return httpx.Response(failure, headers={"Retry-After": "0"}, json={"message": "no"})
+        assert isinstance(failure, Exception)
+        raise failure
+
+    client = _mock_client(cache, handler, max_retries=3)
+    with pytest.raises(error) as info:
+        await client.send_message("c1", "SMS", "hi")
+    assert len(seen) == calls and type(info.value) is error
+    await client.aclose()
+
+
+async def test_a_read_is_still_retried_on_5xx_and_timeouts(cache: Cache) -> None:
+    answers = iter([httpx.ReadTimeout("slow"), 503, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(answer, json={"contact": {"id": "c1"}} if answer == 200 else {"message": "x"})
+
+    client = _mock_client(cache, handler, max_retries=3)
+    assert (await client.get_contact("c1"))["id"] == "c1"
+    await client.aclose()

@@ -1,0 +1,237 @@
+"""The understanding pipeline on the way leads really text (issue 10, build 1 and 6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, analyze_lead, decode_lead_intent
+from ghl_real_estate_ai.observability.testing import capture_spans
+from ghl_real_estate_ai.understanding.classifier import load_classifier
+from ghl_real_estate_ai.understanding.places import find_places
+
+T0 = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)  # a Tuesday
+
+
+@dataclass
+class Msg:
+    direction: str
+    body: str
+    created_at: datetime = T0
+
+
+def said(*bodies: str) -> LeadIntent:
+    return analyze_lead([Msg("inbound", b, T0 + timedelta(minutes=i)) for i, b in enumerate(bodies)])
+
+
+@pytest.mark.parametrize(
+    ("text", "budget"),
+    [
+        ("budget ~$400k", 400_000),
+        ("looking to buy, like 600ish", 600_000),
+        ("we have a budget of 700k", 700_000),
+        ("up to 1.2m", 1_200_000),
+        ("buying, max $450,000", 450_000),
+        ("quiero comprar, tengo como 400 mil de presupuesto", 400_000),
+        ("budget is like 550", 550_000),
+    ],
+)
+def test_money_in_every_texted_form(text: str, budget: int) -> None:
+    assert said(text).facts.budget == budget
+
+
+def test_monthly_rent_is_its_own_amount() -> None:
+    facts = said("we rent now, paying 2500/mo").facts
+    assert (facts.monthly_rent, facts.budget, facts.price_expectation) == (2_500, None, None)
+    assert said("busco renta de 1500 al mes").facts.monthly_rent == 1_500
+
+
+@pytest.mark.parametrize(("text", "beds"), [("4bd in redlands", 4), ("3 br pls", 3), ("tres cuartos", 3)])
+def test_bedroom_shorthand(text: str, beds: int) -> None:
+    assert said(text).facts.bedrooms == beds
+
+
+@pytest.mark.parametrize(
+    ("text", "target"),
+    [
+        ("after thanksgiving", date(2026, 12, 3)),
+        ("end of next month", date(2026, 4, 30)),
+        ("b4 summer", date(2026, 6, 21)),
+        ("by fall", date(2026, 9, 22)),
+        ("in a couple yrs", date(2028, 3, 2)),
+        ("by june", date(2026, 6, 1)),
+        ("antes de navidad", date(2026, 12, 25)),
+        ("para el 15 de junio", date(2026, 6, 15)),
+        ("a finales de mayo", date(2026, 5, 31)),
+        ("prolly in 3 months", date(2026, 6, 1)),
+    ],
+)
+def test_dates_relative_to_the_message_timestamp(text: str, target: date) -> None:
+    facts = said(text).facts
+    assert facts.target_date == target
+    assert facts.timeline_days == (target - T0.date()).days
+
+
+def test_the_same_words_on_another_day_give_another_date() -> None:
+    later = analyze_lead([Msg("inbound", "by fall", datetime(2026, 10, 1, tzinfo=UTC))])
+    assert later.facts.target_date == date(2027, 9, 22)
+
+
+def test_may_the_verb_is_no_date() -> None:
+    assert said("we may sell next spring").facts.target_date == date(2027, 3, 20)
+    assert said("we may want to sell").facts.target_date is None
+
+
+@pytest.mark.parametrize(
+    ("text", "areas"),
+    [
+        ("looking in claremont or redlands", ("Claremont", "Redlands")),
+        ("yucaipa", ("Yucaipa",)),
+        ("something in yucaippa", ("Yucaipa",)),
+        ("we like redlands and clairmont", ("Redlands", "Claremont")),
+        ("moving from texas to riverside", ("Texas", "Riverside")),
+        ("near orange", ("Orange",)),
+        ("the orange tree in the yard stays", ()),
+        ("i want to sell my mobile home", ()),
+        ("can we meet in person?", ()),
+        ("we're in escrow already", ()),
+    ],
+)
+def test_places_from_the_gazetteer(text: str, areas: tuple[str, ...]) -> None:
+    assert tuple(find_places(text)) == areas
+
+
+@pytest.mark.parametrize(
+    ("text", "side", "kind"),
+    [
+        ("we wanna sell our fourplex", "seller", "multi_unit"),
+        ("looking to buy a condo", "buyer", "condo"),
+        ("want to list our townhouse", "seller", "townhouse"),
+        ("I'm a cash buyer looking for a fixer", "buyer", None),
+        ("investor here, looking for rentals to buy", "buyer", None),
+        ("quiero vender mi casa", "seller", None),
+    ],
+)
+def test_a_plain_statement_of_intent_passes_the_handoff_threshold(
+    text: str, side: str, kind: str | None
+) -> None:
+    intent = said(text)
+    confidence = intent.buyer_confidence if side == "buyer" else intent.seller_confidence
+    assert confidence > 0.7
+    assert intent.facts.property_type == kind
+
+
+@pytest.mark.parametrize(
+    ("text", "financing"),
+    [
+        ("cash buyer, can close in 2 weeks", "cash"),
+        ("we'd pay cash", "cash"),
+        ("I have a VA loan approval", "va"),
+        ("FHA buyer here", "fha"),
+        ("going conventional", "conventional"),
+        ("pre-approved with chase", "preapproved"),
+        ("not pre-approved yet", None),
+    ],
+)
+def test_financing_kinds(text: str, financing: str | None) -> None:
+    assert said(text).facts.financing == financing
+
+
+def test_a_two_sided_lead_keeps_each_amount_on_its_side() -> None:
+    facts = said("We have to sell ours first, hoping to get 650k, then buy something around 800k").facts
+    assert (facts.price_expectation, facts.budget, facts.must_sell_first) == (650_000, 800_000, True)
+    facts = said("we'd sell our condo, about 500k, and buy a house for 700k").facts
+    assert (facts.price_expectation, facts.budget) == (500_000, 700_000)
+
+
+def test_who_the_home_is_for_and_agent_status() -> None:
+    assert said("looking for a single story home for my parents").facts.buyer_for == "parents"
+    assert said("we already have an agent").facts.agent_status == "has_agent"
+    assert said("we don't have a realtor yet").facts.agent_status == "no_agent"
+
+
+@pytest.mark.parametrize(
+    ("text", "flag"),
+    [
+        ("my mom passed away and we need to sell her house", "probate"),
+        ("we've missed 3 mortgage payments", "delinquent_mortgage"),
+        ("the bank is taking our home", "foreclosure"),
+        ("filed chapter 7 last month", "bankruptcy"),
+        ("el banco nos va a quitar la casa", "foreclosure"),
+        ("nos estamos divorciando", "divorce"),
+    ],
+)
+def test_red_flags_in_plain_words(text: str, flag: str) -> None:
+    assert flag in said(text).red_flags
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("i'm just looking to rent", "renter"),
+        ("we're working with a realtor already", "has_agent"),
+        ("wrong number, i don't know any jorge", "wrong_number"),
+        ("no thanks, we're not selling", "not_interested"),
+        ("no", None),
+        ("looking to buy a condo", None),
+    ],
+)
+def test_not_a_prospect(text: str, reason: str | None) -> None:
+    assert said(text).not_prospect == reason
+
+
+def test_acts_question_topic_scores_and_slots_of_the_latest_message() -> None:
+    intent = said("we want to sell our 3 bed in redlands", "what are your fees?")
+    assert intent.question_topic == "fees"
+    assert "question" in intent.acts
+    assert intent.slots_filled == ()
+    assert set(intent.intent_scores) == set(load_classifier().labels)
+    assert intent.classifier_version == load_classifier().version
+    first = said("we want to sell our 3 bed in redlands by fall")
+    assert first.slots_filled == ("bedrooms", "areas", "timeline_days", "target_date")
+    assert first.question_topic is None and "sell" in first.acts
+    assert said("any idea what ours is worth?").question_topic == "value"
+
+
+def test_opt_in_is_the_latest_message_asking_for_texts_again() -> None:
+    assert said("STOP", "you can text me again").opt_in
+    assert not said("STOP", "you can text me again").opt_out
+    assert not said("hello").opt_in
+
+
+async def test_the_analyze_span_carries_scores_slot_names_and_version_never_values() -> None:
+    with capture_spans() as capture:
+        intent = await decode_lead_intent(
+            [Msg("inbound", "pre-approved for 600k, 4bd in chino hills, call me at 909-555-0100")],
+            contact_id="c-7",
+        )
+    (span,) = capture.by_name("intent_decoder.analyze_lead")
+    attributes = dict(span.attributes or {})
+    assert attributes["intent.classifier_version"] == intent.classifier_version
+    assert list(attributes["intent.slots_filled"]) == list(intent.slots_filled)
+    assert {"budget", "bedrooms", "areas", "financing"} <= set(intent.slots_filled)
+    assert attributes["intent.score.buy"] == intent.intent_scores["buy"]
+    assert [dict(e.attributes or {})["slot"] for e in span.events if e.name == "slot_filled"] == list(
+        intent.slots_filled
+    )
+    flat = repr(attributes) + repr([dict(e.attributes or {}) for e in span.events])
+    assert "600" not in flat and "Chino" not in flat and "909" not in flat
+
+
+async def test_the_classifier_and_gazetteer_are_loaded_at_start_up_not_per_message(tmp_path: Path) -> None:
+    from ghl_real_estate_ai.app import create_app
+    from ghl_real_estate_ai.settings import Settings
+    from ghl_real_estate_ai.understanding.places import gazetteer
+
+    load_classifier.cache_clear()
+    gazetteer.cache_clear()
+    app = create_app(Settings(otel_exporter_type="none", data_dir=tmp_path), manage_observability=False)
+    async with app.running():
+        assert load_classifier.cache_info().currsize == 1
+        assert gazetteer.cache_info().currsize == 1
+        loaded = load_classifier()
+        said("looking to buy a condo", "in redlands")
+        assert load_classifier() is loaded and load_classifier.cache_info().misses == 1
