@@ -92,6 +92,7 @@ _RED_FLAG_FAMILIES: dict[str, tuple[str, frozenset[str]]] = {
 _KEEP_TEXTING = re.compile(
     r"\b(?:don't|do not|never|please don't|no) (?:stop|unsubscribe|remove|cancel)\b|\bno (?:dejen|deje) de\b"
 )
+_SENTENCES = re.compile(r"[.!?;\n]+")
 _BARE_NO = re.compile(r"^(?:no+|nope|nah|naw|not yet|no no|todavia no|aun no)[.!]*$")
 _NOT_PROSPECT = {
     "rent": "renter",
@@ -242,6 +243,13 @@ def read_message(
     found.intent_scores = scores
     found.classifier_version = classifier.version
     found.label = max(scores, key=scores.__getitem__)
+    # Flags come from each sentence on its own (the most probable sentence wins), so one more
+    # sentence can add a flag but never hide one an earlier sentence raised.
+    sentences = [part.strip() for part in _SENTENCES.split(raw) if part.strip()]
+    flags: dict[str, float] = dict(scores)
+    if len(sentences) > 1:
+        per_sentence = [classifier.scores(sentence) for sentence in sentences]
+        flags = {label: max(each[label] for each in per_sentence) for label in scores}
     if _affirmed(_BUY, text):
         found.add("looking_to_buy")
     if _affirmed(_SELL, text):
@@ -335,7 +343,7 @@ def read_message(
     denied = {name for name, pattern in _RED_FLAGS if pattern.search(text) and name not in found.red_flags}
     for label in RED_FLAG_LABELS:
         flag, family = _RED_FLAG_FAMILIES[label]
-        if scores.get(label, 0.0) >= RED_FLAG_THRESHOLD and not family & (set(found.red_flags) | denied):
+        if flags.get(label, 0.0) >= RED_FLAG_THRESHOLD and not family & (set(found.red_flags) | denied):
             found.red_flags.append(flag)
     if found.red_flags:
         found.add("red_flag")
@@ -348,12 +356,12 @@ def read_message(
     # Opt-out: the carrier keywords and the clear phrases as rules, the rest ("ya no me
     # escriba", "unsub pls", "lose my number") by the classifier.
     keyword = rules.keyword(text)
-    classified_out = scores.get("opt_out", 0.0) >= INTENT_THRESHOLD and not _KEEP_TEXTING.search(text)
+    classified_out = flags.get("opt_out", 0.0) >= INTENT_THRESHOLD and not _KEEP_TEXTING.search(text)
     found.opt_out = keyword == "opt_out" or _is_opt_out(text) or classified_out
     found.opt_in = not found.opt_out and (
         keyword == "opt_in"
         or _strip_filler(text) in _RESUME_WORDS
-        or scores.get("opt_in", 0.0) >= INTENT_THRESHOLD
+        or flags.get("opt_in", 0.0) >= INTENT_THRESHOLD
     )
     found.resume = found.opt_in
     if found.opt_out:
@@ -361,18 +369,18 @@ def read_message(
     elif found.resume:
         found.add("resume")
 
-    if not found.human_request and scores.get("human_request", 0.0) >= INTENT_THRESHOLD:
+    if not found.human_request and flags.get("human_request", 0.0) >= INTENT_THRESHOLD:
         found.human_request = True
         found.add("human_request")
-    if not found.value_question and scores.get("value_question", 0.0) >= INTENT_THRESHOLD:
+    if not found.value_question and flags.get("value_question", 0.0) >= INTENT_THRESHOLD:
         found.value_question = True
         found.add("value_question")
     # A plain statement of intent, however it is worded, is evidence of its own.
-    buy = scores.get("buy", 0.0) + scores.get("both", 0.0)
-    sell = scores.get("sell", 0.0) + scores.get("both", 0.0)
+    buy = flags.get("buy", 0.0) + flags.get("both", 0.0)
+    sell = flags.get("sell", 0.0) + flags.get("both", 0.0)
     if buy >= INTENT_THRESHOLD:
         found.add("looking_to_buy")
-        if scores.get("buy", 0.0) + scores.get("both", 0.0) >= 0.8:
+        if flags.get("buy", 0.0) + flags.get("both", 0.0) >= 0.8:
             found.add("stated_buy_intent")
     if sell >= INTENT_THRESHOLD:
         found.add("sell_my_house")
@@ -388,7 +396,7 @@ def read_message(
     if found.must_sell_first:
         found.add("must_sell_first")
     found.agent_status = rules.agent_status(text)
-    if found.agent_status is None and scores.get("has_agent", 0.0) >= INTENT_THRESHOLD:
+    if found.agent_status is None and flags.get("has_agent", 0.0) >= INTENT_THRESHOLD:
         found.agent_status = "has_agent"
     found.property_type = rules.property_type(text)
     found.buyer_for = rules.buyer_for(text)
