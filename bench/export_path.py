@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,15 +30,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from webhook_overhead import Config, Round, _drive, _with_app
+from webhook_overhead import WEBHOOK_PATH, payload
 
-from ghl_real_estate_ai.app import JorgeApp
-from ghl_real_estate_ai.observability import _provider
+from ghl_real_estate_ai.app import create_app
+from ghl_real_estate_ai.integrations.ghl.sandbox import get_sandbox_state
 from ghl_real_estate_ai.observability.local_store import LocalSpanExporter
+from ghl_real_estate_ai.observability.otel_config import (
+    flush_observability,
+    setup_observability,
+    shutdown_observability,
+)
 from ghl_real_estate_ai.observability.redaction import RedactingSpanExporter
+from ghl_real_estate_ai.settings import Settings
 
 
 class _Discard(SpanExporter):
@@ -48,18 +55,38 @@ class _Discard(SpanExporter):
 
 
 async def collect(webhooks: int) -> list[ReadableSpan]:
-    """Finished spans of ``webhooks`` real webhooks (tracing on, no exporter of ours)."""
+    """Finished spans of ``webhooks`` real webhooks (tracing on at 100 %, kept in memory)."""
     kept = InMemorySpanExporter()
-
-    async def body(app: JorgeApp, client: httpx.AsyncClient) -> Round:
-        provider = _provider.current_delegate()
-        assert isinstance(provider, TracerProvider), "tracing did not start"
-        provider.add_span_processor(SimpleSpanProcessor(kept))
-        await _drive(client, webhooks, 4)
-        return Round()
-
-    await _with_app(Config("collect", "none"), 0.0, body)
-    return list(kept.get_finished_spans())
+    folder = Path(tempfile.mkdtemp(prefix="jorge-export-path-app-"))
+    settings = Settings(
+        data_dir=folder,
+        database_url=f"sqlite:///{folder / 'jorge.db'}",
+        otel_exporter_type="none",
+        ghl_rate_limit_per_10s=1_000_000_000,
+        followup_poll_seconds=3600.0,
+        log_level="WARNING",
+    )
+    setup_observability(settings, span_exporters=[kept])
+    try:
+        app = create_app(settings, manage_observability=False)
+        async with (
+            app.running(),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client,
+        ):
+            get_sandbox_state(app.state.ghl_sandbox).rate_limit = 1_000_000_000
+            run = uuid.uuid4().hex[:8]
+            for n in range(webhooks):
+                response = await client.post(WEBHOOK_PATH, json=payload(run, n))
+                if response.status_code != 200:
+                    raise SystemExit(f"webhook answered {response.status_code}: {response.text[:200]}")
+        flush_observability()
+    finally:
+        shutdown_observability()
+        shutil.rmtree(folder, ignore_errors=True)
+    spans = list(kept.get_finished_spans())
+    if not spans:
+        raise SystemExit("bench/export_path.py measured nothing: no span was recorded")
+    return spans
 
 
 def _in_batches(exporter: SpanExporter, spans: list[ReadableSpan], size: int = 512) -> None:

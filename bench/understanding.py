@@ -6,7 +6,7 @@ at the median, and start-up may take at most 1 s to load the classifier.
 * Per message: every message of the corpus's held-apart test split (real
   texting: English, Spanish, shorthand, emoji) read as a one-message
   conversation by ``analyze_lead``, the pipeline's (``new``) and the frozen
-  pre-issue-10 regex decoder's (``old``, ``bench/_legacy_intent_decoder.py``),
+  pre-issue-10 regex decoder's (``old``, ``bench/legacy/intent_decoder_0827c71.py``),
   interleaved message by message in rounds whose order alternates, so drift of
   the machine hits both alike. The classifier alone is timed too.
 * Start-up: fresh interpreters (interleaved new/old) time importing the decoder
@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "bench" / "legacy"))
 
 P50_BUDGET_MS = 2.0
 LOAD_BUDGET_S = 1.0
@@ -55,9 +55,9 @@ print(json.dumps({"model": t1 - t0, "all": t2 - t0}))
 """
 _OLD_STARTUP = """
 import json, sys, time
-sys.path.insert(0, "bench")
+sys.path.insert(0, "bench/legacy")
 t0 = time.perf_counter()
-import _legacy_intent_decoder as legacy
+import intent_decoder_0827c71 as legacy
 legacy._bundled_areas()
 t1 = time.perf_counter()
 print(json.dumps({"model": t1 - t0, "all": t1 - t0}))
@@ -90,7 +90,7 @@ def main() -> int:
     parser.add_argument("--startups", type=int, default=5, help="fresh interpreters per decoder")
     args = parser.parse_args()
 
-    import _legacy_intent_decoder as legacy
+    import intent_decoder_0827c71 as legacy
 
     from ghl_real_estate_ai.bots.intent_decoder import analyze_lead
     from ghl_real_estate_ai.understanding.classifier import load_classifier

@@ -213,6 +213,11 @@ class ConversationService:
 
         current = contact.current_bot if contact.current_bot in BOT_NAMES else "lead"
         contact.current_bot = current
+        if newest.not_prospect == "wrong_number" and not _carrier_keyword(message.body):
+            # "wrong number" reads as an opt-out too; the precise answer is the wrong-number
+            # closing, and the contact is never texted again (issue 10, not a prospect).
+            contact.opted_out = True
+            return await self._close(contact, "wrong_number", channel, event_key)
         if newest.opt_out:
             return await self._opt_out(contact, channel, event_key)
         if newest.human_request or newest.red_flags:
@@ -393,6 +398,14 @@ class ConversationService:
             now=self.clock(),
             trace_context=dict(propagate_trace_context({})),
         )
+
+
+_CARRIER_KEYWORDS = frozenset({"stop", "stopall", "stop all", "unsubscribe", "cancel", "end", "quit"})
+
+
+def _carrier_keyword(body: str) -> bool:
+    """The message is a carrier-standard opt-out keyword: always an opt-out, whatever else it reads as."""
+    return " ".join(body.lower().strip(" .!").split()) in _CARRIER_KEYWORDS
 
 
 def _after(slots: list[Slot], outcome: BotOutcome) -> list[Slot]:

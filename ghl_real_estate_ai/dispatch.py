@@ -44,9 +44,9 @@ TRY_LOCK_SECONDS = 0.2
 """How long a caller waits for a contact's lock before leaving its event to the holder."""
 
 ORDER_WINDOW = timedelta(milliseconds=300)
-"""How long an event waits after it was stored before it is processed, so that a message
-written just before it but stored a moment later (another replica, a slower request) is
-processed first."""
+"""How long an event waits after it was stored before it is processed (the default of
+``CONTACT_ORDER_WINDOW_MS``), so that a message written just before it but stored a
+moment later (another replica, a slower request) is processed first."""
 
 _BATCH = 20
 
@@ -58,6 +58,7 @@ async def drain_contact(
     *,
     max_attempts: int = 5,
     wait: float = TRY_LOCK_SECONDS,
+    order_window: timedelta = ORDER_WINDOW,
 ) -> dict[int, ProcessOutcome]:
     """Process the contact's ``received`` events in ``dateAdded`` order while holding its lock.
 
@@ -68,6 +69,7 @@ async def drain_contact(
         max_attempts: claims after which a failing event is given up.
         wait: seconds to wait for the lock; when another holder keeps it, return
             (the holder drains what is stored).
+        order_window: how long an event must have been stored before it is processed.
 
     Returns:
         The outcome of each event this call processed, by event id (empty when
@@ -78,7 +80,7 @@ async def drain_contact(
     while True:
         try:
             async with store.unit_of_work(), store.contact_lock(contact_id, timeout=wait):
-                await _drain_locked(store, processor, contact_id, max_attempts, outcomes, tried)
+                await _drain_locked(store, processor, contact_id, max_attempts, outcomes, tried, order_window)
         except LockTimeoutError:
             logger.debug("contact %s is being drained by another holder", contact_id)
             return outcomes
@@ -95,6 +97,7 @@ async def _drain_locked(
     max_attempts: int,
     outcomes: dict[int, ProcessOutcome],
     tried: set[int],
+    order_window: timedelta,
 ) -> None:
     # One batch per hold: what arrives meanwhile is found by the check after the release.
     # Only settled events go: an event stored ORDER_WINDOW ago or more. A message sent a
@@ -103,11 +106,11 @@ async def _drain_locked(
         pending = [e for e in await store.pending_contact_events(contact_id, _BATCH) if e.id not in tried]
         if not pending:
             return
-        wait = (pending[0].received_at + ORDER_WINDOW - datetime.now(UTC)).total_seconds()
+        wait = (pending[0].received_at + order_window - datetime.now(UTC)).total_seconds()
         if wait <= 0:
             break
         await asyncio.sleep(wait)
-    cutoff = datetime.now(UTC) - ORDER_WINDOW
+    cutoff = datetime.now(UTC) - order_window
     events = list(itertools.takewhile(lambda e: e.received_at <= cutoff, pending))
     for event in events:
         tried.add(event.id)

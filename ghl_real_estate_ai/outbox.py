@@ -224,15 +224,23 @@ class Outbox:
         if send_now and await self._circuit_is_open():
             send_now = False  # GHL is failing here: no call per item, the worker probes
         # Stored already claimed when it is sent now: nobody else can take it, one statement (issue 14).
+        now = self.clock()
         item, created = await self.store.enqueue_outbox(
-            idempotency_key, kind, payload, contact_id=contact, claim=send_now, owner=self.owner
+            idempotency_key,
+            kind,
+            payload,
+            contact_id=contact,
+            claim=send_now,
+            owner=self.owner,
+            due_at=now,
+            deadline_at=now + self.max_age,
         )
         if not created:
             logger.info("outbox %s already known (status %s); not sent again", idempotency_key, item.status)
             return item
         if not send_now:
             return item
-        return await self._deliver(item, self._in_request_client, now=self.clock(), probing=False)
+        return await self._deliver(item, self._in_request_client, now=now, probing=False)
 
     async def deliver_due(self, now: datetime | None = None, limit: int = 50) -> int:
         """Finish what is due: pending items, and items a dead process left ``sending``.

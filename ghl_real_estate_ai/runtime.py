@@ -96,6 +96,7 @@ async def start(
         processor,
         poll_seconds=settings.followup_poll_seconds,
         stuck_after=timedelta(seconds=settings.webhook_stuck_after_seconds),
+        order_window=timedelta(milliseconds=settings.contact_order_window_ms),
     )
     worker.add_job("followups", followups.run_due)
 

@@ -37,7 +37,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from pydantic import ValidationError
 
-from ghl_real_estate_ai.dispatch import drain_contact
+from ghl_real_estate_ai.dispatch import ORDER_WINDOW, drain_contact
 from ghl_real_estate_ai.integrations.ghl.webhook import EventProcessor, parse_webhook, process_claimed_event
 from ghl_real_estate_ai.observability.workflow_tracing import link_from_trace_context
 from ghl_real_estate_ai.outbox import Outbox, utcnow
@@ -65,6 +65,7 @@ class BackgroundWorker:
             it over (its process died mid-turn).
         received_grace: how long a ``received`` event is left to the request (or
             lock holder) that stored it before the worker drains its contact.
+        order_window: how long an event must have been stored before it is processed.
         max_event_attempts: processing attempts before an event is ``failed`` for good.
         batch: events and outbox items handled per run.
         stop_grace: seconds :meth:`stop` lets a running pass finish before cancelling it.
@@ -83,6 +84,7 @@ class BackgroundWorker:
         batch: int = 50,
         stop_grace: float = 5.0,
         received_grace: timedelta = timedelta(seconds=2),
+        order_window: timedelta = ORDER_WINDOW,
     ) -> None:
         if poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be > 0, got {poll_seconds!r}")
@@ -96,6 +98,7 @@ class BackgroundWorker:
         self.batch = batch
         self.stop_grace = stop_grace
         self.received_grace = received_grace
+        self.order_window = order_window
         self.jobs: list[tuple[str, Job]] = [
             ("outbox", self.deliver_outbox),
             ("webhooks", self.reprocess_events),
@@ -161,6 +164,7 @@ class BackgroundWorker:
                         event.contact_id,
                         max_attempts=self.max_event_attempts,
                         wait=5.0,
+                        order_window=self.order_window,
                     )
                 processed += sum(outcome == "processed" for outcome in outcomes.values())
                 continue

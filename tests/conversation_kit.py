@@ -93,9 +93,15 @@ class Harness:
         clock: ManualClock | None = None,
         sandbox: FastAPI | None = None,
         reply_writer: ReplyWriter | None = None,
+        check_reply_rules: bool = True,
         **settings: Any,
     ) -> AsyncIterator[Harness]:
-        """Open every part on ``database_url``; close them all at the end of the block."""
+        """Open every part on ``database_url``; close them all at the end of the block.
+
+        A block that ends normally also checks every conversation played in it
+        against the reply rules (issue 10, acceptance 4); ``check_reply_rules=False``
+        is for tests that replay or fake conversations on purpose.
+        """
         clock = clock or ManualClock(START)
         config = Settings(database_url=database_url, ghl_location_id="loc-1", **settings)
         sandbox = sandbox or create_sandbox_app(location_id="loc-1", seed=7)
@@ -112,7 +118,10 @@ class Harness:
             service = build_conversation_service(
                 store, outbox, ghl, config, clock=clock, reply_writer=reply_writer
             )
-            yield cls(config, clock, store, cache, sandbox, ghl, outbox, service)
+            harness = cls(config, clock, store, cache, sandbox, ghl, outbox, service)
+            yield harness
+            if check_reply_rules:
+                await harness.check_reply_rules()
 
     async def say(
         self,
@@ -133,9 +142,9 @@ class Harness:
             contact_id=message.contact_id,
             payload=payload,
         )
-        before = len(await self.sent_texts(contact_id))
+        before = len(await self.sent_texts(contact_id, accepted=True))
         result = await self.service.handle(message, event_key=f"evt-{stored.event_id}")
-        texts = (await self.sent_texts(contact_id))[before:]
+        texts = (await self.sent_texts(contact_id, accepted=True))[before:]
         slots = await self.store.list_slots(contact_id)
         self.transcripts.setdefault(contact_id, []).append(TurnRecord(body, result, texts, slots))
         return result
@@ -160,12 +169,14 @@ class Harness:
         async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
             (await client.delete("/_calls")).raise_for_status()
 
-    async def sent_texts(self, contact_id: str) -> list[str]:
-        """The messages the sandbox received for a contact, in order."""
+    async def sent_texts(self, contact_id: str, *, accepted: bool = False) -> list[str]:
+        """The messages the sandbox received for a contact, in order (only those it accepted)."""
         return [
             c["body"]["message"]
             for c in await self.calls()
-            if c["path"] == "/conversations/messages" and c["body"]["contactId"] == contact_id
+            if c["path"] == "/conversations/messages"
+            and c["body"]["contactId"] == contact_id
+            and (not accepted or int(c.get("status") or 0) < 300)
         ]
 
     async def contact(self, contact_id: str) -> Contact:

@@ -18,8 +18,7 @@ from ghl_real_estate_ai.observability.testing import SpanCapture
 @pytest.fixture
 async def h(tmp_path: Path) -> AsyncIterator[Harness]:
     async with Harness.open(f"sqlite:///{tmp_path / 'jorge.db'}") as harness:
-        yield harness
-        await harness.check_reply_rules()
+        yield harness  # the Harness checks the reply rules when the block ends
 
 
 async def routes(h: Harness, contact_id: str) -> list[tuple[str, str, str]]:
@@ -100,3 +99,38 @@ async def test_analyze_spans_carry_confidences_and_filled_slot_names_never_perso
     assert reply.attributes is not None and reply.attributes["reply.asked_slot"] == "timeline"
     # The pre-approval fills the financing slot too (issue 10 understanding), acknowledged first.
     assert list(reply.attributes["reply.acknowledged"]) == ["financing", "budget", "bedrooms"]
+
+
+async def test_not_a_prospect_gets_one_polite_closing_a_tag_no_follow_ups_and_silence(h: Harness) -> None:
+    for contact_id, body, tag in (
+        ("n1", "im just looking for an apartment to rent, like 2k a month", "Not-Prospect-Renter"),
+        ("n2", "we already have a realtor thx", "Not-Prospect-Has-Agent"),
+        ("n3", "who is this? wrong number", "Not-Prospect-Wrong-Number"),
+    ):
+        await h.say(contact_id, "hi")
+        closed = await h.say(contact_id, body)
+        assert closed.action == "closed", (body, closed.action)
+        after = await h.say(contact_id, "ok thanks")
+        assert after.action in ("ignored_closed", "ignored_opted_out")
+        contact = await h.contact(contact_id)
+        assert tag in contact.tags
+        assert {f.status for f in await h.store.list_followups(contact_id)} <= {"cancelled"}
+        texts = await h.sent_texts(contact_id)
+        assert len(texts) == 2 and "?" not in texts[1]  # the closing asks nothing
+        assert not texts[1].startswith("Great")
+
+
+async def test_a_closed_contact_who_comes_back_to_buy_is_a_prospect_again(h: Harness) -> None:
+    await h.say("n4", "not interested")
+    assert (await h.contact("n4")).state["closed"] == "not_interested"
+    back = await h.say("n4", "actually we do want to buy a house now, preapproved for 500k")
+    assert back.action == "answered" and "closed" not in (await h.contact("n4")).state
+
+
+async def test_a_cash_buyer_is_never_asked_about_a_lender(h: Harness) -> None:
+    await h.say("k1", "looking to buy a condo, paying cash")
+    await h.say("k1", "around 400k")
+    await h.say("k1", "claremont or upland, 2 br is fine")
+    asked = [o.reply_marks.get("asked") for t in h.transcripts["k1"] for o in t.result.outcomes]
+    assert "preapproved" not in asked
+    assert not any("lender" in text or "pre-approved" in text for text in await h.sent_texts("k1"))

@@ -270,3 +270,23 @@ async def test_final_outcomes_are_counted_in_the_outbox_metric(
         meter_provider.shutdown()
     counted = {labels["outcome"]: value for labels, value in points["jorge.outbox.outcomes"]}
     assert counted == {"sent": 1, "dead": 1}
+
+
+async def test_an_item_is_taken_over_only_once_sending_for_long_and_its_owner_silent(store: Store) -> None:
+    payload = {**SMS, "contact_id": "c9"}
+    item, _ = await store.enqueue_outbox("evt-9:reply:1", "send_message", payload, claim=True, owner="fresh")
+    now = datetime.now(UTC)
+    # Claimed a moment ago by a process that has not beaten yet: left alone.
+    assert await store.claim_outbox_work(now, 5, owner="other", dead_before=now - timedelta(seconds=20)) == []
+    await store.outbox_heartbeat("fresh", now + timedelta(seconds=30))
+    later = now + timedelta(seconds=40)
+    # Sending for long, but its owner beats: still left alone.
+    assert (
+        await store.claim_outbox_work(later, 5, owner="other", dead_before=later - timedelta(seconds=20))
+        == []
+    )
+    much_later = now + timedelta(minutes=5)
+    [taken] = await store.claim_outbox_work(
+        much_later, 5, owner="other", dead_before=much_later - timedelta(seconds=20)
+    )
+    assert taken.id == item.id and taken.owner == "other" and taken.check_first

@@ -44,6 +44,7 @@ is optional (built from the settings on first use otherwise).
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -286,7 +287,8 @@ async def _store_and_process(
     try:
         if message.contact_id:
             # The contact's lock holder drains its events in order; this may be us.
-            outcomes = await drain_contact(store, processor, message.contact_id)
+            window = timedelta(milliseconds=request.app.state.settings.contact_order_window_ms)
+            outcomes = await drain_contact(store, processor, message.contact_id, order_window=window)
             outcome = outcomes.get(inserted.event_id, "queued")
         elif await store.claim_webhook_event(inserted.event_id):
             async with store.unit_of_work():

@@ -38,6 +38,7 @@ from ghl_real_estate_ai.bots.runner import (
     address_new_objection,
     book_first_slot,
     bot_outcome,
+    cma_reply,
     conversation_state,
     mark_reply,
     next_question,
@@ -256,6 +257,11 @@ class BuyerBot:
         missing = state.get("missing", [])
         topic, answer = topic_answer(intent, self.comps, facts.areas)
         parts: list[str] = [answer] if answer else []
+        if intent.question_topic == "value" and self.comps is not None:
+            # Their own home's value, asked while buying (the seller bot was not reached):
+            # the estimate still comes first.
+            topic = "value"
+            parts = [cma_reply(self.comps, dialogue.facts("sell", intent.facts), memory)[1]]
         source = state.get("handoff_from")
         if source == "seller" and dialogue.get("contact", "listing_booked"):
             parts.append(render("handoff_seller_to_buyer_after_listing"))

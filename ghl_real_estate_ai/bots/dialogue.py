@@ -189,6 +189,8 @@ class Dialogue:
 
 def side_in_focus(bot: str, intent: LeadIntent) -> str:
     """The side a fact of this turn belongs to when the fact itself does not say."""
+    if intent.question_topic == "value" or "value_question" in intent.acts:
+        return "sell"  # the details that come with "what's ours worth?" describe their own home
     if bot == "buyer":
         return "buy"
     if bot == "seller":
@@ -202,17 +204,23 @@ def side_in_focus(bot: str, intent: LeadIntent) -> str:
 def _sides(intent: LeadIntent, bot: str, stored: Sequence[str]) -> list[str]:
     sides = list(stored)
     acts = set(intent.acts)
+    facts = intent.facts
+    # A slot only one side has says which side the contact is on ("VA loan", "for my parents").
     wants_buy = (
         bot == "buyer"
         or bool(acts & {"buy", "both"})
         or intent.buyer_confidence >= 0.35
-        or intent.facts.must_sell_first
+        or facts.must_sell_first
+        or any(
+            getattr(facts, name, None) not in (None, False) for name in ("budget", "financing", "buyer_for")
+        )
     )
     wants_sell = (
         bot == "seller"
         or bool(acts & {"sell", "both", "value_question"})
         or intent.seller_confidence >= 0.35
-        or intent.facts.must_sell_first
+        or facts.must_sell_first
+        or facts.price_expectation is not None
     )
     if wants_buy and "buy" not in sides:
         sides.append("buy")
@@ -404,7 +412,7 @@ def _when(value: Any) -> str | None:
         when = date.fromisoformat(str(value))
     except ValueError:
         return None
-    return f"by {when:%B}" if when.year == date.today().year else f"by {when:%B %Y}"
+    return f"by {when:%B} {when.day}"
 
 
 def _ack_words(name: str, value: Any) -> str | None:

@@ -61,20 +61,22 @@ class ReliabilityQueries:
     ) -> list[OutboxItem]:
         """Claim due ``pending`` items and items a dead owner left ``sending``, for ``owner``.
 
-        An item is taken over from its owner when the owner's last heartbeat is
-        before ``dead_before`` (or it has no owner and was last touched before
-        then); a taken-over item is marked ``check_first``: its send may have
+        An item is taken over when it has been ``sending`` since before
+        ``dead_before`` and its owner has not beaten since then (or it has no
+        owner); a taken-over item is marked ``check_first``: its send may have
         reached GHL.
         """
         from ghl_real_estate_ai.storage._sql import _outbox_item, utc
 
         at, dead = utc("now", now), utc("dead_before", dead_before)
+        # Sending since before dead_before, and its owner has not beaten since then either
+        # (an item claimed a moment ago by a process that has not beaten yet is left alone).
         due = """((status = 'pending' AND next_attempt_at <= ?)
-                  OR (status = 'sending' AND (
-                        (owner IS NULL AND updated_at < ?)
-                        OR (owner IS NOT NULL AND NOT EXISTS (
+                  OR (status = 'sending' AND updated_at < ? AND (
+                        owner IS NULL
+                        OR NOT EXISTS (
                             SELECT 1 FROM outbox_owners o
-                            WHERE o.owner = outbox.owner AND o.heartbeat_at >= ?)))))"""
+                            WHERE o.owner = outbox.owner AND o.heartbeat_at >= ?))))"""
         conditions = (at, dead, dead)
         rows = await self._sql(
             f"""UPDATE outbox SET

@@ -1014,18 +1014,23 @@ class SQLStore(ReliabilityQueries, ABC):
         contact_id: str | None = None,
         claim: bool = False,
         owner: str | None = None,
+        due_at: datetime | None = None,
+        deadline_at: datetime | None = None,
     ) -> tuple[OutboxItem, bool]:
         """Write an item once; returns (item, created). A known key returns the stored item.
 
         With ``claim`` a new item is stored already claimed (``sending``, one
         attempt, by ``owner``): the caller sends it now, and nobody else can.
+        ``due_at`` (default now) and ``deadline_at`` come from the caller's clock.
         """
         now = _now()
+        due = utc("due_at", due_at) if due_at is not None else now
+        deadline = utc("deadline_at", deadline_at) if deadline_at is not None else None
         status, attempts = ("sending", 1) if claim else ("pending", 0)
         row = await self._one(
             """INSERT INTO outbox (idempotency_key, kind, contact_id, payload, status, attempts,
-                   next_attempt_at, created_at, updated_at, owner, first_attempt_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   next_attempt_at, created_at, updated_at, owner, first_attempt_at, deadline_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (idempotency_key) DO NOTHING RETURNING *""",
             (
                 idempotency_key,
@@ -1034,11 +1039,12 @@ class SQLStore(ReliabilityQueries, ABC):
                 dict(payload),
                 status,
                 attempts,
-                now,
+                due,
                 now,
                 now,
                 owner if claim else None,
                 now if claim else None,
+                deadline,
             ),
         )
         if row is not None:

@@ -253,6 +253,8 @@ class Store(Protocol):
         contact_id: str | None = None,
         claim: bool = False,
         owner: str | None = None,
+        due_at: datetime | None = None,
+        deadline_at: datetime | None = None,
     ) -> tuple[OutboxItem, bool]:
         """Write an item once; returns (item, created). A known key returns the stored item.
 

@@ -184,7 +184,6 @@ async def llm_harness(tmp_path: Path) -> AsyncIterator[tuple[Harness, FakeAnthro
     fake = FakeAnthropic(reply="")
     async with Harness.open(f"sqlite:///{tmp_path / 'jorge.db'}", reply_writer=fake.writer()) as h:
         yield h, fake
-        await h.check_reply_rules()
 
 
 async def test_in_llm_mode_the_models_slots_drive_the_bot_and_each_call_is_a_span_under_its_node(
