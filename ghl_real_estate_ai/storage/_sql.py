@@ -309,7 +309,15 @@ def _webhook_event(row: Mapping[str, Any]) -> WebhookEvent:
         received_at=row["received_at"],
         error=row["error"],
         trace_context={str(k): str(v) for k, v in dict(row["trace_context"]).items()},
+        date_added=_date_added(row.get("date_added")),
     )
+
+
+def _date_added(value: Any) -> datetime | None:
+    # SQLite hands the column back as its ISO text (only ``*_at`` columns are decoded there).
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value if isinstance(value, datetime) else None
 
 
 def _outbox_item(row: Mapping[str, Any]) -> OutboxItem:

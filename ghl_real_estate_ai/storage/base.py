@@ -82,6 +82,8 @@ class WebhookEvent:
     error: str | None = None
     trace_context: dict[str, str] = field(default_factory=dict)
     """W3C ``traceparent``/``tracestate`` of the request that stored it (a later re-run links to it)."""
+    date_added: datetime | None = None
+    """GHL's time of the message (``dateAdded``), when the delivery had one; orders a contact's events."""
 
 
 @dataclass(slots=True, frozen=True)
