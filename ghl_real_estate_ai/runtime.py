@@ -69,7 +69,7 @@ async def start(
     )
     await store.open()
     stack.push_async_callback(store.close)
-    cache = open_cache(settings.redis_url)
+    cache = open_cache(settings.redis_url, trace_commands=settings.redis_trace_commands)
     await cache.open()
     stack.push_async_callback(cache.close)
 

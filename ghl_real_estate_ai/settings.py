@@ -214,6 +214,10 @@ class Settings(BaseSettings):
     SQL statement on its own (its text with placeholders, never values). For debugging:
     it multiplies the database spans of a webhook."""
 
+    redis_trace_commands: bool = False
+    """REDIS_TRACE_COMMANDS: besides the one ``cache.get``/``cache.set`` span per cache
+    operation, trace every Redis command the cache sends (for debugging)."""
+
     # --- issue 13: reliability ------------------------------------------------
     outbox_max_age_hours: float = Field(default=24.0, gt=0)
     """OUTBOX_MAX_AGE_HOURS: how long an outbound GHL action keeps being retried through a GHL
