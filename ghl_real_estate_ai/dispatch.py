@@ -33,6 +33,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
@@ -118,7 +119,9 @@ async def drain_contact(
         # just ended may still read a hair before ``not_before``).
         now = clock() if not_before is None else max(clock(), not_before)
         try:
-            async with store.unit_of_work(), store.contact_lock(contact_id, timeout=wait):
+            async with store.unit_of_work() as uow, store.contact_lock(contact_id, timeout=wait):
+                # The release reads the contact's events again in its own batch.
+                uow.recheck, uow.rechecked = contact_id, None
                 await _drain_locked(
                     store, processor, contact_id, max_attempts, outcomes, tried, order_window, now
                 )
@@ -127,7 +130,9 @@ async def drain_contact(
             return outcomes
         # Released: a replica that found the lock taken may have stored an event meanwhile.
         # One that has not settled yet is left to its own request, which waits for it.
-        pending = await store.pending_contact_events(contact_id, limit=len(tried) + 1)
+        pending = uow.rechecked
+        if pending is None:
+            pending = await store.pending_contact_events(contact_id, limit=len(tried) + _BATCH)
         now = clock()
         if all(event.id in tried or settles_at(event, order_window) > now for event in pending):
             return outcomes
@@ -152,6 +157,7 @@ async def _drain_locked(
         tried.add(event.id)
         if not await store.claim_webhook_event(event.id):
             continue
+        claimed = replace(event, status="processing", attempts=event.attempts + 1)
         try:
             message = parse_webhook(event.payload)
         except ValidationError as exc:
@@ -160,5 +166,5 @@ async def _drain_locked(
             outcomes[event.id] = "failed"
             continue
         outcomes[event.id] = await process_claimed_event(
-            store, processor, event.id, message, max_attempts=max_attempts
+            store, processor, event.id, message, max_attempts=max_attempts, event=claimed
         )
