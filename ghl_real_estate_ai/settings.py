@@ -214,6 +214,10 @@ class Settings(BaseSettings):
     SQL statement on its own (its text with placeholders, never values). For debugging:
     it multiplies the database spans of a webhook."""
 
+    redis_trace_commands: bool = False
+    """REDIS_TRACE_COMMANDS: besides the one ``cache.get``/``cache.set`` span per cache
+    operation, trace every Redis command the cache sends (for debugging)."""
+
     # --- issue 13: reliability ------------------------------------------------
     outbox_max_age_hours: float = Field(default=24.0, gt=0)
     """OUTBOX_MAX_AGE_HOURS: how long an outbound GHL action keeps being retried through a GHL
@@ -228,9 +232,10 @@ class Settings(BaseSettings):
     for dead; the items it was sending are read back from GHL and finished by a live one."""
 
     contact_order_window_ms: float = Field(default=300.0, ge=0, le=10_000)
-    """CONTACT_ORDER_WINDOW_MS: how long a stored message waits before the bots take it, so
-    that a message of the same contact written just before it but stored a moment later
-    (another replica) is answered first. 0 answers at once, in arrival order."""
+    """CONTACT_ORDER_WINDOW_MS: how long after it was written (``dateAdded``) a message waits
+    before the bots take it (never longer than this after it arrived; an older one goes at
+    once), so that a message of the same contact written just before it but stored a moment
+    later (another replica) is answered first. 0 answers at once, in arrival order."""
 
     webhook_stuck_after_seconds: float = Field(default=30.0, gt=0)
     """WEBHOOK_STUCK_AFTER_SECONDS: an event left ``processing`` this long (its process died

@@ -65,7 +65,8 @@ class BackgroundWorker:
             it over (its process died mid-turn).
         received_grace: how long a ``received`` event is left to the request (or
             lock holder) that stored it before the worker drains its contact.
-        order_window: how long an event must have been stored before it is processed.
+        order_window: how long after its ``dateAdded`` an event is processed (see
+            :func:`~ghl_real_estate_ai.dispatch.settles_at`).
         max_event_attempts: processing attempts before an event is ``failed`` for good.
         batch: events and outbox items handled per run.
         stop_grace: seconds :meth:`stop` lets a running pass finish before cancelling it.
@@ -165,6 +166,7 @@ class BackgroundWorker:
                         max_attempts=self.max_event_attempts,
                         wait=5.0,
                         order_window=self.order_window,
+                        clock=self.clock,
                     )
                 processed += sum(outcome == "processed" for outcome in outcomes.values())
                 continue

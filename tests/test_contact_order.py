@@ -75,11 +75,13 @@ def test_two_replicas_process_one_contacts_messages_in_date_added_order(
             contact_order_window_ms=1000.0,
         )
 
-    start = datetime.now(UTC)
     with (
         serve_in_thread(create_app(settings("a"), manage_observability=False)) as first,
         serve_in_thread(create_app(settings("b"), manage_observability=False)) as second,
     ):
+        # The lead writes the messages now, while both replicas run: the window counts from
+        # each message's dateAdded, and a message older than the window goes at once.
+        start = datetime.now(UTC)
         statuses = asyncio.run(_send_all([first, second], start))
         assert statuses == [200] * MESSAGES
         order = asyncio.run(_processing_order(database_url))

@@ -52,7 +52,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from ghl_real_estate_ai.dispatch import drain_contact
+from ghl_real_estate_ai.dispatch import drain_contact, settles_at
 from ghl_real_estate_ai.errors import ConfigurationError, SignatureError, StorageError
 from ghl_real_estate_ai.integrations.ghl.webhook import (
     ED25519_HEADER,
@@ -287,8 +287,12 @@ async def _store_and_process(
     try:
         if message.contact_id:
             # The contact's lock holder drains its events in order; this may be us.
+            # It waits to settle (dateAdded + the order window) before asking for the lock.
             window = timedelta(milliseconds=request.app.state.settings.contact_order_window_ms)
-            outcomes = await drain_contact(store, processor, message.contact_id, order_window=window)
+            settled = settles_at(inserted.event, window) if inserted.event is not None else None
+            outcomes = await drain_contact(
+                store, processor, message.contact_id, order_window=window, not_before=settled
+            )
             outcome = outcomes.get(inserted.event_id, "queued")
         elif await store.claim_webhook_event(inserted.event_id):
             async with store.unit_of_work():

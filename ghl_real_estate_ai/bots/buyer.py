@@ -371,8 +371,9 @@ def _seller_handoff(intent: LeadIntent, dialogue: Dialogue, memory: dict[str, An
     the seller evidence of the whole conversation reaches the route's threshold
     with the newest message itself about selling (else a buyer who once
     mentioned their house would bounce back on every message). The confidence
-    is the stronger of the decoder's seller evidence and the classifier's
-    probability of sell, both or a value question for the latest message.
+    is the strongest of the decoder's seller evidence, the classifier's
+    probability of sell or both, and the reading's confidence that the latest
+    message is a value question.
     """
     if dialogue.get("contact", "listing_booked"):
         return None  # the sale is under way: this contact is back to buying
@@ -381,7 +382,7 @@ def _seller_handoff(intent: LeadIntent, dialogue: Dialogue, memory: dict[str, An
         intent.seller_confidence,
         scores.get("sell", 0.0),
         scores.get("both", 0.0),
-        scores.get("value_question", 0.0),
+        intent.value_confidence,
     )
     latest = set(intent.latest_signals)
     must_sell = ("contact", "must_sell_first") in dialogue.filled

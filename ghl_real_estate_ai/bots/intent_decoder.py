@@ -178,6 +178,9 @@ class LeadIntent:
     """Version of the trained intent classifier that produced ``intent_scores``."""
     opt_in: bool = False
     """The latest inbound message asked to receive texts again (START, UNSTOP, "text me again")."""
+    value_confidence: float = 0.0
+    """How sure the reading is that the latest inbound message asks what the contact's home is
+    worth (the classifier and the phrase table combined), 0-1."""
 
 
 BUYER_WEIGHTS: dict[str, float] = {
@@ -373,6 +376,7 @@ def analyze_lead(turns: Sequence[Turn], *, known_areas: Sequence[str] | None = N
         slots_filled=_slots_filled(latest) if latest else (),
         classifier_version=load_classifier().version,
         opt_in=latest.opt_in if latest else False,
+        value_confidence=round(latest.value_confidence, 4) if latest else 0.0,
     )
 
 

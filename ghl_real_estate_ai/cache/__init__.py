@@ -29,14 +29,17 @@ def open_cache(
     *,
     namespace: str = "jorge:",
     tracer_provider: TracerProvider | None = None,
+    trace_commands: bool = False,
 ) -> Cache:
     """Build the cache ``redis_url`` names; it connects on ``await cache.open()``.
 
     Args:
         redis_url: ``redis://host:6379/0`` (``rediss://`` for TLS), or None for the in-process cache.
         namespace: prefix of every key, so several services or tests can share one Redis.
-        tracer_provider: where the in-process cache's spans go (default: the global
-            provider). Redis spans come from the Redis instrumentation.
+        tracer_provider: where the cache's ``cache.get``/``cache.set`` spans go
+            (default: the global provider).
+        trace_commands: Redis only: also one span per Redis command, from the Redis
+            instrumentation (REDIS_TRACE_COMMANDS, for debugging).
 
     Returns:
         A cache that is not connected yet.
@@ -57,4 +60,6 @@ def open_cache(
         )
     from ghl_real_estate_ai.cache.redis import RedisCache
 
-    return RedisCache(redis_url, namespace=namespace)
+    return RedisCache(
+        redis_url, namespace=namespace, tracer_provider=tracer_provider, trace_commands=trace_commands
+    )

@@ -9,7 +9,12 @@ The lock is the single-instance Redis pattern: ``SET key token NX PX lease``
 to take it, a Lua compare-and-delete to release only our own token, polling
 with a growing delay until ``wait`` runs out (then LockTimeoutError).
 
-Command spans come from the Redis auto-instrumentation, not from here.
+Spans follow the store's rule, one per cache operation: ``get`` and ``set``
+emit ``cache.get`` / ``cache.set`` INTERNAL spans (``cache.backend="redis"``
+and, on ``get``, ``cache.hit``), as the in-process cache does, and the Redis
+auto-instrumentation is kept quiet for this cache's own commands. One span per
+Redis command is an opt-in for debugging (``REDIS_TRACE_COMMANDS=true``,
+``trace_commands=True``).
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ import logging
 import random
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.trace import Span, SpanKind, TracerProvider
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -32,6 +40,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ghl_real_estate_ai.errors import CacheError, LockTimeoutError
 
 __all__ = ["RedisCache"]
+
+TRACER_NAME = "ghl_real_estate_ai.cache"
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +104,8 @@ class RedisCache:
         namespace: str = "jorge:",
         connect_timeout: float = 2.0,
         command_timeout: float = 5.0,
+        tracer_provider: TracerProvider | None = None,
+        trace_commands: bool = False,
     ) -> None:
         """Describe the cache; nothing connects until :meth:`open`.
 
@@ -102,6 +114,8 @@ class RedisCache:
             namespace: prefix of every key this cache touches.
             connect_timeout: seconds to wait for a connection.
             command_timeout: seconds to wait for an answer.
+            tracer_provider: where the ``cache.get``/``cache.set`` spans go (default: the global provider).
+            trace_commands: let the Redis instrumentation add one span per command (debugging).
         """
         self.redis_url = redis_url
         self.safe_url = redact_url(redis_url)
@@ -109,6 +123,15 @@ class RedisCache:
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._client: aioredis.Redis | None = None
+        self._tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
+        self.trace_commands = trace_commands
+
+    def _commands(self, span: Span | None = None) -> AbstractContextManager[object]:
+        """The Redis instrumentation speaks for our commands only when command spans are asked for
+        (then under ``span``, the operation's span, when there is one)."""
+        if not self.trace_commands:
+            return suppress_instrumentation()
+        return nullcontext() if span is None else trace.use_span(span, end_on_exit=False)
 
     def _error(self, exc: BaseException, what: str) -> CacheError:
         if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
@@ -135,7 +158,8 @@ class RedisCache:
                 f"REDIS_URL={self.safe_url!r} is not a Redis URL ({exc}): use redis://host:6379/0"
             ) from None
         try:
-            await client.ping()
+            with suppress_instrumentation():  # connecting is housekeeping, never traced
+                await client.ping()
         except (RedisError, OSError) as exc:
             await client.aclose()
             raise self._error(exc, "PING") from None
@@ -158,16 +182,24 @@ class RedisCache:
     async def ping(self) -> None:
         """CacheError when Redis does not answer."""
         try:
-            await self._require().ping()
+            with self._commands():
+                await self._require().ping()
         except (RedisError, OSError) as exc:
             raise self._error(exc, "PING") from None
 
     async def get(self, key: str) -> Any | None:
         """The value, or None when missing or expired."""
+        client = self._require()
+        span = self._tracer.start_span("cache.get", kind=SpanKind.INTERNAL)
         try:
-            text = await self._require().get(self.namespace + key)
+            with self._commands(span):
+                text = await client.get(self.namespace + key)
+            if span.is_recording():
+                span.set_attributes({"cache.backend": "redis", "cache.hit": text is not None})
         except (RedisError, OSError) as exc:
             raise self._error(exc, "GET") from None
+        finally:
+            span.end()
         if text is None:
             return None
         try:
@@ -182,15 +214,23 @@ class RedisCache:
         except (TypeError, ValueError) as exc:
             raise CacheError(f"cannot cache {key!r}: its value is not JSON-serialisable ({exc})") from None
         px = None if ttl is None else _millis(ttl)
+        client = self._require()
+        span = self._tracer.start_span("cache.set", kind=SpanKind.INTERNAL)
         try:
-            await self._require().set(self.namespace + key, text, px=px)
+            if span.is_recording():
+                span.set_attribute("cache.backend", "redis")
+            with self._commands(span):
+                await client.set(self.namespace + key, text, px=px)
         except (RedisError, OSError) as exc:
             raise self._error(exc, "SET") from None
+        finally:
+            span.end()
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` (no error when missing)."""
         try:
-            await self._require().delete(self.namespace + key)
+            with self._commands():
+                await self._require().delete(self.namespace + key)
         except (RedisError, OSError) as exc:
             raise self._error(exc, "DEL") from None
 
@@ -199,7 +239,8 @@ class RedisCache:
         px = "" if ttl is None else str(_millis(ttl))
         client = self._require()
         try:
-            value = await client.eval(_INCR, 1, self.namespace + key, amount, px)
+            with self._commands():
+                value = await client.eval(_INCR, 1, self.namespace + key, amount, px)
         except RedisError as exc:
             if "not an integer" in str(exc):
                 raise CacheError(f"cannot increment {key!r}: it does not hold an integer") from None
@@ -232,7 +273,8 @@ class RedisCache:
         delay = 0.002
         while True:
             try:
-                taken = await client.set(key, token, nx=True, px=_millis(lease))
+                with self._commands():
+                    taken = await client.set(key, token, nx=True, px=_millis(lease))
             except (RedisError, OSError) as exc:
                 raise self._error(exc, "SET NX") from None
             if taken:
@@ -248,7 +290,8 @@ class RedisCache:
             yield
         finally:
             try:
-                await client.eval(_RELEASE, 1, key, token)
+                with self._commands():
+                    await client.eval(_RELEASE, 1, key, token)
             except (RedisError, OSError) as exc:
                 # Raising here would hide the block's own outcome; the lease runs out by itself.
                 logger.warning("could not release lock %r: %s", name, self._error(exc, "lock release"))

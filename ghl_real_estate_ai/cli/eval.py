@@ -234,6 +234,9 @@ def eval_settings(base: Settings, folder: Path) -> Settings:
             "trace_store_path": folder / "traces.db",
             "sandbox_failure_rate": 0.0,
             "sandbox_latency_ms": 0.0,
+            # Turns are played one after another, each after the previous answer: nothing can
+            # arrive out of order, so no message needs to wait for an earlier one.
+            "contact_order_window_ms": 0.0,
             "log_level": "WARNING",
         }
     )

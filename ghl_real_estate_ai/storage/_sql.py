@@ -29,6 +29,7 @@ benchmarks print what a webhook really costs.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from abc import ABC, abstractmethod
@@ -36,7 +37,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -230,6 +232,9 @@ class Step:
     sql: str
     rows: tuple[tuple[Any, ...], ...]
     many: bool = False
+    snapshot: bool = False
+    """A read that may see the batch as it was before the batch's writes (a backend may then
+    run it in the same statement as them)."""
 
 
 @dataclass(slots=True)
@@ -259,6 +264,12 @@ class UnitOfWork:
     handoffs_since: datetime | None = None
     slots: list[Slot] | None = None
     """The contact's dialogue slots, ordered by side and name."""
+    events: list[WebhookEvent] | None = None
+    """The contact's ``received`` events read with the lock, in ``dateAdded`` order (served once)."""
+    recheck: str | None = None
+    """A contact whose ``received`` events are read again as its lock is released (see ``rechecked``)."""
+    rechecked: list[WebhookEvent] | None = None
+    """Those events, read in the release's own batch: what was stored while the lock was held."""
     held: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     """Contact locks taken inside this unit of work, released (in reverse) when it is written."""
     failed: bool = False
@@ -309,7 +320,15 @@ def _webhook_event(row: Mapping[str, Any]) -> WebhookEvent:
         received_at=row["received_at"],
         error=row["error"],
         trace_context={str(k): str(v) for k, v in dict(row["trace_context"]).items()},
+        date_added=_date_added(row.get("date_added")),
     )
+
+
+def _date_added(value: Any) -> datetime | None:
+    # SQLite hands the column back as its ISO text (only ``*_at`` columns are decoded there).
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value if isinstance(value, datetime) else None
 
 
 def _outbox_item(row: Mapping[str, Any]) -> OutboxItem:
@@ -362,6 +381,116 @@ def _followup(row: Mapping[str, Any]) -> FollowUp:
 
 PREFETCH_MESSAGES = 50
 """Messages of the locked contact read with the lock (what a bot turn reads)."""
+PREFETCH_HANDOFFS = timedelta(days=1)
+"""How far back the locked contact's handoffs are read with the lock (the handoff limits' window)."""
+PREFETCH_EVENTS = 20
+"""``received`` events of the locked contact read with the lock (what one drain takes)."""
+
+_SINCE_ARG = 5
+"""Where the handoffs' ``since`` sits in the arguments of :func:`prefetch_sql`."""
+_EVENTS_IN_ORDER = "ORDER BY CASE WHEN date_added IS NULL THEN 1 ELSE 0 END, date_added, id"
+
+# The columns of each table read with a contact's lock; JSON ones are nested as JSON.
+_PREFETCH_TABLES: dict[str, tuple[str, tuple[str, ...], frozenset[str]]] = {
+    "contacts": (
+        "SELECT * FROM contacts WHERE contact_id = ?",
+        (
+            "contact_id",
+            "location_id",
+            "current_bot",
+            "temperature",
+            "tags",
+            "opted_out",
+            "escalated",
+            "state",
+            "created_at",
+            "updated_at",
+        ),
+        frozenset({"tags", "state"}),
+    ),
+    "messages": (
+        "SELECT * FROM messages WHERE contact_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+        ("id", "contact_id", "direction", "body", "channel", "message_id", "created_at"),
+        frozenset(),
+    ),
+    "slots": (
+        "SELECT * FROM dialogue_slots WHERE contact_id = ?",
+        ("side", "name", "value", "updated_at"),
+        frozenset({"value"}),
+    ),
+    "handoffs": (
+        "SELECT * FROM handoffs WHERE contact_id = ? AND created_at >= ?",
+        ("id", "contact_id", "source_bot", "target_bot", "confidence", "reason", "outcome", "created_at"),
+        frozenset(),
+    ),
+    "events": (
+        f"""SELECT * FROM webhook_events WHERE contact_id = ? AND status = 'received'
+            {_EVENTS_IN_ORDER} LIMIT ?""",
+        (
+            "id",
+            "webhook_id",
+            "message_id",
+            "event_type",
+            "contact_id",
+            "payload",
+            "status",
+            "attempts",
+            "error",
+            "received_at",
+            "updated_at",
+            "trace_context",
+            "date_added",
+        ),
+        frozenset({"payload", "trace_context"}),
+    ),
+}
+
+
+_PENDING_EVENTS = _PREFETCH_TABLES["events"][0]
+
+
+@lru_cache(maxsize=2)
+def prefetch_sql(dialect: Dialect) -> str:
+    """One statement reading every row a locked turn needs, as ``(kind, body)`` rows.
+
+    ``body`` is the row as a JSON object (SQLite ``json_object``, PostgreSQL
+    ``row_to_json``). One statement instead of five: on PostgreSQL each
+    is a network round trip. The rows come in no particular order; the reader sorts them.
+    """
+    parts = []
+    for kind, (select, columns, json_columns) in _PREFETCH_TABLES.items():
+        if dialect == "postgresql":
+            body = "row_to_json(t)"
+        else:
+            fields = ", ".join(
+                f"'{c}', " + (f"json(t.{c})" if c in json_columns else f"t.{c}") for c in columns
+            )
+            body = f"json_object({fields})"
+        parts.append(f"SELECT '{kind}' AS kind, {body} AS body FROM ({select}) AS t")
+    return " UNION ALL ".join(parts)
+
+
+def _json_time(value: Any) -> Any:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _read_prefetch(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The rows of :func:`prefetch_sql` by kind, as the row dicts the table readers take."""
+    read: dict[str, Any] = {}
+    for row in rows:
+        body = row["body"]
+        record: dict[str, Any] = json.loads(body) if isinstance(body, str) else dict(body)
+        for key, value in record.items():
+            if key.endswith("_at") or key == "date_added":
+                record[key] = _json_time(value)
+        read.setdefault(row["kind"], []).append(record)
+    return read
+
+
+def _event_order(events: list[WebhookEvent]) -> list[WebhookEvent]:
+    """A contact's events in processing order: ``dateAdded`` (undated last), then arrival."""
+    return sorted(events, key=lambda e: (e.date_added is None, e.date_added or e.received_at, e.id))
+
 
 _LIST_MESSAGES = """SELECT * FROM messages WHERE contact_id = ?
                ORDER BY created_at DESC, id DESC LIMIT ?"""
@@ -691,6 +820,7 @@ class SQLStore(ReliabilityQueries, ABC):
             uow.handoffs,
             uow.handoffs_since,
             uow.slots,
+            uow.events,
         )
         try:
             yield
@@ -704,14 +834,17 @@ class SQLStore(ReliabilityQueries, ABC):
                 uow.handoffs,
                 uow.handoffs_since,
                 uow.slots,
+                uow.events,
             ) = saved
 
-    def _enter_contact(self, contact_id: str, prefetched: Sequence[list[dict[str, Any]]] = ()) -> None:
+    def _enter_contact(
+        self, contact_id: str, prefetched: tuple[Step, Sequence[dict[str, Any]]] | None = None
+    ) -> None:
         """Serve ``contact_id``'s rows from memory from now on (the caller holds its lock).
 
         Args:
             contact_id: the locked contact.
-            prefetched: the rows of :meth:`_prefetch_steps`, when the backend read them already.
+            prefetched: the step of :meth:`_prefetch_step` and its rows, when the backend read them.
         """
         uow = self._uow.get()
         if uow is None:
@@ -721,25 +854,43 @@ class SQLStore(ReliabilityQueries, ABC):
         uow.messages, uow.messages_complete = None, False
         uow.handoffs, uow.handoffs_since = None, None
         uow.slots = None
-        if prefetched:
-            contact_rows, message_rows, slot_rows = prefetched
-            uow.slots = [_slot(r) for r in slot_rows]
-            uow.contact = _contact(contact_rows[0]) if contact_rows else None
-            uow.contact_known = True
-            uow.messages = [_message(r) for r in reversed(message_rows)]
-            uow.messages_complete = len(message_rows) < PREFETCH_MESSAGES
+        uow.events = None
+        if prefetched is None:
+            return
+        step, rows = prefetched
+        read = _read_prefetch(rows)
+        contacts = read.get("contacts", [])
+        uow.contact = _contact(contacts[0]) if contacts else None
+        uow.contact_known = True
+        messages = [_message(r) for r in read.get("messages", [])]
+        uow.messages = sorted(messages, key=lambda m: (m.created_at, m.id))
+        uow.messages_complete = len(messages) < PREFETCH_MESSAGES
+        uow.slots = sorted((_slot(r) for r in read.get("slots", [])), key=lambda s: (s.side, s.name))
+        handoffs = [_handoff(r) for r in read.get("handoffs", [])]
+        uow.handoffs = sorted(handoffs, key=lambda h: (h.created_at, h.id))
+        uow.handoffs_since = step.rows[0][_SINCE_ARG]
+        uow.events = _event_order([_webhook_event(r) for r in read.get("events", [])])
 
-    @staticmethod
-    def _prefetch_steps(contact_id: str) -> list[Step]:
-        """What every locked turn reads first: the contact, its newest messages and its slots."""
-        return [
-            Step("SELECT * FROM contacts WHERE contact_id = ?", ((contact_id,),)),
-            Step(_LIST_MESSAGES, ((contact_id, PREFETCH_MESSAGES),)),
-            Step(_LIST_SLOTS, ((contact_id,),)),
-        ]
+    def _prefetch_step(self, contact_id: str) -> Step:
+        """What every locked turn reads first, in ONE statement: the contact, its newest messages,
+        its slots, its handoffs of the last day and its ``received`` events (see :func:`prefetch_sql`)."""
+        since = _now() - PREFETCH_HANDOFFS
+        args = (
+            contact_id,
+            contact_id,
+            PREFETCH_MESSAGES,
+            contact_id,
+            contact_id,
+            since,
+            contact_id,
+            PREFETCH_EVENTS,
+        )
+        assert args[_SINCE_ARG] is since
+        return Step(prefetch_sql(self.dialect), (args,))
 
     async def _flush_and_release(
         self,
+        contact_id: str,
         failed: bool,
         *release: Step,
         after: Callable[[], Awaitable[None]] | None = None,
@@ -748,21 +899,28 @@ class SQLStore(ReliabilityQueries, ABC):
         """Write the deferred writes with the lock's ``release`` statements, then run ``after``.
 
         One store operation (one span). When the block ``failed``, a failing write
-        is logged (the block's error is the one raised); ``after`` always runs.
+        is logged (the block's error is the one raised); ``after`` always runs. When
+        the unit of work asked to recheck ``contact_id``, its ``received`` events are
+        read in the same batch (``UnitOfWork.rechecked``).
         """
         uow = self._uow.get()
         writes: list[_Write] = []
+        recheck: Step | None = None
         if uow is not None:
             writes, uow.pending = uow.pending, []
             failed = failed or uow.failed
-        steps = [*_group(writes), *release]
+            if uow.recheck == contact_id:
+                recheck = Step(_PENDING_EVENTS, ((contact_id, PREFETCH_EVENTS),), snapshot=True)
+        steps = [*_group(writes), *release, *([recheck] if recheck else [])]
         statements = [step.sql for step in steps] + ([after_sql] if after_sql else [])
         if not statements:
             return
         with self._spans.operation(statements):
             try:
                 if steps:
-                    await self._run_steps(steps)
+                    results = await self._run_steps(steps)
+                    if recheck is not None and uow is not None:
+                        uow.rechecked = _event_order([_webhook_event(r) for r in results[-1]])
             except Exception:
                 if not failed:
                     raise
@@ -898,6 +1056,18 @@ class SQLStore(ReliabilityQueries, ABC):
         return messages
 
     # --- webhook events -----------------------------------------------------
+    async def pending_contact_events(self, contact_id: str, limit: int = 100) -> list[WebhookEvent]:
+        """The contact's ``received`` events in ``dateAdded`` order, then arrival (NULL dates last).
+
+        The first call under the contact's lock is served from what the lock read.
+        """
+        uow = self._known(contact_id)
+        if uow is not None and uow.events is not None:
+            events, uow.events = uow.events, None  # served once: claims change them
+            if len(events) < PREFETCH_EVENTS or limit <= len(events):
+                return events[:limit]
+        return await super().pending_contact_events(contact_id, limit)
+
     async def record_webhook_event(
         self,
         *,

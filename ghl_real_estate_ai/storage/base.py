@@ -82,6 +82,8 @@ class WebhookEvent:
     error: str | None = None
     trace_context: dict[str, str] = field(default_factory=dict)
     """W3C ``traceparent``/``tracestate`` of the request that stored it (a later re-run links to it)."""
+    date_added: datetime | None = None
+    """GHL's time of the message (``dateAdded``), when the delivery had one; orders a contact's events."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -189,7 +191,12 @@ class Store(Protocol):
         """Run the calls made inside the block in one transaction (same task)."""
 
     def unit_of_work(self) -> AbstractAsyncContextManager[Any]:
-        """Defer the block's writes nobody waits for; write them in one transaction at the end."""
+        """Defer the block's writes nobody waits for; write them in one transaction at the end.
+
+        Yields the unit of work: setting its ``recheck`` to a contact whose lock is held
+        inside has that contact's ``received`` events read in the lock's release batch,
+        into ``rechecked`` (None until then).
+        """
 
     def contact_lock(self, contact_id: str, timeout: float = 30.0) -> AbstractAsyncContextManager[None]:
         """Serialise holders for one contact, across tasks and processes (one unit of work inside)."""

@@ -433,8 +433,8 @@ class PostgresStore(SQLStore):
         """
         loop = asyncio.get_running_loop()
         backoff = Backoff()
-        prefetch = self._prefetch_steps(contact_id)
-        with self._spans.operation([_TRY_LOCK, *(step.sql for step in prefetch)]):
+        prefetch = self._prefetch_step(contact_id)
+        with self._spans.operation([_TRY_LOCK, prefetch.sql]):
             # Polling pg_try_advisory_lock keeps the one lock connection free for
             # other contacts and honours the timeout exactly.
             while not await self._lock_call(_TRY_LOCK, key):
@@ -442,11 +442,11 @@ class PostgresStore(SQLStore):
                     raise error
                 await backoff.sleep(deadline)
             try:
-                prefetched = await self._run_steps(prefetch)
+                [rows] = await self._run_steps([prefetch])
             except BaseException:
                 await self._unlock(contact_id, key)
                 raise
-        self._enter_contact(contact_id, prefetched)
+        self._enter_contact(contact_id, (prefetch, rows))
         held_on = self._lock_conn
         lost = asyncio.Event()
         watcher = asyncio.create_task(self._watch_lock(held_on, lost), name=f"lock watch {key}")
@@ -461,9 +461,9 @@ class PostgresStore(SQLStore):
         try:
             yield lost
         except BaseException:
-            await self._flush_and_release(True, after=unlock, after_sql=_UNLOCK)
+            await self._flush_and_release(contact_id, True, after=unlock, after_sql=_UNLOCK)
             raise
-        await self._flush_and_release(False, after=unlock, after_sql=_UNLOCK)
+        await self._flush_and_release(contact_id, False, after=unlock, after_sql=_UNLOCK)
 
     async def _unlock(self, contact_id: str, key: str) -> None:
         try:

@@ -473,10 +473,10 @@ class SQLiteStore(SQLStore):
             yield lost
         except BaseException:
             await self._stop(renewer)
-            await self._flush_and_release(True, release)
+            await self._flush_and_release(contact_id, True, release)
             raise
         await self._stop(renewer)
-        await self._flush_and_release(False, release)
+        await self._flush_and_release(contact_id, False, release)
 
     @staticmethod
     async def _stop(renewer: asyncio.Task[None]) -> None:
@@ -486,7 +486,7 @@ class SQLiteStore(SQLStore):
 
     async def _take_lease(
         self, contact_id: str, name: str, token: str, deadline: float, error: Exception
-    ) -> list[list[dict[str, Any]]]:
+    ) -> tuple[Step, list[dict[str, Any]]]:
         loop = asyncio.get_running_loop()
         backoff = Backoff()
         while True:
@@ -499,9 +499,10 @@ class SQLiteStore(SQLStore):
                 ((name, token, now + timedelta(seconds=self._lock_lease), now),),
             )
             # The reads ride along: a taken lease costs them nothing more than the wait.
-            taken, *prefetched = await self.flush(lease, *self._prefetch_steps(contact_id))
+            read = self._prefetch_step(contact_id)
+            taken, rows = await self.flush(lease, read)
             if taken:
-                return prefetched
+                return read, rows
             if loop.time() >= deadline:
                 raise error
             await backoff.sleep(deadline)

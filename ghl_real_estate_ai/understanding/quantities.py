@@ -28,10 +28,12 @@ _MONEY_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                   r"\bsell (?:it |the house |my house |the home |my home )?for\b", r"\blist (?:it )?(?:for|at)\b",
                   r"\basking\b", r"\bvalued at\b", r"\bappraised (?:at|for)\b", r"\bhoping for\b",
                   r"\bexpect(?:ing)?\b", r"\bwant(?:ing)?(?: at least)?$", r"\bneed(?: at least)?$",
-                  r"\bno less than\b", r"\boffers? (?:of|around|near|over|above)\b")),
+                  r"\bno less than\b", r"\boffers? (?:of|around|near|over|above)\b",
+                  r"\besper(?:amos|o|ando)\b", r"\b(?:sacar|pedir|pedimos|pido|valdria)\b", r"\bvender(?:la)? (?:en|por)\b")),
     ("budget", _rx(r"\bbudget(?: is| of)?\b", r"\bafford\b", r"\bspend(?:ing)?\b", r"\bup to\b", r"\bunder\b",
                    r"\bbelow\b", r"\bmax(?:imum)?\b", r"\bno more than\b", r"\bprice range\b", r"\brange\b",
-                   r"\b(?:pre-?)?approved (?:for|up to)\b", r"\bqualified (?:for|up to)\b", r"\blooking (?:at|in)\b",
+                   r"\b(?:pre[- ]?)?approved(?: for| up to| at)?\b", r"\b(?:pre[- ]?)?qualified(?: for| up to)?\b",
+                   r"\bpreaprobad[oa]s?(?: por| para| hasta)?\b", r"\blooking (?:at|in)\b", r"\bpodemos pagar\b", r"\bmaximo\b",
                    r"\bbetween\b", r"\bpresupuesto\b", r"\bhasta\b")),
 )  # fmt: skip
 _MONTHLY_AFTER = re.compile(r"^\s*(?:(?:a|per|each|every|/)\s*mo(?:nth)?\b|monthly\b|al mes\b)")

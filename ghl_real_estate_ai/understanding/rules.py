@@ -66,7 +66,8 @@ def keyword(text: str) -> str | None:
 
 _FINANCING: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("cash", _rx(r"\b(?:all )?cash (?:buyers?|offer|purchase|deal)\b", r"\bpay(?:ing)? (?:all )?cash\b", r"\b(?:in|with|all) cash\b",
-                 r"\bcash buyer\b", r"\bde contado\b", r"\ben efectivo\b", r"^cash$", r"\bno (?:loan|mortgage) needed\b", r"\bwe(?:'d| would)? pay cash\b")),
+                 r"\bcash buyer\b", r"\bde contado\b", r"\ben efectivo\b", r"^cash$", r"\bno (?:loan|mortgage) needed\b", r"\bwe(?:'d| would)? pay cash\b",
+                 r"\bbuy(?:s|ing)? (?:\w+ )?(?:with |in |all )?cash\b(?! ?flow)", r"\bcash (?:only|investor|buyers?)\b", r"\bpagar? (?:de contado|en efectivo|cash)\b")),
     ("va", _rx(r"\bva (?:loan|approved|approval|buyer|financing|mortgage)\b", r"\bprestamo va\b", r"\bmy va\b", r"^va\b", r"\busing (?:my |a |the )?va\b", r"\bveteran\b")),
     ("fha", _rx(r"\bfha\b")),
     ("usda", _rx(r"\busda\b")),

@@ -231,6 +231,66 @@ async def test_memory_cache_spans_record_hits_under_the_caller(
     )
 
 
+@pytest.fixture
+def redis_instrumented(spans: tuple[TracerProvider, InMemorySpanExporter]) -> Iterator[None]:
+    """The Redis auto-instrumentation on, reporting to the test's provider (as tracing sets it up)."""
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    instrumentor = RedisInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    instrumentor.instrument(tracer_provider=spans[0])
+    yield
+    instrumentor.uninstrument()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("trace_commands", [False, True])
+async def test_redis_cache_makes_one_span_per_operation_and_command_spans_only_on_request(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+    redis_instrumented: None,
+    redis_url: str,
+    redis_namespace: str,
+    trace_commands: bool,
+) -> None:
+    provider, exporter = spans
+    cache = open_cache(
+        redis_url, namespace=redis_namespace, tracer_provider=provider, trace_commands=trace_commands
+    )
+    await cache.open()
+    try:
+        with provider.get_tracer("test").start_as_current_span("ghl.get_contact") as outer:
+            await cache.get("contact")
+            await cache.set("contact", {"id": 1}, ttl=5)
+            await cache.get("contact")
+            await cache.incr("rate", ttl=5)
+            await cache.delete("contact")
+            async with cache.lock("sync", timeout=5, wait=1):
+                pass
+    finally:
+        await cache.close()
+    finished = exporter.get_finished_spans()
+    ours = [s for s in finished if s.name.startswith("cache.")]
+    assert [(s.name, s.kind, dict(s.attributes or {})) for s in ours] == [
+        ("cache.get", SpanKind.INTERNAL, {"cache.backend": "redis", "cache.hit": False}),
+        ("cache.set", SpanKind.INTERNAL, {"cache.backend": "redis"}),
+        ("cache.get", SpanKind.INTERNAL, {"cache.backend": "redis", "cache.hit": True}),
+    ]
+    outer_id = outer.get_span_context().span_id
+    assert all(s.parent is not None and s.parent.span_id == outer_id for s in ours)
+    commands = [s for s in finished if s.attributes and s.attributes.get("db.system") == "redis"]
+    if not trace_commands:
+        # One span per cache operation: the raw commands under it add nothing a user reads.
+        assert commands == []
+        assert len(finished) == len(ours) + 1
+    else:
+        names = [s.name for s in commands]
+        assert names[:3] == ["GET", "SET", "GET"], names
+        assert len(commands) == 7, names  # + EVAL (incr), DEL, SET NX and EVAL (lock); no PING at open
+        get_ids = {s.context.span_id for s in ours if s.name == "cache.get"}
+        assert commands[0].parent is not None and commands[0].parent.span_id in get_ids
+
+
 async def test_memory_state_goes_away_with_the_last_open_instance() -> None:
     first = open_cache(None, namespace="lifetime:")
     await first.open()

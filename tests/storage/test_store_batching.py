@@ -202,7 +202,8 @@ async def test_a_locked_turn_is_a_handful_of_spans_with_a_batch_at_the_end(
     with provider.get_tracer("test").start_as_current_span("webhook"):
         await a_turn(traced_store, "c5")
     names = [s.name for s in db_spans(exporter)]
-    assert names == ["BATCH", "SELECT handoffs", "INSERT outbox", "BATCH"], names
+    # The handoff history is read with the lock (one statement with the contact's other rows).
+    assert names == ["BATCH", "INSERT outbox", "BATCH"], names
     release = db_spans(exporter)[-1].attributes or {}
     summary = str(release["db.query.summary"])
     for statement in ("INSERT contacts", "INSERT handoffs", "UPDATE outbox", "INSERT messages"):
@@ -303,3 +304,55 @@ async def test_slots_are_read_with_the_lock_and_reads_see_the_deferred_save(stor
         ("budget", 650_000),
         ("motivation", "relocating"),
     ]
+
+
+async def test_the_locks_one_read_gives_the_same_rows_as_reading_each_table(database_url: str) -> None:
+    """The contact, messages, slots, handoffs and pending events come back from the lock's single
+    statement exactly as the per-table reads return them (types, times, JSON), with no statement more."""
+    from ghl_real_estate_ai.storage import Slot
+
+    store = open_store(database_url, pool_size=2)
+    await store.open()
+    try:
+        at = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+        await store.upsert_contact(
+            Contact("c9", "loc", "buyer", "hot", ["a", "b"], opted_out=True, state={"n": 1, "x": [1.5]})
+        )
+        for n in range(3):
+            await store.add_message("c9", "inbound", f"m{n} é", "SMS", message_id=f"mid{n}", created_at=at)
+        await store.save_slots(
+            "c9", [Slot("buy", "budget", {"max": 650000}), Slot("contact", "sides", ["buy"])]
+        )
+        await store.record_handoff("c9", "lead", "buyer", 0.875, "intent", "executed")
+        for n, date in enumerate((at, None, at - timedelta(minutes=1))):
+            await store.record_webhook_event(
+                webhook_id=f"w{n}",
+                message_id=f"e{n}",
+                event_type="InboundMessage",
+                contact_id="c9",
+                payload={"body": f"{n}", "nested": {"k": [n]}},
+                trace_context={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"},
+                date_added=date,
+            )
+        since = now() - timedelta(hours=1)
+        expected = (
+            await store.get_contact("c9"),
+            await store.list_messages("c9", 50),
+            await store.list_slots("c9"),
+            await store.list_handoffs("c9", since=since),
+            await store.pending_contact_events("c9", 20),
+        )
+        assert expected[0] is not None and [e.message_id for e in expected[4]] == ["e2", "e0", "e1"]
+        async with store.contact_lock("c9"):
+            before = store.stats.snapshot()
+            served = (
+                await store.get_contact("c9"),
+                await store.list_messages("c9", 50),
+                await store.list_slots("c9"),
+                await store.list_handoffs("c9", since=since),
+                await store.pending_contact_events("c9", 20),
+            )
+            assert store.stats.statements == before.statements  # all from the lock's read
+        assert served == expected
+    finally:
+        await store.close()

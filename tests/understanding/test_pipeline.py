@@ -217,8 +217,11 @@ async def test_the_analyze_span_carries_scores_slot_names_and_version_never_valu
     assert [dict(e.attributes or {})["slot"] for e in span.events if e.name == "slot_filled"] == list(
         intent.slots_filled
     )
-    flat = repr(attributes) + repr([dict(e.attributes or {}) for e in span.events])
-    assert "600" not in flat and "Chino" not in flat and "909" not in flat
+    values = [*attributes.values(), *(v for e in span.events for v in dict(e.attributes or {}).values())]
+    # Neither the amount, the place nor the phone number, in any form (scores are floats).
+    assert 600_000 not in values
+    text = " ".join(str(v) for v in values if isinstance(v, str | list | tuple)).lower()
+    assert "600" not in text and "chino" not in text and "909" not in text
 
 
 async def test_the_classifier_and_gazetteer_are_loaded_at_start_up_not_per_message(tmp_path: Path) -> None:
@@ -235,3 +238,96 @@ async def test_the_classifier_and_gazetteer_are_loaded_at_start_up_not_per_messa
         loaded = load_classifier()
         said("looking to buy a condo", "in redlands")
         assert load_classifier() is loaded and load_classifier.cache_info().misses == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i buy cash, no lender involved",
+        "we're buying all cash this time",
+        "cash only buyer, want something in riverside",
+        "vamos a pagar de contado",
+    ],
+)
+def test_a_cash_buyer_is_read_as_cash_in_any_wording(text: str) -> None:
+    assert said(text).facts.financing == "cash"
+
+
+def test_cash_flow_is_not_cash_financing() -> None:
+    assert said("looking to buy cash flow rentals").facts.financing is None
+
+
+@pytest.mark.parametrize(
+    ("text", "budget"),
+    [
+        ("preapproved 480k", 480_000),
+        ("pre-approved at $615,000", 615_000),
+        ("prequalified for 390k", 390_000),
+        ("preaprobado por 350 mil", 350_000),
+    ],
+)
+def test_a_pre_approval_amount_is_the_budget(text: str, budget: int) -> None:
+    facts = said(text).facts
+    assert (facts.budget, facts.price_expectation) == (budget, None)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "need a 4 bedroom near good schools",
+        "we want a 3br with a yard",
+        "estamos buscando una casa en fontana",
+        "busco casita para mi mama",
+    ],
+)
+def test_asking_for_a_home_by_its_size_or_in_spanish_is_buying(text: str) -> None:
+    assert "looking_to_buy" in said(text).signals
+
+
+@pytest.mark.parametrize(
+    ("text", "motivation", "condition"),
+    [
+        ("me mudo por el trabajo de mi esposo", "relocation", None),
+        ("nos vamos a jubilar y la casa es muy grande", "downsizing", None),
+        ("la casa esta en malas condiciones", None, "needs_work"),
+        ("esta como nueva, la remodelamos", None, "excellent"),
+        ("necesita algunas reparaciones", None, "fair"),
+    ],
+)
+def test_spanish_motives_and_condition(text: str, motivation: str | None, condition: str | None) -> None:
+    facts = said(text).facts
+    assert (facts.motivation, facts.condition) == (motivation, condition)
+
+
+def test_a_spanish_price_expectation_is_the_asking_price() -> None:
+    facts = said("queremos vender", "esperamos sacar unos 640 mil").facts
+    assert (facts.price_expectation, facts.budget) == (640_000, None)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "btw what would ours sell for? 4bd 2ba 1,900 sqft",
+        "curious what mine is worth these days, it's a 3 bed in rialto",
+        "cuanto valdria nuestra casa? tiene 3 recamaras",
+    ],
+)
+def test_a_value_question_about_the_contacts_own_home_is_confident_enough_for_the_seller_path(
+    text: str,
+) -> None:
+    intent = said(text)
+    assert intent.value_question
+    assert intent.value_confidence >= 0.8
+
+
+def test_the_value_phrase_precision_used_in_confidences_holds_on_the_corpus() -> None:
+    from ghl_real_estate_ai.understanding.dataset import load_split
+    from ghl_real_estate_ai.understanding.normalise import normalise
+    from ghl_real_estate_ai.understanding.phrases import _VALUE
+    from ghl_real_estate_ai.understanding.reading import VALUE_PHRASE_PRECISION
+    from ghl_real_estate_ai.understanding.text import _affirmed
+
+    examples = load_split("train") + load_split("test")
+    matched = [e.label for e in examples if _affirmed(_VALUE, normalise(e.text))]
+    assert len(matched) >= 30
+    assert matched.count("value_question") / len(matched) >= VALUE_PHRASE_PRECISION
