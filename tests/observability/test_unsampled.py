@@ -16,7 +16,6 @@ from ghl_real_estate_ai.observability.workflow_tracing import (
     trace_workflow_node,
 )
 
-
 # A buyer and a seller text hand the lead over (the heaviest path); the last stays with the lead bot.
 WEBHOOK_TEXTS = (
     "Hi! I'm pre-approved for $650k and want to buy a 3 bedroom home in Upland within 30 days.",
