@@ -36,8 +36,9 @@ _TIMELINE_FIXED: tuple[tuple[re.Pattern[str], int], ...] = (
     (_rx(r"\bnext year\b", r"\b(?:el )?(?:proximo|siguiente) ano\b"), 365),
 )  # fmt: skip
 _TIMELINE_SPAN = re.compile(
-    rf"\b(?P<pre>in|within|inside|under|next|the next|in the next|in about|in around|less than|by|over the next|en|dentro de)"
-    rf"\s+(?:about |around |roughly |maybe )?(?P<n>{_NUM})(?:\s*(?:-|to|or)\s*(?P<m>\d+))?\s*"
+    rf"\b(?P<pre>in|within|inside|under|next|the next|in the next|in about|in around|less than|by|over the next|en|dentro de"
+    rf"|en (?:los|las) (?:proxim[oa]s|siguientes)|en menos de)"
+    rf"\s+(?:about |around |roughly |maybe |unos |unas |como |mas o menos |aproximadamente |cerca de |algo de )?(?P<n>{_NUM})(?:\s*(?:-|to|or)\s*(?P<m>\d+))?\s*"
     r"(?P<unit>days?|weeks?|months?|years?|dias?|semanas?|mes(?:es)?|anos?)\b"
 )
 _TIMELINE_BARE = re.compile(
@@ -69,8 +70,8 @@ def _duration(text: str) -> tuple[int, int] | None:
     for match in _TIMELINE_SPAN.finditer(text):
         n = _number(match.group("n"))
         upper = _number(match.group("m") or "") or n
-        unit = match.group("unit").rstrip("s")
-        unit = "mes" if unit.startswith("mes") else unit
+        unit = match.group("unit")
+        unit = "mes" if unit.startswith("mes") else unit.rstrip("s")
         if upper is not None and not _negated(text, match.start()):
             offer(match.start(), round(upper * _UNIT_DAYS[unit]))
     for match in _TIMELINE_BARE.finditer(text):

@@ -48,6 +48,7 @@ _SHOWING = _rx(
     rf"\b(?:see|tour|view|visit|walk through|check out)\s+(?:the|this|that|a|an|some|these|those|any)?\s*(?:{_HOME}s?|listings?|ones?|homes|houses)\b",
     r"\b(?:see|tour|view) (?:it|them) (?:in person|this|tomorrow|today|on)\b",
     r"\bshowings?\b|\b(?:schedule|book|set up) a (?:tour|viewing|visit)\b|\bopen house\b|\bver la casa\b",
+    r"\b(?:quiero|queremos|podemos|puedo|me gustaria|nos gustaria) (?:ir a )?ver (?:la|las|esa|esas|una|unas|algunas) (?:casas?|propiedades|opciones)\b",
 )
 _APPOINTMENT = _rx(
     r"\bappointment\b|\bconsultation\b|\bwalk-?through\b|\bcita\b",
@@ -55,6 +56,7 @@ _APPOINTMENT = _rx(
     r"\bmeet (?:up|with you|in person|tomorrow|today|this week|next week)\b",
     r"\bcome (?:by|over|out|see (?:it|the house|my house))\b",
     r"\b(?:schedule|set up|book)\s+(?:a |an )?(?:time|call|visit|meeting|appointment)\b",
+    r"\b(?:puede|pueden|podria|podrian|quiere|quieren) (?:venir|pasar)\b|\bvenga(?:n)? a ver\b|\b(?:agendar|hacer|programar) (?:una )?(?:cita|visita)\b",
 )
 _HUMAN = _rx(
     r"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a |an |the |your |some )?(?:real |actual |live )?(?:person|human|agent|realtor|someone|somebody|people|broker|representative|rep|jorge)\b",
@@ -172,7 +174,7 @@ _CONDITIONS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("fair", _rx(r"\bneeds? (?:some|a little|minor|a few|some minor) (?:updates?|updating|tlc|touch[- ]ups|cosmetic work|paint|work|repairs)\b",
                  r"\bfair (?:condition|shape)\b", r"\b(?:ok|okay|decent|average) (?:condition|shape)\b", r"\bdated\b",
                  r"\bcould use (?:some )?(?:updates|updating|work|paint|tlc)\b", r"\bcosmetic\b", r"\btlc\b",
-                 r"\bnecesita (?:algunas|unas|pocas) (?:reparaciones|arreglos)\b", r"\bcondiciones regulares\b", r"\bregular estado\b")),
+                 r"\bnecesita (?:algunas|algunos|unas|unos|pocas|pocos) (?:reparaciones|arreglos|cambios|detalles)\b", r"\bcondiciones regulares\b", r"\bregular estado\b")),
     ("good", _rx(r"\bgood (?:condition|shape)\b", r"\bwell[- ](?:maintained|kept)\b", r"\bgreat (?:condition|shape)\b",
                  r"\bsolid (?:condition|shape)\b", r"\bupdated\b",
                  r"\bnew (?:roof|paint|carpet|floors|flooring|windows|hvac|ac|kitchen)\b", r"\bbuen estado\b",

@@ -11,6 +11,7 @@ import pytest
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, analyze_lead, decode_lead_intent
 from ghl_real_estate_ai.observability.testing import capture_spans
 from ghl_real_estate_ai.understanding.classifier import load_classifier
+from ghl_real_estate_ai.understanding.language import conversation_language, message_language
 from ghl_real_estate_ai.understanding.places import find_places
 
 T0 = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)  # a Tuesday
@@ -331,3 +332,62 @@ def test_the_value_phrase_precision_used_in_confidences_holds_on_the_corpus() ->
     matched = [e.label for e in examples if _affirmed(_VALUE, normalise(e.text))]
     assert len(matched) >= 30
     assert matched.count("value_question") / len(matched) >= VALUE_PHRASE_PRECISION
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("hola, queremos vender nuestra casa", "es"),
+        ("busco casa para mis papas", "es"),
+        ("looking to buy a condo this summer", "en"),
+        # Place names are taken out first: they are Spanish all over California.
+        ("want to buy in rancho cucamonga or san bernardino", None),  # never "es"
+        ("estamos en la casa de san bernardino", "es"),
+        # Too little to tell: a word, a number, an emoji.
+        ("ok", None),
+        ("650k", None),
+        ("👍", None),
+        ("gracias", None),
+    ],
+)
+def test_the_language_a_message_is_written_in(text: str, language: str | None) -> None:
+    assert message_language(text) == language
+
+
+def test_the_conversation_language_is_the_majority_and_a_tie_goes_to_the_first() -> None:
+    assert conversation_language(["es", None, "en"]) == "es"
+    assert conversation_language(["en", "es"]) == "en"
+    assert conversation_language(["es", "en", "en"]) == "en"
+    assert conversation_language([None, None]) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [
+        ("en unos 3 meses", 90),
+        ("en un mes", 30),
+        ("en los proximos 6 meses", 180),
+        ("dentro de unas 3 semanas", 21),
+        ("in about 1 mes lol", 30),
+    ],
+)
+def test_spanish_durations(text: str, days: int) -> None:
+    assert said(text).facts.timeline_days == days
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        ("si, cuando pueden venir a verla?", "wants_appointment"),
+        ("podemos agendar una cita el sabado", "wants_appointment"),
+        ("queremos ver esas casas", "wants_showing"),
+    ],
+)
+def test_spanish_visits_and_showings(text: str, signal: str) -> None:
+    assert signal in said(text).signals
+
+
+def test_a_spanish_fee_question_is_no_value_question() -> None:
+    intent = said("y ustedes cuanto cobran?")
+    assert not intent.value_question
+    assert intent.question_topic == "fees"
