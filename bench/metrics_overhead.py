@@ -134,15 +134,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=8, help="round pairs (quiet + scraped), at least 5")
-    parser.add_argument("--webhooks", type=int, default=160, help="webhooks per round")
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="scraped rounds (each between two quiet ones), at least 5"
+    )
+    parser.add_argument("--webhooks", type=int, default=120, help="webhooks per round")
     parser.add_argument("--concurrency", type=int, default=8, help="webhooks in flight (the load)")
     parser.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes")
-    parser.add_argument("--quick", action="store_true", help="5 pairs of 64 webhooks")
+    parser.add_argument("--quick", action="store_true", help="5 scraped rounds of 48 webhooks")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the budget is missed")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.webhooks = 5, 64
+        args.rounds, args.webhooks = 5, 48
     if args.rounds < 5 or args.webhooks < 1 or args.concurrency < 1 or args.scrape_interval <= 0:
         parser.error("need --rounds >= 5, --webhooks >= 1, --concurrency >= 1 and --scrape-interval > 0")
 
