@@ -28,7 +28,8 @@ from ghl_real_estate_ai.understanding.text import _NUM, _negated, _number, _rx
 
 _TIMELINE_FIXED: tuple[tuple[re.Pattern[str], int], ...] = (
     (_rx(r"\basap\b", r"\bas soon as possible\b", r"\bright away\b", r"\bimmediately\b", r"\burgent(?:ly)?\b",
-         r"\blo antes posible\b", r"\bcuanto antes\b"), 14),
+         r"\blo antes posible\b", r"\bcuanto antes\b", r"\blo mas (?:pronto|rapido) posible\b", r"\bya mismo\b",
+         r"\bde inmediato\b", r"\burgente\b"), 14),
     (_rx(r"\bthis week\b", r"\besta semana\b"), 7),
     (_rx(r"\bnext week\b", r"\bla proxima semana\b"), 14),
     (_rx(r"\b(?:this|next) month\b", r"\b(?:el )?(?:proximo|siguiente) mes\b", r"\beste mes\b"), 30),

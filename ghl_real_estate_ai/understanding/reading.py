@@ -427,6 +427,8 @@ def read_message(
     found.acts = tuple(acts)
     if _BARE_NO.match(text):
         pass  # "no" answers the question asked; it does not close the conversation
+    elif found.value_question or max(buy, sell) >= INTENT_THRESHOLD:
+        pass  # "we have an agent for buying, but what is ours worth?": still a prospect
     elif found.label in _NOT_PROSPECT and scores[found.label] >= NOT_PROSPECT_THRESHOLD:
         found.not_prospect = _NOT_PROSPECT[found.label]
     elif found.agent_status == "has_agent" and found.label not in ("buy", "sell", "both", "value_question"):

@@ -26,7 +26,9 @@ _NEGATORS = frozenset(
 )  # fmt: skip
 _CLAUSE_BREAK = re.compile(r"[.!?;,:\n]|\bbut\b|\bpero\b|\bhowever\b|\bthough\b")
 # These contain a negator but do not negate what follows ("no idea what my home is worth").
-_NON_NEGATING = re.compile(r"\bno (?:idea|clue)\b|\bnot sure (?:what|how|if it)\b|\bno matter\b")
+_NON_NEGATING = re.compile(
+    r"\bno (?:idea|clue)\b|\bnot sure (?:what|how|if it)\b|\bno matter\b|\b(?:don't|dont|do not|didn't|didnt) know\b"
+)
 
 
 def _negated(text: str, start: int, window: int = 4) -> bool:

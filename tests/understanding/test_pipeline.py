@@ -391,3 +391,73 @@ def test_a_spanish_fee_question_is_no_value_question() -> None:
     intent = said("y ustedes cuanto cobran?")
     assert not intent.value_question
     assert intent.question_topic == "fees"
+
+
+@pytest.mark.parametrize(
+    ("text", "budget"),
+    [
+        ("prob 550 max", 550_000),
+        ("600k tops", 600_000),
+        ("450 or less", 450_000),
+        ("500 mil como maximo", 500_000),
+    ],
+)
+def test_a_ceiling_said_after_the_amount_is_the_budget(text: str, budget: int) -> None:
+    assert said(text).facts.budget == budget
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "me n my wife wanna get a place",
+        "VA buyer, 4 bedrooms in perris",
+        "do you have any 3 bedroom homes for sale in fontana?",
+        "cash buyers here, what do you have",
+    ],
+)
+def test_more_ways_of_saying_i_want_to_buy(text: str) -> None:
+    assert "looking_to_buy" in said(text).signals
+
+
+@pytest.mark.parametrize(
+    "text", ["looking to get a place to rent", "busco casa para rentar, unos 2500 al mes"]
+)
+def test_a_place_to_rent_is_not_buying(text: str) -> None:
+    intent = said(text)
+    assert "looking_to_buy" not in intent.signals
+    assert intent.not_prospect == "renter"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "idk what its worth tho",
+        "want to know what our current house is worth",
+        "we already have an agent for buying but want to know what our current house is worth",
+    ],
+)
+def test_value_questions_in_looser_words_and_a_has_agent_lead_asking_one_stays_a_prospect(text: str) -> None:
+    intent = said(text)
+    assert intent.value_question
+    assert intent.not_prospect is None
+
+
+def test_a_lead_who_only_says_they_have_an_agent_is_still_no_prospect() -> None:
+    assert said("we already have an agent").not_prospect == "has_agent"
+
+
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [
+        ("whats a 3br in redlands going for these days?", "market"),
+        ("how much are homes in fontana?", "market"),
+        ("what would mine go for?", "value"),
+        ("si, cuando puede venir?", "availability"),
+    ],
+)
+def test_question_topics(text: str, topic: str) -> None:
+    assert said(text).question_topic == topic
+
+
+def test_spanish_asap() -> None:
+    assert said("lo mas pronto posible").facts.timeline_days == 14
