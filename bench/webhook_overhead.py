@@ -701,6 +701,26 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows: list[Row], started: str, load_start: str, args: argparse.Namespace) -> str:
+    """The results as a markdown block for docs/benchmarks.md (run date, machine and load included)."""
+    load_end = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [
+        f"Run on {started} (`bench/webhook_overhead.py`, {args.rounds} interleaved rounds, "
+        f"{args.concurrency} in flight, {args.seconds} s per run), Python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs, load average {load_start} at the start and {load_end} at the end.",
+        "",
+        "| measurement | median (min-max) | budget | |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.measurement} | {r.value} | {r.budget} | {'PASS' if r.ok else 'MISS'} |".replace(
+            ">=", "≥"
+        ).replace("<=", "≤")
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per comparison")
@@ -737,9 +757,10 @@ def main() -> int:
     for database in databases:
         if database not in ("sqlite", "postgresql"):
             parser.error(f"--databases: unknown {database!r}; use sqlite and/or postgresql")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_start = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; python {sys.version.split()[0]}; "
-        f"{os.cpu_count()} CPUs; load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        f"{started}; python {sys.version.split()[0]}; {os.cpu_count()} CPUs; load average {load_start}; "
         f"{args.rounds} interleaved rounds",
         flush=True,
     )
@@ -784,6 +805,9 @@ def main() -> int:
         fail("no phase ran")
     print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(table(rows))
+    print("\nmarkdown for docs/benchmarks.md:\n")
+    print(markdown(rows, started, load_start, args))
+    print()
     missed = [r for r in rows if not r.ok]
     if missed:
         print(f"{len(missed)} budget(s) missed")

@@ -44,7 +44,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-__all__ = ["WriterProcessExporter"]
+__all__ = ["WriterProcessExporter", "encode_batch"]
 
 logger = logging.getLogger("ghl_real_estate_ai.observability.otel_config")
 
@@ -108,6 +108,29 @@ def _safe(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return tuple(_safe(item) for item in value)
     return str(value)
+
+
+def encode_batch(spans: Sequence[ReadableSpan], resource_keys: dict[int, tuple[Resource, int]]) -> bytes:
+    """One batch as the writer reads it: plain tuples, ``marshal``-encoded (the app's only work per span).
+
+    ``resource_keys`` remembers the resources the writer was already sent (by
+    identity: a provider's spans share one Resource object); new ones go along.
+    """
+    new_resources: list[tuple[int, dict[str, Any], str | None]] = []
+    rows = []
+    for span in spans:
+        resource = span.resource
+        known = resource_keys.get(id(resource))
+        if known is None or known[0] is not resource:
+            known = (resource, len(resource_keys) + 1)
+            resource_keys[id(resource)] = known
+            new_resources.append((known[1], _plain(resource.attributes), resource.schema_url or None))
+        rows.append(_row(span, known[1]))
+    try:
+        return marshal.dumps((_SPANS, new_resources, rows))
+    except ValueError:  # an attribute value marshal cannot carry: make it plain
+        rows = [(*r[:11], {k: _safe(v) for k, v in r[11].items()}, *r[12:]) for r in rows]
+        return marshal.dumps((_SPANS, new_resources, rows))
 
 
 class WriterProcessExporter(SpanExporter):
@@ -229,22 +252,7 @@ class WriterProcessExporter(SpanExporter):
         return True
 
     def _encode(self, spans: Sequence[ReadableSpan]) -> bytes:
-        new_resources: list[tuple[int, dict[str, Any], str | None]] = []
-        rows = []
-        for span in spans:
-            resource = span.resource
-            known = self._resource_keys.get(id(resource))
-            if known is None or known[0] is not resource:
-                key = len(self._resource_keys) + 1
-                self._resource_keys[id(resource)] = (resource, key)
-                new_resources.append((key, _plain(resource.attributes), resource.schema_url or None))
-                known = (resource, key)
-            rows.append(_row(span, known[1]))
-        try:
-            return marshal.dumps((_SPANS, new_resources, rows))
-        except ValueError:  # an attribute value marshal cannot carry: make it plain
-            rows = [(*r[:11], {k: _safe(v) for k, v in r[11].items()}, *r[12:]) for r in rows]
-            return marshal.dumps((_SPANS, new_resources, rows))
+        return encode_batch(spans, self._resource_keys)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Write ``spans`` to the writer's pipe (waits while the pipe is full)."""
