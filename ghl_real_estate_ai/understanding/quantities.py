@@ -97,7 +97,11 @@ def _amount(text: str, match: re.Match[str]) -> tuple[float, bool] | None:
     if 100 <= num < 10_000 and "." not in raw:
         before = _CLAUSE_BREAK.split(text[max(0, match.start() - 60) : match.start()])[-1]
         ceiling = bool(_BUDGET_AFTER.search(after))
-        if approximate or ceiling or any(cue.search(before) for name, cue in _MONEY_CUES if name in ("budget", "price")):
+        if (
+            approximate
+            or ceiling
+            or any(cue.search(before) for name, cue in _MONEY_CUES if name in ("budget", "price"))
+        ):
             # "600ish", "budget is like 600": a house price said in thousands.
             return num * 1_000, False
     return None
