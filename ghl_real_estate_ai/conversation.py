@@ -36,12 +36,13 @@ from datetime import datetime
 
 from ghl_real_estate_ai.bots.buyer import BuyerBot
 from ghl_real_estate_ai.bots.cma import CompsSource
+from ghl_real_estate_ai.bots.dialogue import turn_language
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, analyze_lead
 from ghl_real_estate_ai.bots.lead import LeadBot
 from ghl_real_estate_ai.bots.outbound import Outbound
 from ghl_real_estate_ai.bots.seller import SellerBot
 from ghl_real_estate_ai.bots.state import BOT_NAMES, BotOutcome, BotTurn
-from ghl_real_estate_ai.bots.templates import render
+from ghl_real_estate_ai.bots.templates import render, replying_in
 from ghl_real_estate_ai.clock import SystemClock
 from ghl_real_estate_ai.followups import restart_sequence
 from ghl_real_estate_ai.handoff import HandoffService
@@ -202,6 +203,19 @@ class ConversationService:
             )
         channel = message.reply_channel
         turns = await self._record_inbound(contact_id, message, channel)
+        # Every reply of this turn, the closings and confirmations included, in the contact's language.
+        with replying_in(turn_language(turns, ())):
+            return await self._answer(contact_id, contact, message, turns, channel, event_key)
+
+    async def _answer(
+        self,
+        contact_id: str,
+        contact: Contact,
+        message: InboundMessage,
+        turns: list[Message],
+        channel: str,
+        event_key: str,
+    ) -> ConversationResult:
         newest = analyze_lead([_InboundTurn(message.body, self.clock())])
         if contact.opted_out:
             # The opt-out confirmation promises that START brings the texts back.

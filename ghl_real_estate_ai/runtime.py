@@ -69,6 +69,8 @@ async def start(
     )
     await store.open()
     stack.push_async_callback(store.close)
+    # /metrics reads the outbox and follow-up gauges from memory; this task keeps them fresh.
+    await stack.enter_async_context(app.state.metrics.gauges.running(store))
     cache = open_cache(settings.redis_url, trace_commands=settings.redis_trace_commands)
     await cache.open()
     stack.push_async_callback(cache.close)

@@ -198,6 +198,11 @@ class Settings(BaseSettings):
     trace_store_max_age_hours: float = Field(default=72.0, gt=0)
     """TRACE_STORE_MAX_AGE_HOURS: spans older than this are dropped from the local store."""
 
+    trace_store_process: bool = True
+    """TRACE_STORE_PROCESS: write the local trace store from a process of its own, started and
+    stopped with the app, so its inserts never compete with the app for the GIL; ``false``
+    writes it from a thread of the app."""
+
     # --- SLOs (jorge slo, alert rules) --------------------------------------
     slo_p95_latency_ms: float = Field(default=2000.0, gt=0)
     """SLO_P95_LATENCY_MS: P95 latency threshold per node and per bot."""
@@ -315,6 +320,7 @@ class Settings(BaseSettings):
             trace_store_path=self.resolved_trace_store_path,
             trace_store_max_spans=self.trace_store_max_spans,
             trace_store_max_age_hours=self.trace_store_max_age_hours,
+            trace_store_process=self.trace_store_process,
         )
 
     def check_production_safety(self) -> None:

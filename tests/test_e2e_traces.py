@@ -143,7 +143,7 @@ def test_webhook_traces_are_found_by_cli_api_and_page(tmp_path: Path) -> None:
             assert [row["trace_id"] for row in json.loads(result.stdout)] == [trace_id]
         shown = runner.invoke(cli, ["traces", "show", trace_id, "--store", str(store)])
         assert shown.exit_code == 0
-        lines = shown.output.splitlines()
+        lines = shown.stdout.splitlines()  # stdout only: the server thread logs to stderr meanwhile
         assert lines[0] == f"Trace ID: {trace_id}"
         # The test's own httpx client is instrumented too (same process), so the
         # SERVER span may sit one level under a CLIENT "POST" root.

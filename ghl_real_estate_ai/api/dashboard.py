@@ -236,13 +236,11 @@ def create_dashboard_router(
         if isinstance(result, HTMLResponse):
             return result
         title, traces = _figure_traces(result, figure, key)
-        longest = max((t.duration_ns for t in traces), default=0) or 1
         return HTMLResponse(
             render_template(
                 "dashboard_traces.html",
                 title=title,
                 results=traces,
-                longest=longest,
                 window=window,
                 token=token,
                 back=with_token(f"/dashboard?window={window}", token),

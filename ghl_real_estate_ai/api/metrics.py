@@ -1,45 +1,56 @@
-"""``GET /metrics``: the app's metrics in the Prometheus text format, from one registry per app.
+"""``GET /metrics``: the app's metrics in the Prometheus text format, one set per app.
 
-Three sources, all read when Prometheus scrapes (nothing runs between scrapes):
+Three sources; a scrape reads all of them from memory and sends no statement
+to the database:
 
 * the OpenTelemetry instruments every node, handoff and webhook records
   (:class:`~ghl_real_estate_ai.observability.metrics.PrometheusBridge`; exact at
   any trace sampling ratio, since they count calls, not kept spans);
 * the span exporters' counts: ``jorge_spans_exported_total`` and
   ``jorge_spans_dropped_total{reason}``;
-* the database: ``jorge_outbox_backlog``, ``jorge_outbox_failed``,
-  ``jorge_followups_due`` and ``jorge_followups_dead`` (one query per scrape).
+* the database gauges ``jorge_outbox_backlog``, ``jorge_outbox_failed``,
+  ``jorge_followups_due`` and ``jorge_followups_dead``: :class:`DatabaseGauges`
+  reads them in one statement every :data:`GAUGE_INTERVAL_SECONDS` in a
+  background task, so they are at most that old, and the database sees the same
+  load whether Prometheus scrapes every second or every minute.
 
 :class:`WebhookMetricsMiddleware` wraps the webhook route: it counts each
 request by outcome and opens the trace scope that ``jorge_traces_total`` counts.
 No label holds a contact id or any other unbounded value.
 
 With ``METRICS_TOKEN`` set the route needs ``Authorization: Bearer <token>``
-(401 otherwise). An unreadable database never fails the scrape: its gauges are
-left out and ``jorge_metrics_database_up`` is 0.
+(401 otherwise). An unreadable database never fails the scrape: while the
+gauges cannot be read they are left out and ``jorge_metrics_database_up`` is 0.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from opentelemetry.sdk.metrics.export import MetricReader
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ghl_real_estate_ai.observability import metrics
 from ghl_real_estate_ai.observability.otel_config import export_stats
 
-__all__ = ["AppMetrics", "WebhookMetricsMiddleware", "create_metrics_router", "webhook_outcome"]
+__all__ = [
+    "GAUGE_INTERVAL_SECONDS",
+    "AppMetrics",
+    "DatabaseGauges",
+    "WebhookMetricsMiddleware",
+    "create_metrics_router",
+    "webhook_outcome",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -111,61 +122,103 @@ class WebhookMetricsMiddleware:
         metrics.record_webhook(webhook_outcome(status, bytes(body)), status)
 
 
-class _StateCollector(Collector):
-    """Span export counts and the database gauges of the last scrape."""
+GAUGE_INTERVAL_SECONDS: Final = 5.0
+"""How often the database gauges are read (by a background task, never by a scrape)."""
 
-    def __init__(self) -> None:
-        self.backlog: dict[str, int] | None = None
 
-    def collect(self) -> Iterable[Metric]:
-        stats = export_stats()
-        exported = CounterMetricFamily("jorge_spans_exported", "Spans the exporters accepted")
-        exported.add_metric([], stats.exported)
-        dropped = CounterMetricFamily(
-            "jorge_spans_dropped", "Spans that never reached a backend, by reason", labels=["reason"]
-        )
-        dropped.add_metric(["queue_full"], stats.queue_full)
-        dropped.add_metric(["export_failed"], stats.failed)
-        dropped.add_metric(["shutdown"], stats.abandoned)
-        families: list[Metric] = [exported, dropped]
-        up = GaugeMetricFamily("jorge_metrics_database_up", "1 when the last scrape read the database")
-        up.add_metric([], 0 if self.backlog is None else 1)
-        families.append(up)
-        if self.backlog is not None:
-            for key, (name, help_text) in _BACKLOG_GAUGES.items():
-                gauge = GaugeMetricFamily(name, help_text)
-                gauge.add_metric([], self.backlog.get(key, 0))
-                families.append(gauge)
-        return families
+class DatabaseGauges:
+    """The outbox and follow-up gauges, read from the database by a background task.
+
+    A scrape only reads the last values: whatever the scrape rate, the database
+    sees one small statement (:meth:`Store.backlog_counts`) per ``interval``, and
+    a slow or unreachable database never slows a scrape down. ``values`` is
+    ``None`` while the last read failed (or before the first one).
+    """
+
+    def __init__(self, interval: float = GAUGE_INTERVAL_SECONDS) -> None:
+        if interval <= 0:
+            raise ValueError(f"the gauge interval must be > 0 seconds, got {interval!r}")
+        self.interval = interval
+        self.values: dict[str, int] | None = None
+        self.reads = 0
+        """Database reads so far (successful or not)."""
+        self._store: Any = None
+
+    async def refresh(self) -> None:
+        """Read the gauges now (``values`` becomes ``None`` when the database cannot be read)."""
+        if self._store is None:
+            return
+        self.reads += 1
+        try:
+            self.values = await self._store.backlog_counts(datetime.now(UTC))
+        except Exception as exc:
+            if self.values is not None:  # say it once per outage, not every interval
+                logger.warning("metrics: the database gauges could not be read: %s", exc)
+            self.values = None
+
+    @asynccontextmanager
+    async def running(self, store: Any) -> AsyncIterator[None]:
+        """Read the gauges once, then every ``interval`` seconds in a task, until the block ends."""
+        self._store = store
+        await self.refresh()
+        task = asyncio.create_task(self._loop(), name="metrics-database-gauges")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._store = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.refresh()
 
 
 class AppMetrics:
-    """One app's Prometheus registry: the OpenTelemetry bridge and the state collector."""
+    """One app's metrics: the OpenTelemetry bridge, the span export counts and the database gauges.
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
+    Each app has its own (nothing goes to ``prometheus_client``'s global registry).
+    """
+
+    def __init__(self, *, gauge_interval: float = GAUGE_INTERVAL_SECONDS) -> None:
         self.bridge = metrics.PrometheusBridge()
-        self._state = _StateCollector()
-        self.registry.register(self.bridge)
-        self.registry.register(self._state)
+        self.gauges = DatabaseGauges(gauge_interval)
+        self._text = metrics.PrometheusText()
 
     def new_reader(self) -> MetricReader:
         """A fresh pull reader for this start-up's meter provider (give it to ``setup_observability``)."""
         return self.bridge.new_reader()
 
-    async def render(self, store: Any) -> bytes:
-        """The exposition text: read the database gauges, then every collector.
+    def render(self) -> bytes:
+        """The exposition text, from memory only: no database statement, no await.
 
-        An unreadable database leaves its gauges out and sets ``jorge_metrics_database_up`` to 0;
-        the scrape itself still succeeds, so the other metrics are not lost with it.
+        While the database gauges cannot be read they are left out and
+        ``jorge_metrics_database_up`` is 0; the other metrics are still there.
         """
-        self._state.backlog = None
-        if store is not None:
-            try:
-                self._state.backlog = await store.backlog_counts(datetime.now(UTC))
-            except Exception as exc:
-                logger.warning("metrics: the database gauges could not be read: %s", exc)
-        return generate_latest(self.registry)
+        out: list[str] = []
+        self.bridge.write(out)
+        text = self._text
+        stats = export_stats()
+        text.family(out, "jorge_spans_exported_total", "Spans the exporters accepted", "counter")
+        text.sample(out, "jorge_spans_exported_total", stats.exported)
+        name = "jorge_spans_dropped_total"
+        text.family(out, name, "Spans that never reached a backend, by reason", "counter")
+        text.sample(out, name, stats.queue_full, {"reason": "queue_full"})
+        text.sample(out, name, stats.failed, {"reason": "export_failed"})
+        text.sample(out, name, stats.abandoned, {"reason": "shutdown"})
+        values = self.gauges.values
+        text.family(
+            out, "jorge_metrics_database_up", "1 when the last read of the database gauges worked", "gauge"
+        )
+        text.sample(out, "jorge_metrics_database_up", 0 if values is None else 1)
+        if values is not None:
+            for key, (gauge, help_text) in _BACKLOG_GAUGES.items():
+                text.family(out, gauge, help_text, "gauge")
+                text.sample(out, gauge, values.get(key, 0))
+        out.append("")
+        return "\n".join(out).encode()
 
 
 def create_metrics_router(app_metrics: AppMetrics, *, token: str | None) -> APIRouter:
@@ -184,7 +237,6 @@ def create_metrics_router(app_metrics: AppMetrics, *, token: str | None) -> APIR
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-        body = await app_metrics.render(getattr(request.app.state, "store", None))
-        return Response(body, media_type=CONTENT_TYPE)
+        return Response(app_metrics.render(), media_type=CONTENT_TYPE)
 
     return router

@@ -155,14 +155,12 @@ def render_search_page(
     token: str | None = None,
 ) -> str:
     """The search form and, after a search, the matching traces."""
-    longest = max((r.duration_ns for r in results or ()), default=0) or 1
     return render_template(
         "traces_search.html",
         form=form,
         services=services,
         operations=operations,
         results=results,
-        longest=longest,
         error=error,
         token=token,
     )

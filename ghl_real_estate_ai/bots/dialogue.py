@@ -28,10 +28,13 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+from babel.dates import format_date
 from opentelemetry.trace import Span
 
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, PropertyFacts, Turn
+from ghl_real_estate_ai.bots.templates import reply_language
 from ghl_real_estate_ai.storage.base import Slot
+from ghl_real_estate_ai.understanding.language import conversation_language, message_language
 
 __all__ = [
     "CONTACT_SLOTS",
@@ -73,7 +76,7 @@ SIDE_SLOTS: Mapping[str, tuple[str, ...]] = {
 }
 """The slots of each side of a deal."""
 
-CONTACT_SLOTS: tuple[str, ...] = ("sides", "agent_status", "must_sell_first", "listing_booked")
+CONTACT_SLOTS: tuple[str, ...] = ("sides", "agent_status", "must_sell_first", "listing_booked", "language")
 """Slots about the person rather than one side."""
 
 _ONLY_BUY = frozenset({"budget", "financing", "preapproved", "buyer_for"})
@@ -90,6 +93,7 @@ NON_PERSONAL_SLOTS = frozenset(
         "agent_status",
         "must_sell_first",
         "listing_booked",
+        "language",
         "bedrooms",
         "condition",
     }
@@ -284,6 +288,9 @@ def merge(stored: Iterable[Slot], intent: LeadIntent, bot: str) -> Dialogue:
         updates[("contact", "must_sell_first")] = True
         if "must_sell_first" in latest or not dialogue.get("contact", "must_sell_first"):
             filled.append(("contact", "must_sell_first"))
+    if intent.language is not None:
+        # The language the replies are written in: not a fact the lead gave, so never acknowledged.
+        updates[("contact", "language")] = intent.language
     sides = _sides(intent, bot, dialogue.sides)
     if sides != list(dialogue.sides):
         updates[("contact", "sides")] = sides
@@ -313,6 +320,22 @@ _SIGNAL_SLOTS: Mapping[str, tuple[str, ...]] = {
 def _latest_from_signals(signals: Iterable[str]) -> set[str]:
     """Slot names the latest message gave, read from the decoder's signal names (no ``slots_filled``)."""
     return {slot for signal in signals for slot in _SIGNAL_SLOTS.get(signal, ())}
+
+
+def turn_language(turns: Iterable[Turn], stored: Iterable[Slot]) -> str:
+    """The language to answer a contact in: the one their messages are mostly in, else the stored one.
+
+    Args:
+        turns: the conversation (inbound messages are read).
+        stored: the contact's slots (``contact.language`` is what an earlier turn decided).
+
+    Returns:
+        "en" or "es" ("en" when nothing tells).
+    """
+    decided = conversation_language(message_language(t.body or "") for t in turns if t.direction == "inbound")
+    if decided is None:
+        decided = next((str(s.value) for s in stored if (s.side, s.name) == ("contact", "language")), None)
+    return decided if decided == "es" else "en"
 
 
 # --- understanding on the analyze span ------------------------------------------------
@@ -359,39 +382,96 @@ def record_understanding(span: Span, intent: LeadIntent, dialogue: Dialogue) -> 
 
 # --- reply rules --------------------------------------------------------------------
 
+# How a filled slot is said back, per reply language (:func:`..templates.reply_language`).
 _FINANCING_WORDS = {
-    "cash": "paying cash",
-    "va": "VA loan",
-    "fha": "FHA loan",
-    "conventional": "conventional loan",
-    "usda": "USDA loan",
-    "preapproved": "pre-approved",
+    "en": {
+        "cash": "paying cash",
+        "va": "VA loan",
+        "fha": "FHA loan",
+        "conventional": "conventional loan",
+        "usda": "USDA loan",
+        "preapproved": "pre-approved",
+    },
+    "es": {
+        "cash": "pago de contado",
+        "va": "préstamo VA",
+        "fha": "préstamo FHA",
+        "conventional": "préstamo convencional",
+        "usda": "préstamo USDA",
+        "preapproved": "preaprobado",
+    },
 }
 _MOTIVE_WORDS = {
-    "relocation": "relocating",
-    "job": "new job",
-    "downsizing": "downsizing",
-    "upsizing": "need more space",
-    "retirement": "retiring",
-    "first_home": "first home",
-    "investment": "an investment",
-    "inheritance": "an inherited home",
-    "financial": "money matters",
+    "en": {
+        "relocation": "relocating",
+        "job": "new job",
+        "downsizing": "downsizing",
+        "upsizing": "need more space",
+        "retirement": "retiring",
+        "first_home": "first home",
+        "investment": "an investment",
+        "inheritance": "an inherited home",
+        "financial": "money matters",
+    },
+    "es": {
+        "relocation": "se muda",
+        "job": "trabajo nuevo",
+        "downsizing": "algo más pequeño",
+        "upsizing": "más espacio",
+        "retirement": "jubilación",
+        "first_home": "primera casa",
+        "investment": "una inversión",
+        "inheritance": "una casa heredada",
+        "financial": "temas de dinero",
+    },
 }
 _PROPERTY_WORDS = {
-    "single_family": "a house",
-    "condo": "a condo",
-    "townhouse": "a townhouse",
-    "multi_unit": "a multi-unit",
-    "land": "land",
-    "mobile": "a mobile home",
+    "en": {
+        "single_family": "a house",
+        "condo": "a condo",
+        "townhouse": "a townhouse",
+        "multi_unit": "a multi-unit",
+        "land": "land",
+        "mobile": "a mobile home",
+    },
+    "es": {
+        "single_family": "una casa",
+        "condo": "un condominio",
+        "townhouse": "un townhouse",
+        "multi_unit": "una propiedad de varias unidades",
+        "land": "un terreno",
+        "mobile": "una casa móvil",
+    },
 }
 _CONDITION_WORDS = {
-    "excellent": "move-in ready",
-    "good": "in good shape",
-    "fair": "needs a few updates",
-    "needs_work": "needs work",
+    "en": {
+        "excellent": "move-in ready",
+        "good": "in good shape",
+        "fair": "needs a few updates",
+        "needs_work": "needs work",
+    },
+    "es": {
+        "excellent": "lista para mudarse",
+        "good": "en buen estado",
+        "fair": "necesita algunos arreglos",
+        "needs_work": "necesita trabajo",
+    },
 }
+_FOR_WHOM = {
+    "en": {"parents": "your parents", "mother": "your mom", "father": "your dad", "daughter": "your daughter",
+           "son": "your son", "family": "your family"},
+    "es": {"parents": "sus papás", "mother": "su mamá", "father": "su papá", "daughter": "su hija",
+           "son": "su hijo", "family": "su familia"},
+}  # fmt: skip
+# The acknowledgement's frame: opener, "up to $X", "hoping for $X", "N bedroom(s)", "in X", "by <date>".
+_ACK_FRAMES = {
+    "en": {"opener": "Got it: {}.", "and": " and ", "budget": "up to ${:,}", "price": "hoping for ${:,}",
+           "bedroom": "{} bedroom", "bedrooms": "{} bedrooms", "area": "in {}", "by": "by {}",
+           "for": "for {}", "date": "MMMM d"},
+    "es": {"opener": "Entendido: {}.", "and": " y ", "budget": "hasta ${:,}", "price": "espera ${:,}",
+           "bedroom": "{} recámara", "bedrooms": "{} recámaras", "area": "en {}", "by": "para el {}",
+           "for": "para {}", "date": "d 'de' MMMM"},
+}  # fmt: skip
 _ACK_ORDER = (
     "financing",
     "buyer_for",
@@ -407,36 +487,42 @@ _ACK_ORDER = (
 )
 
 
-def _when(value: Any) -> str | None:
+def _when(value: Any, language: str) -> str | None:
     try:
         when = date.fromisoformat(str(value))
     except ValueError:
         return None
-    return f"by {when:%B} {when.day}"
+    frame = _ACK_FRAMES[language]
+    return frame["by"].format(format_date(when, frame["date"], locale=language))
 
 
-def _ack_words(name: str, value: Any) -> str | None:
+def _ack_words(name: str, value: Any, language: str = "en") -> str | None:
+    frame = _ACK_FRAMES[language]
     words: str | None = None
     if name == "financing":
-        words = _FINANCING_WORDS.get(str(value))
+        words = _FINANCING_WORDS[language].get(str(value))
     elif name == "buyer_for":
-        words = "an investment" if value == "investment" else f"for your {value}"
+        if value == "investment":
+            words = _MOTIVE_WORDS[language]["investment"]
+        else:
+            whom = _FOR_WHOM[language].get(str(value))
+            words = frame["for"].format(whom) if whom else None
     elif name == "motivation":
-        words = _MOTIVE_WORDS.get(str(value))
+        words = _MOTIVE_WORDS[language].get(str(value))
     elif name == "budget" and isinstance(value, int):
-        words = f"up to ${value:,}"
+        words = frame["budget"].format(value)
     elif name == "price_expectation" and isinstance(value, int):
-        words = f"hoping for ${value:,}"
+        words = frame["price"].format(value)
     elif name == "bedrooms" and isinstance(value, int):
-        words = f"{value} bedroom{'s' if value != 1 else ''}"
+        words = frame["bedroom" if value == 1 else "bedrooms"].format(value)
     elif name == "property_type":
-        words = _PROPERTY_WORDS.get(str(value))
+        words = _PROPERTY_WORDS[language].get(str(value))
     elif name == "areas" and value:
-        words = f"in {value[-1]}"
+        words = frame["area"].format(value[-1])
     elif name == "target_date":
-        words = _when(value)
+        words = _when(value, language)
     elif name == "condition":
-        words = _CONDITION_WORDS.get(str(value))
+        words = _CONDITION_WORDS[language].get(str(value))
     return words
 
 
@@ -451,6 +537,7 @@ def acknowledgement(dialogue: Dialogue, *, limit: int = 3) -> tuple[str, list[st
         ``("Got it: VA loan, for your parents.", ["financing", "buyer_for"])``, or
         ``("", [])`` when the message gave nothing worth repeating back.
     """
+    language = reply_language()
     filled = {name: dialogue.get(side, name) for side, name in dialogue.filled}
     if "target_date" in filled:
         filled.pop("timeline_days", None)
@@ -458,7 +545,7 @@ def acknowledgement(dialogue: Dialogue, *, limit: int = 3) -> tuple[str, list[st
     names: list[str] = []
     for name in _ACK_ORDER:
         if name in filled:
-            said = _ack_words(name, filled[name])
+            said = _ack_words(name, filled[name], language)
             if said and said not in words:
                 words.append(said)
                 names.append(name)
@@ -466,8 +553,9 @@ def acknowledgement(dialogue: Dialogue, *, limit: int = 3) -> tuple[str, list[st
             break
     if not words:
         return "", []
-    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-    return f"Got it: {listed}.", names
+    frame = _ACK_FRAMES[language]
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + frame["and"] + words[-1]
+    return frame["opener"].format(listed), names
 
 
 _NEGATIVE = re.compile(
@@ -497,14 +585,17 @@ def is_negative(text: str, intent: LeadIntent | None = None) -> bool:
 
 
 _CHEERFUL_OPENER = re.compile(
-    r"^(?:great|awesome|perfect|wonderful|fantastic|excellent|amazing|love it|yay)"
+    r"^¡?(?:great|awesome|perfect|wonderful|fantastic|excellent|amazing|love it|yay|"
+    r"muy bien|genial|perfecto|excelente|qu[eé] bien)"
     r"(?:,\s+[A-Z][a-z]+(?=!))?\s*[!.,]\s*",
     re.IGNORECASE,
 )
 
 
 _ACK_OPENER = re.compile(
-    r"^(?:got it|thanks|thank you|great|perfect|okay|ok)\b[^.!?]{0,24}[.!?]\s+", re.IGNORECASE
+    r"^¡?(?:got it|thanks|thank you|great|perfect|okay|ok|entendido|gracias|muy bien|perfecto)\b"
+    r"[^.!?]{0,24}[.!?]\s+",
+    re.IGNORECASE,
 )
 
 
@@ -517,13 +608,21 @@ def sent_texts(turns: Iterable[Turn]) -> set[str]:
     return {_plain(t.body) for t in turns if t.direction == "outbound" and t.body}
 
 
-FRESH_LINES: tuple[str, ...] = (
-    "Anything else I can help with in the meantime?",
-    "I'm here whenever you have a question.",
-    "Just text me whenever you're ready for the next step.",
-    "Happy to help with anything else you need.",
-)
-"""Closing lines used when every phrasing of the next question was already sent."""
+FRESH_LINES: Mapping[str, tuple[str, ...]] = {
+    "en": (
+        "Anything else I can help with in the meantime?",
+        "I'm here whenever you have a question.",
+        "Just text me whenever you're ready for the next step.",
+        "Happy to help with anything else you need.",
+    ),
+    "es": (
+        "¿Le puedo ayudar con algo más mientras tanto?",
+        "Aquí estoy para cualquier pregunta.",
+        "Escríbame cuando esté listo para el siguiente paso.",
+        "Con gusto le ayudo con lo que necesite.",
+    ),
+}
+"""Closing lines per reply language, used when every phrasing of the next question was already sent."""
 
 
 def compose(
@@ -545,7 +644,9 @@ def compose(
         negative: the lead just said no: no cheerful opener, no acknowledgement.
 
     Returns:
-        The reply text, never one already sent while another phrasing is left.
+        The reply text, never one already sent while another phrasing is left, and
+        never with a question (or closing line) that an earlier text already held,
+        whatever acknowledgement opened it.
     """
 
     def tone(text: str) -> str:
@@ -559,10 +660,13 @@ def compose(
     if ack and not negative:
         # The acknowledgement already opens the reply: no second "Got it." or "Thanks!".
         candidates = [_ACK_OPENER.sub("", c, count=1) or c for c in candidates]
-    for option in [*(candidates or [""]), *FRESH_LINES]:
+    for option in [*(candidates or [""]), *FRESH_LINES[reply_language()]]:
         text = " ".join(p for p in (*head, option) if p)
         if not text:
             return ""  # nothing to say (a booking node adds its own text)
-        if _plain(text) not in sent:
-            return text
+        if _plain(text) in sent:
+            continue
+        if option and any(_plain(option) in earlier for earlier in sent):
+            continue  # this question went out already inside another text: reword it, or let it be
+        return text
     return " ".join(p for p in (*head, *candidates[:1]) if p)

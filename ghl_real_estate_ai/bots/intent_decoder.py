@@ -48,6 +48,7 @@ from typing import Protocol
 
 from ghl_real_estate_ai.observability.workflow_tracing import async_workflow_span
 from ghl_real_estate_ai.understanding.classifier import load_classifier
+from ghl_real_estate_ai.understanding.language import conversation_language
 from ghl_real_estate_ai.understanding.reading import (
     BUYER_MOTIVES,
     SELLER_MOTIVES,
@@ -178,6 +179,9 @@ class LeadIntent:
     """Version of the trained intent classifier that produced ``intent_scores``."""
     opt_in: bool = False
     """The latest inbound message asked to receive texts again (START, UNSTOP, "text me again")."""
+    language: str | None = None
+    """The language the contact writes in, "en" or "es" (most of the messages that clearly are in
+    one); ``None`` when no message said enough to tell."""
     value_confidence: float = 0.0
     """How sure the reading is that the latest inbound message asks what the contact's home is
     worth (the classifier and the phrase table combined), 0-1."""
@@ -298,6 +302,7 @@ def analyze_lead(turns: Sequence[Turn], *, known_areas: Sequence[str] | None = N
     objections: list[str] = []
     wants_showing = wants_appointment = value_question = human_request = opt_out = False
     must_sell_first = False
+    languages: list[str | None] = []
     asked = ""
     for turn in turns:
         if turn.direction != "inbound":
@@ -312,6 +317,7 @@ def analyze_lead(turns: Sequence[Turn], *, known_areas: Sequence[str] | None = N
         )
         asked = ""
         latest = found
+        languages.append(found.language)
         signals.extend(found.signals)
         for name in _FACT_FIELDS:
             value = getattr(found, name)
@@ -377,6 +383,7 @@ def analyze_lead(turns: Sequence[Turn], *, known_areas: Sequence[str] | None = N
         classifier_version=load_classifier().version,
         opt_in=latest.opt_in if latest else False,
         value_confidence=round(latest.value_confidence, 4) if latest else 0.0,
+        language=conversation_language(languages),
     )
 
 

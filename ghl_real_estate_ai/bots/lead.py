@@ -32,7 +32,14 @@ from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 
 from ghl_real_estate_ai.bots.cma import CompsSource
-from ghl_real_estate_ai.bots.dialogue import Dialogue, acknowledgement, compose, is_negative, sent_texts
+from ghl_real_estate_ai.bots.dialogue import (
+    Dialogue,
+    acknowledgement,
+    compose,
+    is_negative,
+    sent_texts,
+    turn_language,
+)
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, decode_lead_intent
 from ghl_real_estate_ai.bots.outbound import Outbound, last_inbound_text
 from ghl_real_estate_ai.bots.runner import (
@@ -49,7 +56,7 @@ from ghl_real_estate_ai.bots.runner import (
 )
 from ghl_real_estate_ai.bots.scoring import compute_frs, compute_pcs, temperature_from_frs
 from ghl_real_estate_ai.bots.state import BotOutcome, BotTurn, HandoffRequest, LeadState
-from ghl_real_estate_ai.bots.templates import phrasings, render
+from ghl_real_estate_ai.bots.templates import phrasings, render, replying_in
 from ghl_real_estate_ai.clock import SystemClock
 from ghl_real_estate_ai.handoff import THRESHOLDS
 from ghl_real_estate_ai.integrations.llm.base import SlotFiller
@@ -168,7 +175,9 @@ class LeadBot:
             state["followup_step"] = None
             if contact.temperature:
                 state["temperature"] = contact.temperature
-            return bot_outcome("lead", await self.graph.ainvoke(state), "new")
+            with replying_in(turn_language(turn.turns, turn.slots)):
+                final = await self.graph.ainvoke(state)
+            return bot_outcome("lead", final, "new")
 
     async def run_followup(self, step: str, contact: Contact) -> BotOutcome:
         """Run one follow-up node for a lead that went quiet, and save the contact.
@@ -203,7 +212,9 @@ class LeadBot:
         )
         state = conversation_state(LeadState, followup, "lead", "new")
         state["followup_step"] = step
-        outcome = bot_outcome("lead", await self.graph.ainvoke(state), "new")
+        with replying_in(turn_language(messages, [])):
+            final = await self.graph.ainvoke(state)
+        outcome = bot_outcome("lead", final, "new")
         contact.state = {**contact.state, "lead": outcome.memory}
         contact.temperature = outcome.temperature
         await self.store.upsert_contact(contact)

@@ -22,8 +22,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_datetime
+
 from ghl_real_estate_ai.bots.intent_decoder import Turn
-from ghl_real_estate_ai.bots.templates import render
+from ghl_real_estate_ai.bots.templates import render, reply_language
 from ghl_real_estate_ai.clock import SystemClock
 from ghl_real_estate_ai.integrations.llm import ReplyWriter
 from ghl_real_estate_ai.outbox import Outbox
@@ -199,8 +201,14 @@ def upcoming_slots(slots: Iterable[datetime], now: datetime) -> list[datetime]:
 
 
 def format_slot(slot: datetime, timezone: str) -> str:
-    """A slot as a person reads it in the calendar's zone: ``Tuesday Mar 4 at 10:00 AM``."""
+    """A slot as a person reads it in the calendar's zone, in the reply language.
+
+    ``Tuesday Mar 4 at 10:00 AM``; in Spanish ``el martes 4 de mar a las 10:00 a. m.``
+    (Babel's CLDR names).
+    """
     local = slot.astimezone(ZoneInfo(timezone))
+    if reply_language() == "es":
+        return "el " + format_datetime(local, "EEEE d 'de' MMM 'a las' h:mm a", locale="es")
     return f"{local:%A %b} {local.day} at {local:%I:%M %p}".replace(" 0", " ")
 
 

@@ -27,7 +27,14 @@ from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 
 from ghl_real_estate_ai.bots.cma import CompsSource
-from ghl_real_estate_ai.bots.dialogue import Dialogue, acknowledgement, compose, is_negative, sent_texts
+from ghl_real_estate_ai.bots.dialogue import (
+    Dialogue,
+    acknowledgement,
+    compose,
+    is_negative,
+    sent_texts,
+    turn_language,
+)
 from ghl_real_estate_ai.bots.intent_decoder import BUYER_WEIGHTS, LeadIntent, PropertyFacts, analyze_lead
 from ghl_real_estate_ai.bots.outbound import Outbound, format_slot, is_affirmative, last_inbound_text
 from ghl_real_estate_ai.bots.runner import (
@@ -45,7 +52,7 @@ from ghl_real_estate_ai.bots.runner import (
 )
 from ghl_real_estate_ai.bots.scoring import compute_frs, compute_pcs, temperature_from_frs
 from ghl_real_estate_ai.bots.state import BotOutcome, BotTurn, HandoffRequest, SellerState
-from ghl_real_estate_ai.bots.templates import phrasings, render
+from ghl_real_estate_ai.bots.templates import phrasings, render, replying_in
 from ghl_real_estate_ai.clock import SystemClock
 from ghl_real_estate_ai.handoff import THRESHOLDS
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
@@ -131,7 +138,9 @@ class SellerBot:
         contact = turn.contact
         async with async_workflow_span(BOT, "process_seller_conversation", contact_id=contact.contact_id):
             state = conversation_state(SellerState, turn, "seller", "qualifying")
-            return bot_outcome("seller", await self.graph.ainvoke(state), "qualifying")
+            with replying_in(turn_language(turn.turns, turn.slots)):
+                final = await self.graph.ainvoke(state)
+            return bot_outcome("seller", final, "qualifying")
 
     # -- nodes -------------------------------------------------------------------
     @trace_workflow_node(BOT, "analyze_seller_intent")

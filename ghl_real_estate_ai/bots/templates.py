@@ -19,10 +19,13 @@ from __future__ import annotations
 import html
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ghl_real_estate_ai.bots.templates_es import TEMPLATES_ES
 from ghl_real_estate_ai.errors import JorgeError
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "TemplateError",
     "phrasings",
     "render",
+    "reply_language",
+    "replying_in",
     "required_values",
 ]
 
@@ -60,6 +65,8 @@ _DEFAULTS: Mapping[str, Any] = {"agent_name": "Jorge"}
 # taken out of the sentence; these rewrites run in order on the template text.
 _WITHOUT_NAME: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bHi \{first_name\}"), "Hi there"),
+    (re.compile(r"\bHola \{first_name\}"), "Hola"),
+    (re.compile(r"\bGracias \{first_name\},"), "Gracias,"),
     (re.compile(r"\bCall \{first_name\}"), "Call this lead"),
     (re.compile(r"\bThanks \{first_name\},"), "Thanks,"),
     (re.compile(r",? \{first_name\}(?=[.,!?:])"), ""),
@@ -210,7 +217,7 @@ TEMPLATES: Mapping[str, Template] = {
     "lead_ask_timeline_2": Template("Roughly when are you hoping to move: this season, this year, or later?"),
     "buyer_q_budget_2": Template("What's the most you'd want to spend on the new place?"),
     "buyer_q_preapproval_2": Template(
-        "How are you planning to pay: cash, or a loan (and are you pre-approved yet)?"
+        "Have you talked to a lender about a pre-approval yet? It makes an offer much stronger."
     ),
     "buyer_q_bedrooms_areas_2": Template("What size home and which neighborhoods should I search?"),
     "buyer_q_timeline_2": Template("How soon would you like to move in?"),
@@ -255,6 +262,27 @@ TEMPLATES: Mapping[str, Template] = {
 """Every template, by name."""
 
 _FORMATTER = string.Formatter()
+
+_LANGUAGE: ContextVar[str] = ContextVar("reply_language", default="en")
+
+
+@contextmanager
+def replying_in(language: str | None) -> Iterator[None]:
+    """Render every template in ``language`` ("en" or "es"; anything else is English) inside the block.
+
+    The bots set it around a contact's turn from the language the contact writes in,
+    so each ``render`` call below needs no language of its own.
+    """
+    token = _LANGUAGE.set(language if language == "es" else "en")
+    try:
+        yield
+    finally:
+        _LANGUAGE.reset(token)
+
+
+def reply_language() -> str:
+    """The language templates render in here: "en" unless inside :func:`replying_in`."""
+    return _LANGUAGE.get()
 
 
 def phrasings(name: str, **values: Any) -> list[str]:
@@ -312,7 +340,8 @@ def render(name: str, **values: Any) -> str:
             sentence is written without a name. Blank strings count as missing.
 
     Returns:
-        The text (HTML for ``email_html`` templates, with values escaped).
+        The text (HTML for ``email_html`` templates, with values escaped), in the
+        language of :func:`replying_in` when the template has a text in it.
 
     Raises:
         TemplateError: unknown name, a missing value, or a value of the wrong
@@ -321,7 +350,8 @@ def render(name: str, **values: Any) -> str:
     template = _lookup(name)
     merged: dict[str, Any] = dict(_DEFAULTS)
     merged.update({k: v for k, v in values.items() if v is not None and not (k in _OPTIONAL and v == "")})
-    text = template.text if "first_name" in merged else _without_name(template.text)
+    source = TEMPLATES_ES.get(name, template.text) if _LANGUAGE.get() == "es" else template.text
+    text = source if "first_name" in merged else _without_name(source)
     missing = [field for field in required_values(name) if field not in merged]
     if missing:
         raise TemplateError(

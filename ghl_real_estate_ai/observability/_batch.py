@@ -114,9 +114,15 @@ class BoundedBatchSpanProcessor(SpanProcessor):
 
     @property
     def stats(self) -> ExportStats:
-        """Counts so far (a consistent snapshot)."""
+        """Counts so far (a consistent snapshot).
+
+        An exporter that hands spans on to another process (the trace writer) says
+        in ``lost`` how many of those it accepted were not stored after all; they
+        count as failed, not exported.
+        """
+        lost = getattr(self.exporter, "lost", 0)
         with self._lock:
-            return ExportStats(self._exported, self._queue_full, self._failed, self._abandoned)
+            return ExportStats(self._exported - lost, self._queue_full, self._failed + lost, self._abandoned)
 
     @property
     def finished(self) -> bool:
@@ -154,7 +160,16 @@ class BoundedBatchSpanProcessor(SpanProcessor):
                 return False
             self._flush_waiters.append(done)
         self._wake.set()
-        return done.wait(timeout_millis / 1000)
+        deadline = time.monotonic() + timeout_millis / 1000
+        if not done.wait(timeout_millis / 1000):
+            return False
+        # The exporter may hold spans of its own (the trace writer does): flush it too.
+        left = max(0, int((deadline - time.monotonic()) * 1000))
+        try:
+            return bool(self.exporter.force_flush(left))
+        except Exception:
+            _logger.exception("span exporter %s failed to flush", self.name)
+            return False
 
     def shutdown(self, timeout_millis: int = 5_000) -> None:
         """Flush what the time allows, then stop the worker and the exporter."""

@@ -12,13 +12,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from ghl_real_estate_ai.observability.config import EXPORTER_TYPES, TracingConfig
+
+if TYPE_CHECKING:
+    from ghl_real_estate_ai.observability._writer import WriterProcessExporter
 
 __all__: list[str] = []
 
@@ -197,6 +201,20 @@ def build_local_exporter(config: TracingConfig) -> tuple[SpanExporter, str]:
     path = config.trace_store_path
     exporter = LocalSpanExporter(path, config.trace_store_max_spans, config.trace_store_max_age_hours)
     return exporter, f"local({path})"
+
+
+def build_local_writer(config: TracingConfig) -> WriterProcessExporter:
+    """The local store behind a writer process (TRACE_STORE_PROCESS); it redacts there too."""
+    from ghl_real_estate_ai.observability._writer import WriterProcessExporter
+
+    spec = {
+        "kind": "local",
+        "path": str(Path(config.trace_store_path).resolve()),
+        "max_spans": config.trace_store_max_spans,
+        "max_age_hours": config.trace_store_max_age_hours,
+        "capture_content": config.capture_content,
+    }
+    return WriterProcessExporter(spec, label=f"local {config.trace_store_path}")
 
 
 def redacting(exporter: SpanExporter, capture_content: bool) -> SpanExporter:

@@ -51,6 +51,7 @@ from ghl_real_estate_ai.observability._exporters import (
     OtlpConfig,
     Problems,
     build_local_exporter,
+    build_local_writer,
     build_otlp_metric_exporter,
     build_otlp_span_exporter,
     parse_exporter_types,
@@ -449,6 +450,19 @@ def setup_observability(
                         metric_exporters.append(build_otlp_metric_exporter(kind, otlp))
                     except Exception as exc:
                         problems.add(f"{kind} metric exporter unavailable ({exc}); spans are still exported")
+                elif kind == "local" and cfg.trace_store_process:
+                    # Redaction and the inserts run in the writer process (see ._writer).
+                    writer = build_local_writer(cfg)
+                    processors.append(
+                        BoundedBatchSpanProcessor(
+                            writer,
+                            max_queue_size=queue_size,
+                            schedule_delay=delay_seconds,
+                            max_export_batch_size=batch_size,
+                            name="local",
+                        )
+                    )
+                    described.append(f"local({cfg.trace_store_path}) in writer process {writer.pid}")
                 elif kind == "local":
                     exporter, label = build_local_exporter(cfg)
                     add_batched(exporter, label)

@@ -31,6 +31,7 @@ The variables, each with its meaning, format and default:
 ``TRACE_STORE_PATH``                SQLite file of the ``local`` exporter (``data/traces.db``)
 ``TRACE_STORE_MAX_SPANS``           spans the local store keeps (200000)
 ``TRACE_STORE_MAX_AGE_HOURS``       hours the local store keeps a span (72)
+``TRACE_STORE_PROCESS``             write the local store from a writer process (``true``)
 ================================== ==========================================================
 """
 
@@ -125,6 +126,11 @@ class TracingConfig:
     trace_store_max_age_hours: float = 72.0
     """TRACE_STORE_MAX_AGE_HOURS: spans older than this leave the local store."""
 
+    trace_store_process: bool = True
+    """TRACE_STORE_PROCESS: the local store is written by a process of its own, started and
+    stopped with tracing, so its inserts never compete with the app for the GIL; ``false``
+    writes it from a thread of the app."""
+
     problems: tuple[str, ...] = field(default=(), compare=False)
     """Environment values that were refused (and replaced by the default), one line each."""
 
@@ -170,6 +176,7 @@ class TracingConfig:
             "trace_store_max_age_hours": reader.number(
                 "TRACE_STORE_MAX_AGE_HOURS", 72.0, float, minimum=0.001
             ),
+            "trace_store_process": reader.boolean("TRACE_STORE_PROCESS", True),
         }
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
         if unknown:

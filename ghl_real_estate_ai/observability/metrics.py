@@ -16,9 +16,9 @@ the handoff span record these instruments on every call:
 
 For Prometheus, :class:`PrometheusBridge` reads these instruments on each
 scrape (a pull reader handed to ``setup_observability(metric_readers=...)``)
-and turns them into Prometheus families for one ``prometheus_client``
-registry: dots become underscores, ``ms`` histograms gain ``_milliseconds``,
-counters ``_total`` (``jorge_handoff_count_total``).
+and writes them in the Prometheus text format with :class:`PrometheusText`:
+dots become underscores, ``ms`` histograms gain ``_milliseconds``, counters
+``_total`` (``jorge_handoff_count_total``).
 
 Instruments live on the SDK ``MeterProvider`` that
 ``_provider.set_meter_delegate`` installed (OTLP export or an in-memory reader)
@@ -51,13 +51,6 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 from opentelemetry.sdk.metrics.export import Histogram as HistogramData
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
 
 from ghl_real_estate_ai.observability import _provider
 from ghl_real_estate_ai.observability import attributes as attr
@@ -67,7 +60,9 @@ __all__ = [
     "HistogramTotals",
     "MetricPoints",
     "PrometheusBridge",
+    "PrometheusText",
     "TraceOutcome",
+    "format_value",
     "instruments",
     "metric_points",
     "node_metric_attributes",
@@ -342,80 +337,164 @@ def metric_points(data: MetricsData | None) -> MetricPoints:
 # --- Prometheus -------------------------------------------------------------------
 
 _UNIT_SUFFIXES: Final = {"ms": "milliseconds", "s": "seconds", "By": "bytes"}
+_MAX_CACHED_SERIES: Final = 10_000
+"""Label strings kept between scrapes; past this many (labels are bounded, so never in practice)
+the cache starts again rather than grow."""
 
 
 def prometheus_name(name: str, unit: str | None) -> str:
     """The Prometheus family name of an instrument: ``jorge.handoff.duration``, ms ->
     ``jorge_handoff_duration_milliseconds`` (counters get ``_total`` on exposition)."""
-    base = "".join(ch if ch.isalnum() else "_" for ch in name)
+    base = _sanitize(name)
     suffix = _UNIT_SUFFIXES.get(unit or "")
     return f"{base}_{suffix}" if suffix and not base.endswith(suffix) else base
 
 
-def _labels(attributes: Mapping[str, Any] | None) -> dict[str, str]:
-    return {
-        "".join(ch if ch.isalnum() else "_" for ch in key): str(value).lower()
-        if isinstance(value, bool)
-        else str(value)
-        for key, value in (attributes or {}).items()
-    }
+def _sanitize(name: str) -> str:
+    return "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in name)
 
 
-def _families(data: MetricsData | None) -> Iterator[Metric]:
-    if data is None:
-        return
-    for resource_metrics in data.resource_metrics:
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                name = prometheus_name(metric.name, metric.unit)
-                points = metric.data.data_points
-                keys = sorted({key for point in points for key in _labels(point.attributes)})
-                family: Metric
-                if isinstance(metric.data, HistogramData):
-                    family = HistogramMetricFamily(name, metric.description or name, labels=keys)
-                    for point in points:
-                        assert isinstance(point, HistogramDataPoint)
-                        labels = _labels(point.attributes)
-                        cumulative = 0
-                        buckets: list[tuple[str, float]] = []
-                        for bound, count in zip(
-                            [*point.explicit_bounds, float("inf")], point.bucket_counts, strict=True
-                        ):
-                            cumulative += count
-                            buckets.append(
-                                ("+Inf" if bound == float("inf") else repr(float(bound)), cumulative)
+def _label_value(value: Any) -> str:
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def format_value(value: float) -> str:
+    """A sample value as the text format writes it (``+Inf``, ``-Inf``, ``NaN`` for the special ones)."""
+    if isinstance(value, int):
+        return str(value)
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+class PrometheusText:
+    """Writes the Prometheus text format (version 0.0.4) line by line.
+
+    A scrape costs what formatting the numbers costs: the ``# HELP``/``# TYPE``
+    header of each family and the label part of each series (``{bot_type="lead_bot",...}``,
+    with a histogram's ``le`` bounds) are built and escaped once, the first time
+    they are written, and kept for the next scrapes. Labels are bounded by design
+    (no contact ids), so the cache stays as small as the exposition.
+    """
+
+    def __init__(self) -> None:
+        self._headers: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._series: dict[tuple[str, tuple[tuple[str, Any], ...]], str] = {}
+        self._buckets: dict[tuple[str, tuple[tuple[str, Any], ...], tuple[float, ...]], tuple[str, ...]] = {}
+
+    def family(self, out: list[str], name: str, help_text: str, kind: str) -> None:
+        """Append the ``# HELP`` and ``# TYPE`` lines of family ``name`` (``kind``: counter, gauge...)."""
+        key = (name, help_text, kind)
+        header = self._headers.get(key)
+        if header is None:
+            escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
+            header = (f"# HELP {name} {escaped}", f"# TYPE {name} {kind}")
+            self._headers[key] = header
+        out.extend(header)
+
+    def _labels(self, name: str, labels: tuple[tuple[str, Any], ...]) -> str:
+        key = (name, labels)
+        text = self._series.get(key)
+        if text is None:
+            if len(self._series) > _MAX_CACHED_SERIES:
+                self._series.clear()
+            inner = ",".join(f'{_sanitize(k)}="{_label_value(v)}"' for k, v in labels)
+            text = f"{name}{{{inner}}} " if inner else f"{name} "
+            self._series[key] = text
+        return text
+
+    def sample(
+        self, out: list[str], name: str, value: float, labels: Mapping[str, Any] | None = None
+    ) -> None:
+        """Append one sample line: ``name{labels} value``."""
+        out.append(self._labels(name, tuple(labels.items()) if labels else ()) + format_value(value))
+
+    def histogram(
+        self,
+        out: list[str],
+        name: str,
+        labels: Mapping[str, Any] | None,
+        bounds: Iterable[float],
+        bucket_counts: Iterable[int],
+        count: int,
+        total: float,
+    ) -> None:
+        """Append a histogram series: cumulative ``_bucket`` lines up to ``+Inf``, ``_count`` and ``_sum``.
+
+        ``bucket_counts`` are per bucket (OpenTelemetry's form, one more than ``bounds``).
+        """
+        items = tuple(labels.items()) if labels else ()
+        bounds = tuple(bounds)
+        key = (name, items, bounds)
+        prefixes = self._buckets.get(key)
+        if prefixes is None:
+            if len(self._buckets) > _MAX_CACHED_SERIES:
+                self._buckets.clear()
+            les = [repr(float(bound)) for bound in bounds] + ["+Inf"]
+            prefixes = tuple(self._labels(f"{name}_bucket", (*items, ("le", le))) for le in les)
+            self._buckets[key] = prefixes
+        cumulative = 0
+        for prefix, bucket in zip(prefixes, bucket_counts, strict=True):
+            cumulative += bucket
+            out.append(prefix + str(cumulative))
+        out.append(self._labels(f"{name}_count", items) + str(count))
+        out.append(self._labels(f"{name}_sum", items) + format_value(total))
+
+    def metrics_data(self, out: list[str], data: MetricsData | None) -> None:
+        """Append every OpenTelemetry metric of ``data`` that has points, one family each.
+
+        Histograms stay histograms (``_milliseconds`` for ``ms``), monotonic sums
+        become counters (``_total``), other sums and gauges become gauges.
+        """
+        if data is None:
+            return
+        for resource_metrics in data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    points = metric.data.data_points
+                    if not points:
+                        continue
+                    name = prometheus_name(metric.name, metric.unit)
+                    help_text = metric.description or name
+                    if isinstance(metric.data, HistogramData):
+                        self.family(out, name, help_text, "histogram")
+                        for point in points:
+                            assert isinstance(point, HistogramDataPoint)
+                            self.histogram(
+                                out,
+                                name,
+                                point.attributes,
+                                point.explicit_bounds,
+                                point.bucket_counts,
+                                point.count,
+                                point.sum,
                             )
-                        family.add_metric(
-                            [labels.get(k, "") for k in keys], buckets=buckets, sum_value=point.sum
-                        )
-                elif isinstance(metric.data, Sum) and metric.data.is_monotonic:
-                    family = CounterMetricFamily(name, metric.description or name, labels=keys)
-                    for point in points:
-                        assert isinstance(point, NumberDataPoint)
-                        labels = _labels(point.attributes)
-                        family.add_metric([labels.get(k, "") for k in keys], point.value)
-                elif isinstance(metric.data, Sum | Gauge):
-                    family = GaugeMetricFamily(name, metric.description or name, labels=keys)
-                    for point in points:
-                        assert isinstance(point, NumberDataPoint)
-                        labels = _labels(point.attributes)
-                        family.add_metric([labels.get(k, "") for k in keys], point.value)
-                else:  # exponential histograms: none of ours
-                    continue
-                yield family
+                    elif isinstance(metric.data, Sum | Gauge):
+                        monotonic = isinstance(metric.data, Sum) and metric.data.is_monotonic
+                        if monotonic:
+                            name = f"{name}_total"
+                        self.family(out, name, help_text, "counter" if monotonic else "gauge")
+                        for point in points:
+                            assert isinstance(point, NumberDataPoint)
+                            self.sample(out, name, point.value, point.attributes)
+                    # Exponential histograms: none of ours.
 
 
-class PrometheusBridge(Collector):
-    """The OpenTelemetry instruments as Prometheus families, read on each scrape.
+class PrometheusBridge:
+    """The OpenTelemetry instruments in the Prometheus text format, read on each scrape.
 
     ``bridge.reader`` is a pull ``MetricReader`` (cumulative): hand it to
-    ``setup_observability(metric_readers=[bridge.reader])`` and register the
-    bridge on a ``prometheus_client.CollectorRegistry``. Nothing is read between
-    scrapes, so the cost is paid by the scraper, not by the requests.
+    ``setup_observability(metric_readers=[bridge.new_reader()])`` and call
+    :meth:`write` on each scrape. Nothing is read between scrapes, so the
+    cost is paid by the scraper, not by the requests.
     """
 
     def __init__(self) -> None:
         self.reader = InMemoryMetricReader()
+        self.text = PrometheusText()
 
     def new_reader(self) -> InMemoryMetricReader:
         """Read from a fresh reader from now on, and return it (a reader serves one meter provider,
@@ -423,10 +502,10 @@ class PrometheusBridge(Collector):
         self.reader = InMemoryMetricReader()
         return self.reader
 
-    def collect(self) -> Iterable[Metric]:
-        """One Prometheus family per instrument that recorded anything."""
+    def write(self, out: list[str]) -> None:
+        """Append one family per instrument that recorded anything to ``out`` (lines, no newlines)."""
         try:
             data = self.reader.get_metrics_data()
         except Exception:  # a reader not attached to a meter provider (or shut down) has nothing
-            return []
-        return list(_families(data))
+            return
+        self.text.metrics_data(out, data)

@@ -28,7 +28,8 @@ from ghl_real_estate_ai.understanding.text import _NUM, _negated, _number, _rx
 
 _TIMELINE_FIXED: tuple[tuple[re.Pattern[str], int], ...] = (
     (_rx(r"\basap\b", r"\bas soon as possible\b", r"\bright away\b", r"\bimmediately\b", r"\burgent(?:ly)?\b",
-         r"\blo antes posible\b", r"\bcuanto antes\b"), 14),
+         r"\blo antes posible\b", r"\bcuanto antes\b", r"\blo mas (?:pronto|rapido) posible\b", r"\bya mismo\b",
+         r"\bde inmediato\b", r"\burgente\b"), 14),
     (_rx(r"\bthis week\b", r"\besta semana\b"), 7),
     (_rx(r"\bnext week\b", r"\bla proxima semana\b"), 14),
     (_rx(r"\b(?:this|next) month\b", r"\b(?:el )?(?:proximo|siguiente) mes\b", r"\beste mes\b"), 30),
@@ -36,8 +37,9 @@ _TIMELINE_FIXED: tuple[tuple[re.Pattern[str], int], ...] = (
     (_rx(r"\bnext year\b", r"\b(?:el )?(?:proximo|siguiente) ano\b"), 365),
 )  # fmt: skip
 _TIMELINE_SPAN = re.compile(
-    rf"\b(?P<pre>in|within|inside|under|next|the next|in the next|in about|in around|less than|by|over the next|en|dentro de)"
-    rf"\s+(?:about |around |roughly |maybe )?(?P<n>{_NUM})(?:\s*(?:-|to|or)\s*(?P<m>\d+))?\s*"
+    rf"\b(?P<pre>in|within|inside|under|next|the next|in the next|in about|in around|less than|by|over the next|en|dentro de"
+    rf"|en (?:los|las) (?:proxim[oa]s|siguientes)|en menos de)"
+    rf"\s+(?:about |around |roughly |maybe |unos |unas |como |mas o menos |aproximadamente |cerca de |algo de )?(?P<n>{_NUM})(?:\s*(?:-|to|or)\s*(?P<m>\d+))?\s*"
     r"(?P<unit>days?|weeks?|months?|years?|dias?|semanas?|mes(?:es)?|anos?)\b"
 )
 _TIMELINE_BARE = re.compile(
@@ -69,8 +71,8 @@ def _duration(text: str) -> tuple[int, int] | None:
     for match in _TIMELINE_SPAN.finditer(text):
         n = _number(match.group("n"))
         upper = _number(match.group("m") or "") or n
-        unit = match.group("unit").rstrip("s")
-        unit = "mes" if unit.startswith("mes") else unit
+        unit = match.group("unit")
+        unit = "mes" if unit.startswith("mes") else unit.rstrip("s")
         if upper is not None and not _negated(text, match.start()):
             offer(match.start(), round(upper * _UNIT_DAYS[unit]))
     for match in _TIMELINE_BARE.finditer(text):

@@ -38,6 +38,8 @@ _MONEY_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )  # fmt: skip
 _MONTHLY_AFTER = re.compile(r"^\s*(?:(?:a|per|each|every|/)\s*mo(?:nth)?\b|monthly\b|al mes\b)")
 _YEARLY_AFTER = re.compile(r"^\s*(?:(?:a|per|each|every|/)\s*(?:year|yr)\b|annually\b|yearly\b|al ano\b)")
+# A ceiling said after the amount: "550 max", "600k tops", "450 or less".
+_BUDGET_AFTER = re.compile(r"^\s*(?:max(?:imum)?|tops|at most|or less|or under|como maximo|maximo)\b")
 _DOWN_AFTER = re.compile(r"^\s*(?:down|dn)\b|^\s*(?:for|as|in) (?:the |a )?down\b|^\s*(?:saved|in savings)\b")
 
 _BEDROOMS = re.compile(
@@ -55,6 +57,8 @@ def _money_category(text: str, match: re.Match[str]) -> str | None:
     after = text[match.end() : match.end() + 30]
     if _DOWN_AFTER.search(after):
         return "down_payment"
+    if _BUDGET_AFTER.search(after):
+        return "budget"
     best: tuple[int, str] | None = None
     for category, cue in _MONEY_CUES:
         for found in cue.finditer(before):
@@ -92,7 +96,12 @@ def _amount(text: str, match: re.Match[str]) -> tuple[float, bool] | None:
         return value, False  # "450000"
     if 100 <= num < 10_000 and "." not in raw:
         before = _CLAUSE_BREAK.split(text[max(0, match.start() - 60) : match.start()])[-1]
-        if approximate or any(cue.search(before) for name, cue in _MONEY_CUES if name in ("budget", "price")):
+        ceiling = bool(_BUDGET_AFTER.search(after))
+        if (
+            approximate
+            or ceiling
+            or any(cue.search(before) for name, cue in _MONEY_CUES if name in ("budget", "price"))
+        ):
             # "600ish", "budget is like 600": a house price said in thousands.
             return num * 1_000, False
     return None

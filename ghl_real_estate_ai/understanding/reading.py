@@ -20,6 +20,7 @@ from datetime import date
 from ghl_real_estate_ai.understanding import rules
 from ghl_real_estate_ai.understanding.classifier import RED_FLAG_LABELS, load_classifier
 from ghl_real_estate_ai.understanding.dates import when
+from ghl_real_estate_ai.understanding.language import message_language
 from ghl_real_estate_ai.understanding.normalise import normalise
 from ghl_real_estate_ai.understanding.phrases import (
     _ADDRESS,
@@ -106,11 +107,14 @@ _NOT_PROSPECT = {
 }
 
 # What the bot's previous question was about, to read a bare answer ("450k", "3").
-_ASKED_BUDGET = re.compile(r"\bbudget\b|\bprice range\b|\bafford\b|\bspend\b|\bpresupuesto\b")
+_ASKED_BUDGET = re.compile(
+    r"\bbudget\b|\bprice range\b|\bafford\b|\bspend\b|\bpresupuesto\b|\brango de precio\b|\bgastar\b"
+)
 _ASKED_PRICE = re.compile(
     r"\bhoping to get\b|\bprice in mind\b|\bworth\b|\bsell (?:it |the home )?for\b|\blist"
+    r"|\bun precio\b|\bque precio\b|\bprecio quedaria\b|\bcuanto vale\b"
 )
-_ASKED_BEDROOMS = re.compile(r"\bbedrooms?\b|\bbeds\b")
+_ASKED_BEDROOMS = re.compile(r"\bbedrooms?\b|\bbeds\b|\brecamaras?\b|\bcuartos\b|\bhabitaciones\b")
 _BARE_NUMBER = re.compile(rf"^(?:about |around |at least |maybe )?(?P<n>{_NUM})\s*(?:\+|or more)?[.!]?$")
 
 
@@ -155,6 +159,8 @@ class Reading:
     not_prospect: str | None = None
     opt_in: bool = False
     classifier_version: str = ""
+    language: str | None = None
+    """"en"/"es" when the message clearly is in that language (:func:`..language.language_of`)."""
 
     def add(self, signal: str) -> None:
         if signal not in self.signals:
@@ -314,6 +320,7 @@ def read_message(
     found.areas = find_places(raw, known_areas)
     if found.areas:
         found.add("areas")
+    found.language = message_language(raw)
 
     timing = when(text, today)
     if timing is not None:
@@ -420,6 +427,8 @@ def read_message(
     found.acts = tuple(acts)
     if _BARE_NO.match(text):
         pass  # "no" answers the question asked; it does not close the conversation
+    elif found.value_question or max(buy, sell) >= INTENT_THRESHOLD:
+        pass  # "we have an agent for buying, but what is ours worth?": still a prospect
     elif found.label in _NOT_PROSPECT and scores[found.label] >= NOT_PROSPECT_THRESHOLD:
         found.not_prospect = _NOT_PROSPECT[found.label]
     elif found.agent_status == "has_agent" and found.label not in ("buy", "sell", "both", "value_question"):
@@ -445,8 +454,10 @@ def warm_up() -> None:
 
     Called once at start-up so the first message pays nothing; each part is cached per process.
     """
+    from ghl_real_estate_ai.understanding import language
     from ghl_real_estate_ai.understanding.places import gazetteer
 
     load_classifier()
     gazetteer()
+    language.warm_up()
     when("by june 15", date(2000, 1, 1))

@@ -26,7 +26,9 @@ _NEGATORS = frozenset(
 )  # fmt: skip
 _CLAUSE_BREAK = re.compile(r"[.!?;,:\n]|\bbut\b|\bpero\b|\bhowever\b|\bthough\b")
 # These contain a negator but do not negate what follows ("no idea what my home is worth").
-_NON_NEGATING = re.compile(r"\bno (?:idea|clue)\b|\bnot sure (?:what|how|if it)\b|\bno matter\b")
+_NON_NEGATING = re.compile(
+    r"\bno (?:idea|clue)\b|\bnot sure (?:what|how|if it)\b|\bno matter\b|\b(?:don't|dont|do not|didn't|didnt) know\b"
+)
 
 
 def _negated(text: str, start: int, window: int = 4) -> bool:
@@ -52,9 +54,9 @@ _NUMBER_WORDS = {
     "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
     "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "a couple": 2, "a couple of": 2,
     "couple": 2, "couple of": 2, "a few": 3, "few": 3, "several": 4, "uno": 1, "una": 1, "dos": 2,
-    "tres": 3, "cuatro": 4, "cinco": 5, "seis": 6,
+    "tres": 3, "cuatro": 4, "cinco": 5, "seis": 6, "un": 1,
 }  # fmt: skip
-_NUM = r"\d+(?:\.\d+)?|a couple(?: of)?|couple(?: of)?|a few|few|several|an?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|uno|una|dos|tres|cuatro|cinco|seis"
+_NUM = r"\d+(?:\.\d+)?|a couple(?: of)?|couple(?: of)?|a few|few|several|an?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|uno|una|un|dos|tres|cuatro|cinco|seis"
 
 
 def _number(word: str) -> float | None:

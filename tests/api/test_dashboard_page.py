@@ -9,12 +9,12 @@ a node. ``jorge slo --window 1h --json`` and the page read that store.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from _browser import assert_inert, watch
 from fastapi import FastAPI
 from tracegen import Node, emit, make_provider, node_attrs, serve
 from typer.testing import CliRunner
@@ -24,16 +24,9 @@ from ghl_real_estate_ai.api.traces import create_traces_router
 from ghl_real_estate_ai.cli import app as cli
 from ghl_real_estate_ai.observability.local_store import LocalSpanExporter
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
 HOSTILE_NODE = "<script>window.__pwned='node'</script>"
 HOSTILE_BOT = '"><img src=x onerror="window.__pwned=\'bot\'">'
 
@@ -126,36 +119,18 @@ def test_jorge_slo_window_flags(mix: tuple[FastAPI, Path, dict[int, str]]) -> No
     assert text.exit_code == 1 and "handoff failure rate: 33.33% (2/6" in text.output
 
 
-@pytest.fixture
-def chromium() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("/usr/bin/chromium is missing and CI=true requires the browser tests")
-        pytest.skip("/usr/bin/chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.mark.browser
 def test_dashboard_in_chromium(
-    mix: tuple[FastAPI, Path, dict[int, str]], chromium: object, tmp_path: Path
+    mix: tuple[FastAPI, Path, dict[int, str]], chromium: Browser, tmp_path: Path
 ) -> None:
     """The page shows jorge slo's figures, a click on a chart bar opens its traces, a screenshot is saved."""
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(chromium, Browser)
     app, store, ids = mix
     report = jorge_slo(store)
     with serve(app) as base_url:
         page = chromium.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        seen = watch(page)
         page.goto(f"{base_url}/dashboard?window=1h")
         expect(page.locator("#slo-handoff .value")).to_have_text(f"{report['handoff_failure_rate']:.2%}")
         expect(page.locator("#slo-errors .value")).to_have_text(f"{report['trace_error_rate']:.2%}")
@@ -202,15 +177,14 @@ def test_dashboard_in_chromium(
         page.mouse.click(point["x"], point["y"])
         expect(page.locator("#figure-title")).to_have_text("Failed lead->buyer handoffs")
         expect(page.locator("#results tr.trace-row")).to_have_count(2)
-        assert errors == []
+        assert seen.errors == [] and seen.dialogs == []
 
 
 @pytest.mark.browser
-def test_hostile_span_text_is_inert_on_the_dashboard(chromium: object, tmp_path: Path) -> None:
+def test_hostile_span_text_is_inert_on_the_dashboard(chromium: Browser, tmp_path: Path) -> None:
     """A node name and a bot type carrying markup show as text in tables and charts; nothing runs."""
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(chromium, Browser)
     store = tmp_path / "traces.db"
     provider = make_provider(LocalSpanExporter(store))
     emit(provider, Node(f"{HOSTILE_BOT}.x", 0, 50, node_attrs(HOSTILE_BOT, HOSTILE_NODE, "c-hostile")))
@@ -219,15 +193,12 @@ def test_hostile_span_text_is_inert_on_the_dashboard(chromium: object, tmp_path:
     app.include_router(create_dashboard_router(store, admin_token=None, require_token=False))
     with serve(app) as base_url:
         page = chromium.new_page()
-        dialogs: list[str] = []
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        seen = watch(page)
         page.goto(f"{base_url}/dashboard?window=1h")
         expect(page.locator("#table-nodes tbody tr a")).to_have_text(f"{HOSTILE_BOT}.{HOSTILE_NODE}")
         expect(page.locator("#table-bots tbody tr a")).to_have_text(HOSTILE_BOT)
         page.wait_for_function("window.jorgeCharts && window.jorgeCharts['chart-nodes']")
         labels = page.evaluate("() => window.jorgeCharts['chart-nodes'].data.labels")
         assert labels == [f"{HOSTILE_BOT}.{HOSTILE_NODE}"]
-        assert page.locator("img").count() == 0
-        srcs = page.eval_on_selector_all("script[src]", "els => els.map(e => e.getAttribute('src'))")
-        assert srcs == ["/static/chart.umd.min.js", "/static/dashboard.js"]
-        assert page.evaluate("window.__pwned") is None and dialogs == []
+        assert_inert(page, seen, scripts=["/static/chart.umd.min.js", "/static/dashboard.js"])
+        assert seen.errors == []

@@ -7,6 +7,11 @@ own parser.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +129,8 @@ async def test_one_registry_per_app_not_the_global_one(tmp_path: Path) -> None:
     assert "jorge_traces_total" in text
     assert b"jorge_" not in prometheus_client.generate_latest(prometheus_client.REGISTRY)
     other = create_app(settings(tmp_path / "other"))
-    assert other.state.metrics.registry is not app.state.metrics.registry
+    assert other.state.metrics is not app.state.metrics
+    assert other.state.metrics.bridge is not app.state.metrics.bridge
 
 
 async def test_token_and_unreadable_database(tmp_path: Path) -> None:
@@ -142,10 +148,94 @@ async def test_token_and_unreadable_database(tmp_path: Path) -> None:
         assert ok.status_code == 200 and value(parse(ok.text), "jorge_metrics_database_up") == 1
 
         await app.state.store.close()
+        await app.state.metrics.gauges.refresh()  # what the background task does every interval
         down = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
         await app.state.store.open()
+        await app.state.metrics.gauges.refresh()
+        back = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
     assert down.status_code == 200
     samples = parse(down.text)
     assert value(samples, "jorge_metrics_database_up") == 0
     assert ("jorge_outbox_backlog", frozenset()) not in samples
-    assert ("jorge_spans_exported_total", frozenset()) in samples
+    assert ("jorge_spans_exported_total", frozenset()) in samples  # the rest is still there
+    assert value(parse(back.text), "jorge_metrics_database_up") == 1
+    assert ("jorge_outbox_backlog", frozenset()) in parse(back.text)
+
+
+class StatementCounter:
+    """An execute hook: counts the statements sent by the code run inside :meth:`counting`.
+
+    It wraps the two methods every row method of the SQL store goes through
+    (``_query`` and ``_run_steps``); the real ones still run. Only statements
+    sent from the counting block's context (and any task it starts) count, so
+    the app's own background work at the same time does not.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._active: contextvars.ContextVar[bool] = contextvars.ContextVar("counting", default=False)
+        self.statements = 0
+        query, run_steps = store._query, store._run_steps
+
+        async def counted_query(sql: str, args: Any = (), **kwargs: Any) -> Any:
+            if self._active.get():
+                self.statements += 1
+            return await query(sql, args, **kwargs)
+
+        async def counted_steps(steps: Any) -> Any:
+            if self._active.get():
+                self.statements += len(steps)
+            return await run_steps(steps)
+
+        store._query, store._run_steps = counted_query, counted_steps
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        token = self._active.set(True)
+        try:
+            yield
+        finally:
+            self._active.reset(token)
+
+
+async def test_a_scrape_sends_no_statement_to_the_database(tmp_path: Path) -> None:
+    """Scrapes read the database gauges from memory: however often Prometheus comes, no SQL (issue 11)."""
+    app = create_app(settings(tmp_path))
+    async with (
+        app.running(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=60) as client,
+    ):
+        await client.post("/api/v1/webhooks/ghl", json=webhook("no-sql-scrape", 1))
+        counter = StatementCounter(app.state.store)
+        with counter.counting():
+            # The hook sees the gauges' statement when it runs in the counted context ...
+            await app.state.store.backlog_counts(datetime.now(UTC))
+        assert counter.statements == 1
+        counter.statements = 0
+        with counter.counting():
+            answers = [await client.get("/metrics") for _ in range(5)]
+    assert all(answer.status_code == 200 for answer in answers)
+    assert value(parse(answers[-1].text), "jorge_outbox_backlog") == 0  # ... but no scrape sent one
+    assert counter.statements == 0
+
+
+async def test_the_database_gauges_follow_the_database_on_their_own(tmp_path: Path) -> None:
+    """The background task re-reads the gauges every interval: a dead outbox item shows with no other call."""
+    app = create_app(settings(tmp_path))
+    app.state.metrics.gauges.interval = 0.05
+    async with (
+        app.running(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=60) as client,
+    ):
+        first = parse((await client.get("/metrics")).text)
+        assert value(first, "jorge_metrics_database_up") == 1 and value(first, "jorge_outbox_failed") == 0
+        store = app.state.store
+        item, _ = await store.enqueue_outbox(
+            "gauge-test-item", "send_message", {"message": "hi"}, contact_id="gauge", claim=True, owner="test"
+        )
+        await store.finish_outbox_item(item.id, "dead", "given up by the test")
+        reads = app.state.metrics.gauges.reads
+        deadline = asyncio.get_running_loop().time() + 30
+        while value(parse((await client.get("/metrics")).text), "jorge_outbox_failed") != 1:
+            assert asyncio.get_running_loop().time() < deadline, "the gauges were never read again"
+            await asyncio.sleep(0.02)
+        assert app.state.metrics.gauges.reads > reads

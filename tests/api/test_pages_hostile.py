@@ -8,28 +8,20 @@ autoescape it; these tests inject ``<script>`` and an attribute-breaking
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from _browser import assert_inert, watch
 from fastapi import FastAPI
 from tracegen import Node, emit, make_provider, serve
 
 from ghl_real_estate_ai.api.traces import create_traces_router
 from ghl_real_estate_ai.observability.local_store import LocalSpanExporter
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 SCRIPT = "<script>window.__pwned = 'script'</script>"
 BREAKOUT = "'\"><img src=x onerror=\"window.__pwned='img'\">"
@@ -78,34 +70,16 @@ async def test_markup_is_escaped_in_the_html(hostile_app: tuple[FastAPI, str]) -
     assert "&#34;&gt;&lt;img src=x onerror=" in search.text  # the root span's name in the results
 
 
-@pytest.fixture
-def chromium() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("/usr/bin/chromium is missing and CI=true requires the browser tests")
-        pytest.skip("/usr/bin/chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.mark.browser
-def test_nothing_executes_in_chromium(hostile_app: tuple[FastAPI, str], chromium: object) -> None:
+def test_nothing_executes_in_chromium(hostile_app: tuple[FastAPI, str], chromium: Browser) -> None:
     """In Chromium the hostile text is visible as text, no element it carries exists, no script runs."""
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(chromium, Browser)
     app, trace_id = hostile_app
     with serve(app) as base_url:
         context = chromium.new_context()
-        dialogs: list[str] = []
         page = context.new_page()
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        seen = watch(page)
         page.goto(f"{base_url}/traces?tags=workflow.contact_id%3Dc-hostile")
         link = page.locator("#results a.trace-link")
         expect(link).to_have_count(1)
@@ -124,9 +98,6 @@ def test_nothing_executes_in_chromium(hostile_app: tuple[FastAPI, str], chromium
         expect(page.locator(".events")).to_contain_text(BREAKOUT)
 
         # The only script on the page is our own, and no injected image exists.
-        assert page.locator("img").count() == 0
-        scripts = page.eval_on_selector_all("script", "els => els.map(e => e.getAttribute('src'))")
-        assert scripts == ["/static/traces.js"]
-        assert page.evaluate("window.__pwned") is None
-        assert dialogs == []
+        assert_inert(page, seen, scripts=["/static/traces.js"])
+        assert seen.errors == []
         context.close()

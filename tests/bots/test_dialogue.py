@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from conversation_kit import TurnRecord, reply_rule_violations
@@ -13,9 +14,11 @@ from ghl_real_estate_ai.bots.dialogue import (
     is_negative,
     merge,
     sent_texts,
+    turn_language,
 )
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, PropertyFacts
 from ghl_real_estate_ai.bots.state import BotOutcome
+from ghl_real_estate_ai.bots.templates import replying_in
 from ghl_real_estate_ai.conversation import ConversationResult
 from ghl_real_estate_ai.storage.base import Slot
 
@@ -111,6 +114,49 @@ def test_compose_never_sends_a_text_twice_while_another_phrasing_is_left() -> No
     both = {"how soon?", "when do you move?"}
     again = compose(body=["How soon?", "When do you move?"], sent=both)
     assert again not in ("How soon?", "When do you move?") and again
+
+
+def test_a_question_already_sent_inside_another_text_is_reworded_then_let_be() -> None:
+    # The same question after a different acknowledgement is still the same question.
+    sent = {"got it: 3 bedrooms. how soon?"}
+    assert compose(ack="Got it: in Upland.", body=["How soon?", "When do you move?"], sent=sent) == (
+        "Got it: in Upland. When do you move?"
+    )
+    both = {"got it: 3 bedrooms. how soon?", "got it: by june 1. when do you move?"}
+    third = compose(ack="Got it: in Upland.", body=["How soon?", "When do you move?"], sent=both)
+    assert third.startswith("Got it: in Upland. ")
+    assert "How soon?" not in third and "When do you move?" not in third
+
+
+def test_the_acknowledgement_and_closing_lines_follow_the_reply_language() -> None:
+    got = merge(
+        [],
+        intent(
+            PropertyFacts(financing="va", bedrooms=3, budget=450_000),
+            filled=("financing", "bedrooms", "budget"),
+        ),
+        "buyer",
+    )
+    with replying_in("es"):
+        assert acknowledgement(got)[0] == "Entendido: préstamo VA, hasta $450,000 y 3 recámaras."
+        spent = compose(body=["¿Cuándo?"], sent=sent_texts([]) | {"¿cuando?"})  # sent texts are folded
+    assert spent == "¿Le puedo ayudar con algo más mientras tanto?"
+
+
+def test_the_turn_language_is_what_most_messages_are_in_else_what_was_stored() -> None:
+    @dataclass
+    class Said:
+        body: str
+        direction: str = "inbound"
+        created_at: datetime = datetime(2026, 3, 3, tzinfo=UTC)
+
+    inbound = Said
+
+    spanish = [inbound("hola, queremos vender la casa"), inbound("tenemos VA loan, budget like 450k")]
+    assert turn_language(spanish, []) == "es"  # a tie goes to the language the contact started in
+    assert turn_language([inbound("👍"), inbound("ok")], [Slot("contact", "language", "es")]) == "es"
+    assert turn_language([inbound("looking to buy in rancho cucamonga please")], []) == "en"
+    assert turn_language([inbound("ok")], []) == "en"
 
 
 def test_a_no_is_never_answered_with_great() -> None:

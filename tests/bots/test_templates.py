@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
 
-from ghl_real_estate_ai.bots.templates import SMS_MAX_CHARS, TEMPLATES, TemplateError, render, required_values
+from ghl_real_estate_ai.bots.templates import (
+    SMS_MAX_CHARS,
+    TEMPLATES,
+    TemplateError,
+    render,
+    reply_language,
+    replying_in,
+    required_values,
+)
+from ghl_real_estate_ai.bots.templates_es import TEMPLATES_ES
 from ghl_real_estate_ai.errors import JorgeError
 
 # Long but realistic values, to prove the SMS limit holds in the worst ordinary case.
@@ -104,3 +115,39 @@ def test_a_known_first_name_is_used() -> None:
     greeting = render("handoff_lead_to_buyer", first_name="Ana")
     assert greeting.startswith("Sounds like you're ready to buy, Ana!")
     assert render("followup_day_14_email_subject", first_name="Ana") == "Ana, your home market update"
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES_ES))
+def test_every_spanish_text_belongs_to_a_template_and_needs_the_same_values(name: str) -> None:
+    assert name in TEMPLATES
+    fields = {f for _, f, _, _ in string.Formatter().parse(TEMPLATES_ES[name]) if f}
+    english = {f for _, f, _, _ in string.Formatter().parse(TEMPLATES[name].text) if f}
+    assert fields == english
+    with replying_in("es"):
+        text = render(name, **VALUES)
+    assert text != render(name, **VALUES)
+    if TEMPLATES[name].channel == "sms":
+        assert 0 < len(text) <= SMS_MAX_CHARS
+
+
+def test_every_text_a_lead_can_receive_has_a_spanish_version() -> None:
+    to_the_lead = {n for n, t in TEMPLATES.items() if t.channel != "task"}
+    assert to_the_lead <= set(TEMPLATES_ES)
+
+
+def test_the_reply_language_holds_inside_the_block_only_and_anything_but_spanish_is_english() -> None:
+    with replying_in("es"):
+        assert reply_language() == "es"
+        assert render("buyer_q_timeline") == "¿Para cuándo espera estar en su nueva casa?"
+        with replying_in("fr"):
+            assert render("buyer_q_timeline") == "When are you hoping to be in your new home?"
+        assert reply_language() == "es"
+    assert reply_language() == "en"
+    assert render("lead_greeting").startswith("Hi there")
+
+
+def test_a_spanish_reply_without_a_first_name_reads_naturally() -> None:
+    with replying_in("es"):
+        assert render("lead_greeting").startswith("Hola, ¡gracias")
+        assert render("seller_qualified").startswith("Gracias, ya tengo")
+        assert render("seller_qualified", first_name="Ana").startswith("Gracias Ana, ya tengo")

@@ -11,6 +11,7 @@ import pytest
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, analyze_lead, decode_lead_intent
 from ghl_real_estate_ai.observability.testing import capture_spans
 from ghl_real_estate_ai.understanding.classifier import load_classifier
+from ghl_real_estate_ai.understanding.language import conversation_language, message_language
 from ghl_real_estate_ai.understanding.places import find_places
 
 T0 = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)  # a Tuesday
@@ -331,3 +332,132 @@ def test_the_value_phrase_precision_used_in_confidences_holds_on_the_corpus() ->
     matched = [e.label for e in examples if _affirmed(_VALUE, normalise(e.text))]
     assert len(matched) >= 30
     assert matched.count("value_question") / len(matched) >= VALUE_PHRASE_PRECISION
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("hola, queremos vender nuestra casa", "es"),
+        ("busco casa para mis papas", "es"),
+        ("looking to buy a condo this summer", "en"),
+        # Place names are taken out first: they are Spanish all over California.
+        ("want to buy in rancho cucamonga or san bernardino", None),  # never "es"
+        ("estamos en la casa de san bernardino", "es"),
+        # Too little to tell: a word, a number, an emoji.
+        ("ok", None),
+        ("650k", None),
+        ("👍", None),
+        ("gracias", None),
+    ],
+)
+def test_the_language_a_message_is_written_in(text: str, language: str | None) -> None:
+    assert message_language(text) == language
+
+
+def test_the_conversation_language_is_the_majority_and_a_tie_goes_to_the_first() -> None:
+    assert conversation_language(["es", None, "en"]) == "es"
+    assert conversation_language(["en", "es"]) == "en"
+    assert conversation_language(["es", "en", "en"]) == "en"
+    assert conversation_language([None, None]) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [
+        ("en unos 3 meses", 90),
+        ("en un mes", 30),
+        ("en los proximos 6 meses", 180),
+        ("dentro de unas 3 semanas", 21),
+        ("in about 1 mes lol", 30),
+    ],
+)
+def test_spanish_durations(text: str, days: int) -> None:
+    assert said(text).facts.timeline_days == days
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        ("si, cuando pueden venir a verla?", "wants_appointment"),
+        ("podemos agendar una cita el sabado", "wants_appointment"),
+        ("queremos ver esas casas", "wants_showing"),
+    ],
+)
+def test_spanish_visits_and_showings(text: str, signal: str) -> None:
+    assert signal in said(text).signals
+
+
+def test_a_spanish_fee_question_is_no_value_question() -> None:
+    intent = said("y ustedes cuanto cobran?")
+    assert not intent.value_question
+    assert intent.question_topic == "fees"
+
+
+@pytest.mark.parametrize(
+    ("text", "budget"),
+    [
+        ("prob 550 max", 550_000),
+        ("600k tops", 600_000),
+        ("450 or less", 450_000),
+        ("500 mil como maximo", 500_000),
+    ],
+)
+def test_a_ceiling_said_after_the_amount_is_the_budget(text: str, budget: int) -> None:
+    assert said(text).facts.budget == budget
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "me n my wife wanna get a place",
+        "VA buyer, 4 bedrooms in perris",
+        "do you have any 3 bedroom homes for sale in fontana?",
+        "cash buyers here, what do you have",
+    ],
+)
+def test_more_ways_of_saying_i_want_to_buy(text: str) -> None:
+    assert "looking_to_buy" in said(text).signals
+
+
+@pytest.mark.parametrize(
+    "text", ["looking to get a place to rent", "busco casa para rentar, unos 2500 al mes"]
+)
+def test_a_place_to_rent_is_not_buying(text: str) -> None:
+    intent = said(text)
+    assert "looking_to_buy" not in intent.signals
+    assert intent.not_prospect == "renter"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "idk what its worth tho",
+        "want to know what our current house is worth",
+        "we already have an agent for buying but want to know what our current house is worth",
+    ],
+)
+def test_value_questions_in_looser_words_and_a_has_agent_lead_asking_one_stays_a_prospect(text: str) -> None:
+    intent = said(text)
+    assert intent.value_question
+    assert intent.not_prospect is None
+
+
+def test_a_lead_who_only_says_they_have_an_agent_is_still_no_prospect() -> None:
+    assert said("we already have an agent").not_prospect == "has_agent"
+
+
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [
+        ("whats a 3br in redlands going for these days?", "market"),
+        ("how much are homes in fontana?", "market"),
+        ("what would mine go for?", "value"),
+        ("si, cuando puede venir?", "availability"),
+    ],
+)
+def test_question_topics(text: str, topic: str) -> None:
+    assert said(text).question_topic == topic
+
+
+def test_spanish_asap() -> None:
+    assert said("lo mas pronto posible").facts.timeline_days == 14
