@@ -137,7 +137,7 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=6, help="scraped rounds (each between two quiet ones), at least 5"
     )
-    parser.add_argument("--webhooks", type=int, default=120, help="webhooks per round")
+    parser.add_argument("--webhooks", type=int, default=240, help="webhooks per round")
     parser.add_argument("--concurrency", type=int, default=8, help="webhooks in flight (the load)")
     parser.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes")
     parser.add_argument("--quick", action="store_true", help="5 scraped rounds of 48 webhooks")
