@@ -11,6 +11,9 @@ them and hands them to the real exporter, then answers with its running counts.
 * Started with tracing (``setup_observability``) and stopped with it: shutdown
   closes the pipe, the writer drains what it holds and exits; one that does not
   within the time left is killed.
+* It writes the local store (TRACE_STORE_PROCESS, the default) or, opt-in,
+  sends OTLP to a collector (OTLP_EXPORT_PROCESS): then the protobuf encoding
+  and the network calls leave the app's process too.
 * ``force_flush`` waits until the writer has stored everything sent before it.
 * Back-pressure, not loss: a writer that falls behind fills the pipe, the app's
   export thread waits on it, and the app's bounded queue drops (and counts) what
@@ -18,7 +21,7 @@ them and hands them to the real exporter, then answers with its running counts.
   read because it died, are counted as failed (``export_stats()``).
 * A writer that dies is started again at the next batch.
 
-Internal: :mod:`._lifecycle` builds one for the ``local`` exporter.
+Internal: :mod:`._lifecycle` builds one per exporter that runs in a writer.
 """
 
 from __future__ import annotations
@@ -138,7 +141,9 @@ class WriterProcessExporter(SpanExporter):
 
     Args:
         spec: what the writer builds: ``{"kind": "local", "path": ..., "max_spans": ...,
-            "max_age_hours": ..., "capture_content": ...}``.
+            "max_age_hours": ..., "capture_content": ...}`` or ``{"kind": "otlp"`` (or
+            ``"otlp_http"``) ``, "endpoint": ..., "headers": {...}, "timeout": seconds,
+            "capture_content": ...}``.
         label: names the writer in log lines.
         stop_timeout: seconds shutdown waits for the writer to drain and exit.
     """
@@ -385,11 +390,24 @@ def _span(row: tuple[Any, ...], resources: dict[int, Resource]) -> ReadableSpan:
 def _build(spec: dict[str, Any]) -> SpanExporter:
     from ghl_real_estate_ai.observability.redaction import RedactingSpanExporter
 
-    if spec.get("kind") != "local":
-        raise ValueError(f"unknown trace writer kind {spec.get('kind')!r}")
-    from ghl_real_estate_ai.observability.local_store import LocalSpanExporter
+    kind = spec.get("kind")
+    inner: SpanExporter
+    if kind == "local":
+        from ghl_real_estate_ai.observability.local_store import LocalSpanExporter
 
-    inner = LocalSpanExporter(Path(spec["path"]), int(spec["max_spans"]), float(spec["max_age_hours"]))
+        inner = LocalSpanExporter(Path(spec["path"]), int(spec["max_spans"]), float(spec["max_age_hours"]))
+    elif kind in ("otlp", "otlp_http"):
+        from ghl_real_estate_ai.observability._exporters import (
+            OtlpConfig,
+            build_otlp_span_exporter,
+            quiet_exporter_logs,
+        )
+
+        otlp = OtlpConfig(str(spec["endpoint"]), dict(spec["headers"]), float(spec["timeout"]))
+        inner, _ = build_otlp_span_exporter(kind, otlp)
+        quiet_exporter_logs()
+    else:
+        raise ValueError(f"unknown trace writer kind {kind!r}")
     return RedactingSpanExporter(inner, capture_content=bool(spec.get("capture_content", False)))
 
 
