@@ -588,6 +588,8 @@ def throughput(args: argparse.Namespace, database: str, receiver: Receiver, rows
         Config("otlp 100% writer process", "otlp", env=(("OTLP_EXPORT_PROCESS", "true"),)),
     ]
     rates: dict[str, list[float]] = {c.label: [] for c in configs}
+    dropped: dict[str, int] = {c.label: 0 for c in configs}
+    exported: dict[str, int] = {c.label: 0 for c in configs}
     for index in range(args.rounds):
         shift = index % len(configs)
         for config in configs[shift:] + configs[:shift]:
@@ -595,10 +597,22 @@ def throughput(args: argparse.Namespace, database: str, receiver: Receiver, rows
                 wrk(server.base_url, 2, 4, server.folder)  # warm-up: first-call costs, caches, channels
                 run = wrk(server.base_url, args.seconds, args.concurrency, server.folder)
                 rates[config.label].append(run.per_second)
+            if config.exporter not in (None, "bare"):
+                stats = stop_server_stats(server)  # printed by the server once it stopped
+                dropped[config.label] += stats.get("dropped", 0)
+                exported[config.label] += stats.get("exported", 0)
         print(f"  {database} throughput round {index + 1}/{args.rounds} done", flush=True)
     off = rates["off"]
     line = ", ".join(f"{label} {statistics.median(v):.1f}/s" for label, v in rates.items())
     print(f"  {database}: {line}")
+    traced = [c.label for c in configs if c.exporter not in (None, "bare")]
+    for label in traced:
+        if exported[label] == 0:
+            fail(f"{database} {label}: the server exported no span")
+    print(
+        f"  {database} spans exported / dropped at full load, all rounds: "
+        + ", ".join(f"{label} {exported[label]:,} / {dropped[label]:,}" for label in traced)
+    )
     for label, budget in (
         ("local 100%", 0.90),
         ("otlp 100%", 0.90),
