@@ -461,3 +461,38 @@ def test_question_topics(text: str, topic: str) -> None:
 
 def test_spanish_asap() -> None:
     assert said("lo mas pronto posible").facts.timeline_days == 14
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [("maybe 6 months", 180), ("2-3 weeks", 21), ("unos 6 meses", 180), ("idk, like a year?", 365)],
+)
+def test_a_message_that_is_only_a_duration_is_the_timeline(text: str, days: int) -> None:
+    intent = said(text)
+    assert intent.facts.timeline_days == days
+    assert intent.question_topic is None
+
+
+def test_a_duration_inside_a_sentence_is_not_a_timeline() -> None:
+    assert said("we've been behind 6 months on the hoa").facts.timeline_days is None
+
+
+def test_a_message_that_is_only_a_hedged_amount_is_in_thousands_and_no_question() -> None:
+    intent = said("i want to sell", "idk like 500?")
+    assert intent.facts.price_expectation == 500_000
+    assert intent.question_topic is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "quiero comprar casa pero primero tengo que vender la mia",
+        "first we have to sell, then buy something bigger",
+    ],
+)
+def test_must_sell_first_in_more_words(text: str) -> None:
+    assert said(text).facts.must_sell_first
+
+
+def test_already_sold_is_no_prospect() -> None:
+    assert said("sold already, thanks").not_prospect == "not_interested"
