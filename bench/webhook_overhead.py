@@ -204,6 +204,7 @@ class Config:
     label: str
     exporter: str | None = None  # None: tracing off; "bare": the bare route
     sample_rate: float = 1.0
+    env: tuple[tuple[str, str], ...] = ()  # more variables for the server
 
 
 @dataclass
@@ -281,6 +282,7 @@ def serve(config: Config, database: str, receiver: Receiver, latency_ms: float) 
         )
         if database == "postgresql":
             env["REDIS_URL"] = REDIS_URL
+        env.update(config.env)
         argv = [sys.executable, __file__, "--serve-app", str(port)]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True, cwd=folder)
     server = Server(process, f"http://127.0.0.1:{port}", folder, database_url)
@@ -583,6 +585,7 @@ def throughput(args: argparse.Namespace, database: str, receiver: Receiver, rows
         Config("local 100%", "local"),
         Config("otlp 100%", "otlp"),
         Config("otlp 10%", "otlp", 0.1),
+        Config("otlp 100% writer process", "otlp", env=(("OTLP_EXPORT_PROCESS", "true"),)),
     ]
     rates: dict[str, list[float]] = {c.label: [] for c in configs}
     for index in range(args.rounds):
@@ -596,7 +599,12 @@ def throughput(args: argparse.Namespace, database: str, receiver: Receiver, rows
     off = rates["off"]
     line = ", ".join(f"{label} {statistics.median(v):.1f}/s" for label, v in rates.items())
     print(f"  {database}: {line}")
-    for label, budget in (("local 100%", 0.90), ("otlp 100%", 0.90), ("otlp 10%", 0.97)):
+    for label, budget in (
+        ("local 100%", 0.90),
+        ("otlp 100%", 0.90),
+        ("otlp 10%", 0.97),
+        ("otlp 100% writer process", 0.90),
+    ):
         ratios = per_round_ratios(rates[label], off)
         rows.append(
             Row(
@@ -701,6 +709,26 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows: list[Row], started: str, load_start: str, args: argparse.Namespace) -> str:
+    """The results as a markdown block for docs/benchmarks.md (run date, machine and load included)."""
+    load_end = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [
+        f"Run on {started} (`bench/webhook_overhead.py`, {args.rounds} interleaved rounds, "
+        f"{args.concurrency} in flight, {args.seconds} s per run), Python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs, load average {load_start} at the start and {load_end} at the end.",
+        "",
+        "| measurement | median (min-max) | budget | |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.measurement} | {r.value} | {r.budget} | {'PASS' if r.ok else 'MISS'} |".replace(
+            ">=", "≥"
+        ).replace("<=", "≤")
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per comparison")
@@ -737,9 +765,10 @@ def main() -> int:
     for database in databases:
         if database not in ("sqlite", "postgresql"):
             parser.error(f"--databases: unknown {database!r}; use sqlite and/or postgresql")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_start = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; python {sys.version.split()[0]}; "
-        f"{os.cpu_count()} CPUs; load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        f"{started}; python {sys.version.split()[0]}; {os.cpu_count()} CPUs; load average {load_start}; "
         f"{args.rounds} interleaved rounds",
         flush=True,
     )
@@ -784,6 +813,9 @@ def main() -> int:
         fail("no phase ran")
     print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(table(rows))
+    print("\nmarkdown for docs/benchmarks.md:\n")
+    print(markdown(rows, started, load_start, args))
+    print()
     missed = [r for r in rows if not r.ok]
     if missed:
         print(f"{len(missed)} budget(s) missed")
