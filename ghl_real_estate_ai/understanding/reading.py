@@ -75,6 +75,10 @@ INTENT_THRESHOLD = 0.6
 
 NOT_PROSPECT_THRESHOLD = 0.7
 """The classifier must be this sure before a contact is called no prospect (it closes the conversation)."""
+MAX_READ_CHARS = 4000
+"""At most this much of a message is read: its first 3,000 and last 1,000 characters. An SMS holds
+at most 1,600; a long e-mail says what it wants at its start and signs off (or opts out) at its end,
+and reading the middle too would cost time without telling more."""
 RED_FLAG_THRESHOLD = 0.75
 """A red-flag label this probable is a red flag even when no phrase of its kind matched."""
 VALUE_PHRASE_PRECISION = 0.9
@@ -264,6 +268,8 @@ def read_message(
         known_areas: area names to recognise besides the gazetteer's.
         side: "buyer"/"seller" when the conversation so far leans one way, else "".
     """
+    if len(raw) > MAX_READ_CHARS:
+        raw = raw[: MAX_READ_CHARS - 1000] + "\n" + raw[-1000:]
     text = normalise(raw)
     found = Reading()
     classifier = load_classifier()

@@ -496,3 +496,25 @@ def test_must_sell_first_in_more_words(text: str) -> None:
 
 def test_already_sold_is_no_prospect() -> None:
     assert said("sold already, thanks").not_prospect == "not_interested"
+
+
+def test_a_huge_message_is_read_by_its_start_and_end_and_keys_the_language_cache_by_its_start() -> None:
+    from ghl_real_estate_ai.understanding.language import _message_language, message_language
+
+    filler = "we talked about the weather and the neighbours for a long while. " * 3000  # ~200 KB
+    assert "sell_my_house" in said("we want to sell our house. " + filler).signals
+    assert said(filler + " please remove me from your list").opt_out
+    assert "sell_my_house" not in said(filler[:100_000] + "we want to sell our house. " + filler).signals
+
+    _message_language.cache_clear()
+    message_language(filler)
+    message_language(filler[:1000])
+    assert _message_language.cache_info().currsize == 1  # one key: the first 1,000 characters
+
+
+def test_a_negation_counts_only_near_the_phrase() -> None:
+    from ghl_real_estate_ai.understanding.text import _negated
+
+    text = "not " + "really " * 40 + "selling"
+    assert not _negated(text, text.index("selling"), window=100)  # looked back 160 characters only
+    assert _negated("not selling", 4)
