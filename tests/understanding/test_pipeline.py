@@ -518,3 +518,19 @@ def test_a_negation_counts_only_near_the_phrase() -> None:
     text = "not " + "really " * 40 + "selling"
     assert not _negated(text, text.index("selling"), window=100)  # looked back 160 characters only
     assert _negated("not selling", 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("homes in riversid county", "Riverside"),
+        ("we like the fontanna area", "Fontana"),
+        ("the ontaio side is fine", "Ontario"),
+    ],
+)
+def test_a_misspelt_place_before_a_place_noun(text: str, place: str) -> None:
+    assert find_places(text) == [place]
+
+
+def test_a_place_noun_alone_names_no_place() -> None:
+    assert find_places("looking for a great area to live") == []
