@@ -9,7 +9,8 @@ and the 50 states, read once per process (:func:`gazetteer`). A name counts:
   "cerca de"...) when it is one ("in Corona" but not "corona beer", "near
   Orange" but not "orange tree"), and never when it is a word of the trade or
   the calendar ("spring", "mobile", "union", "university");
-- misspelt, after a place word or as a short bare answer: the closest name by
+- misspelt, after a place word, before a place noun ("area", "county"), or as a short
+  bare answer: the closest name by
   `rapidfuzz` similarity, 88 or more out of 100 ("yucaipa" for "yucaippa",
   "claremont" for "clairmont"), for words of five letters or more.
 
