@@ -59,7 +59,7 @@ def measure(configure: Callable[[], bool], roots: int) -> float:
     return roots * 4 / elapsed
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--roots", type=int, default=4000, help="root traces per measurement (4 spans each)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per configuration")
@@ -83,9 +83,16 @@ def main() -> None:
             ),
         }
         results: dict[str, list[float]] = {name: [] for name in configs}
-        for _ in range(args.rounds):
-            for name, configure in configs.items():
-                results[name].append(measure(configure, args.roots))
+        names = list(configs)
+        for index in range(args.rounds):
+            for name in names[index % len(names) :] + names[: index % len(names)]:  # order rotated
+                results[name].append(measure(configs[name], args.roots))
+        received = sum(
+            len(scope.spans)
+            for request in receiver.trace_requests()
+            for resource in request.resource_spans
+            for scope in resource.scope_spans
+        )
 
     median = {name: statistics.median(values) for name, values in results.items()}
     print(f"{args.rounds} rounds x {args.roots} root traces (4 spans each), median spans/s:")
@@ -102,7 +109,18 @@ def main() -> None:
         f"spans exported {stats.exported:,}, dropped {stats.dropped:,} "
         f"(queue full {stats.queue_full:,}, failed exports {stats.failed:,}, abandoned {stats.abandoned:,})"
     )
+    print(f"spans the receiver got: {received:,}")
+    # A bench that measured nothing must not print a verdict: the collector must have
+    # received spans, and every span the exporters handled is counted once.
+    checks = [
+        ("the receiver got spans", received > 0),
+        ("the exporter reported spans exported", stats.exported > 0),
+        ("the dead collectors cost spans (counted as dropped)", stats.dropped > 0),
+    ]
+    for label, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {label}")
+    return 0 if all(ok for _, ok in checks) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,7 +9,10 @@ processor), then times on that same set of spans, best of several passes:
 * ``RedactingSpanExporter.export`` in front of an exporter that does nothing;
 * the SDK's OTLP protobuf encoding (``encode_spans`` + serialisation), which is
   what ``OTLPSpanExporter`` does before sending;
-* ``LocalSpanExporter.export`` in batches of 512 (the default batch size).
+* ``LocalSpanExporter.export`` in batches of 512 (the default batch size);
+* the pipe encoding the app does when the local store has its writer process
+  (``TRACE_STORE_PROCESS``, the default): redaction and the store's inserts
+  then run in the writer, and this is all the app's export thread does.
 
 Run: ``.venv/bin/python bench/export_path.py [--webhooks 60] [--passes 5]``.
 """
@@ -37,6 +40,7 @@ from webhook_overhead import WEBHOOK_PATH, payload
 
 from ghl_real_estate_ai.app import create_app
 from ghl_real_estate_ai.integrations.ghl.sandbox import get_sandbox_state
+from ghl_real_estate_ai.observability._writer import encode_batch
 from ghl_real_estate_ai.observability.local_store import LocalSpanExporter
 from ghl_real_estate_ai.observability.otel_config import (
     flush_observability,
@@ -125,6 +129,11 @@ def main() -> int:
                 args.passes,
                 len(spans),
                 lambda: [local.export(spans[i : i + 512]) for i in range(0, len(spans), 512)],
+            ),
+            "writer pipe": best(
+                args.passes,
+                len(spans),
+                lambda: [encode_batch(spans[i : i + 512], {}) for i in range(0, len(spans), 512)],
             ),
         }
     finally:

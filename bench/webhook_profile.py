@@ -149,10 +149,17 @@ def _record_statements(store: Any, log: list[str]) -> None:
             log.extend(f"[many] {short(s.sql)}" for s in steps if s.many)
             return await steps_on(conn, steps)
 
+        run_plan = store._run_plan
+
+        async def logged_plan(conn: Any, plan: Any, final: int) -> Any:
+            log.extend(f"[one statement] {' + '.join(short(u.sql)[:24] for u in group)}" for group in plan)
+            return await run_plan(conn, plan, final)
+
         store._fetch, store._lock_call, store._steps_on = logged_fetch, logged_lock, logged_steps
+        store._run_plan = logged_plan
 
 
-async def statements(database: str, webhooks: int) -> None:
+async def statements(database: str, webhooks: int, args_show: int = 6) -> None:
     async with _app(database) as (app, client):
         store = app.state.store
         run = uuid.uuid4().hex[:8]
@@ -165,7 +172,7 @@ async def statements(database: str, webhooks: int) -> None:
             start = store.stats.snapshot()
             await _send(client, run, n)
             now = store.stats.snapshot()
-            if n < 6:
+            if n < args_show:
                 print(
                     f"webhook {n} ({payload(run, n)['body'][:40]!r}): {now.statements - start.statements}"
                     f" statements, {now.round_trips - start.round_trips} round trips"

@@ -411,6 +411,7 @@ class ConversationService:
             contact.contact_id,
             now=self.clock(),
             trace_context=dict(propagate_trace_context({})),
+            defer=True,  # nobody reads the new steps back: written with the turn's other writes
         )
 
 

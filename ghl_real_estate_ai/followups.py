@@ -131,6 +131,7 @@ async def restart_sequence(
     *,
     now: datetime,
     trace_context: Mapping[str, str],
+    defer: bool = False,
 ) -> list[FollowUp]:
     """Cancel a contact's pending steps and schedule the sequence again from ``now``.
 
@@ -142,6 +143,7 @@ async def restart_sequence(
         contact_id: the GHL contact.
         now: the instant of the reply; naive means UTC.
         trace_context: W3C carrier of the current trace (``propagate_trace_context({})``).
+        defer: inside a unit of work, write the steps with its other writes (their ids are then 0).
 
     Returns:
         The newly stored steps (empty for an opted-out or escalated contact).
@@ -156,7 +158,7 @@ async def restart_sequence(
     carrier = {str(k): str(v) for k, v in trace_context.items()}
     # One transaction, one round trip (issue 14): cancel, then the four steps in one INSERT.
     steps = [(step, start + delay) for step, delay in FOLLOWUP_STEPS]
-    return await store.replace_followups(contact_id, steps, carrier)
+    return await store.replace_followups(contact_id, steps, carrier, defer=defer)
 
 
 class FollowUpStepRunner(Protocol):

@@ -11,6 +11,9 @@ them and hands them to the real exporter, then answers with its running counts.
 * Started with tracing (``setup_observability``) and stopped with it: shutdown
   closes the pipe, the writer drains what it holds and exits; one that does not
   within the time left is killed.
+* It writes the local store (TRACE_STORE_PROCESS, the default) or, opt-in,
+  sends OTLP to a collector (OTLP_EXPORT_PROCESS): then the protobuf encoding
+  and the network calls leave the app's process too.
 * ``force_flush`` waits until the writer has stored everything sent before it.
 * Back-pressure, not loss: a writer that falls behind fills the pipe, the app's
   export thread waits on it, and the app's bounded queue drops (and counts) what
@@ -18,7 +21,7 @@ them and hands them to the real exporter, then answers with its running counts.
   read because it died, are counted as failed (``export_stats()``).
 * A writer that dies is started again at the next batch.
 
-Internal: :mod:`._lifecycle` builds one for the ``local`` exporter.
+Internal: :mod:`._lifecycle` builds one per exporter that runs in a writer.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-__all__ = ["WriterProcessExporter"]
+__all__ = ["WriterProcessExporter", "encode_batch"]
 
 logger = logging.getLogger("ghl_real_estate_ai.observability.otel_config")
 
@@ -110,12 +113,37 @@ def _safe(value: Any) -> Any:
     return str(value)
 
 
+def encode_batch(spans: Sequence[ReadableSpan], resource_keys: dict[int, tuple[Resource, int]]) -> bytes:
+    """One batch as the writer reads it: plain tuples, ``marshal``-encoded (the app's only work per span).
+
+    ``resource_keys`` remembers the resources the writer was already sent (by
+    identity: a provider's spans share one Resource object); new ones go along.
+    """
+    new_resources: list[tuple[int, dict[str, Any], str | None]] = []
+    rows = []
+    for span in spans:
+        resource = span.resource
+        known = resource_keys.get(id(resource))
+        if known is None or known[0] is not resource:
+            known = (resource, len(resource_keys) + 1)
+            resource_keys[id(resource)] = known
+            new_resources.append((known[1], _plain(resource.attributes), resource.schema_url or None))
+        rows.append(_row(span, known[1]))
+    try:
+        return marshal.dumps((_SPANS, new_resources, rows))
+    except ValueError:  # an attribute value marshal cannot carry: make it plain
+        rows = [(*r[:11], {k: _safe(v) for k, v in r[11].items()}, *r[12:]) for r in rows]
+        return marshal.dumps((_SPANS, new_resources, rows))
+
+
 class WriterProcessExporter(SpanExporter):
     """A span exporter that hands spans to a writer process (see the module docstring).
 
     Args:
         spec: what the writer builds: ``{"kind": "local", "path": ..., "max_spans": ...,
-            "max_age_hours": ..., "capture_content": ...}``.
+            "max_age_hours": ..., "capture_content": ...}`` or ``{"kind": "otlp"`` (or
+            ``"otlp_http"``) ``, "endpoint": ..., "headers": {...}, "timeout": seconds,
+            "capture_content": ...}``.
         label: names the writer in log lines.
         stop_timeout: seconds shutdown waits for the writer to drain and exit.
     """
@@ -229,22 +257,7 @@ class WriterProcessExporter(SpanExporter):
         return True
 
     def _encode(self, spans: Sequence[ReadableSpan]) -> bytes:
-        new_resources: list[tuple[int, dict[str, Any], str | None]] = []
-        rows = []
-        for span in spans:
-            resource = span.resource
-            known = self._resource_keys.get(id(resource))
-            if known is None or known[0] is not resource:
-                key = len(self._resource_keys) + 1
-                self._resource_keys[id(resource)] = (resource, key)
-                new_resources.append((key, _plain(resource.attributes), resource.schema_url or None))
-                known = (resource, key)
-            rows.append(_row(span, known[1]))
-        try:
-            return marshal.dumps((_SPANS, new_resources, rows))
-        except ValueError:  # an attribute value marshal cannot carry: make it plain
-            rows = [(*r[:11], {k: _safe(v) for k, v in r[11].items()}, *r[12:]) for r in rows]
-            return marshal.dumps((_SPANS, new_resources, rows))
+        return encode_batch(spans, self._resource_keys)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Write ``spans`` to the writer's pipe (waits while the pipe is full)."""
@@ -377,11 +390,24 @@ def _span(row: tuple[Any, ...], resources: dict[int, Resource]) -> ReadableSpan:
 def _build(spec: dict[str, Any]) -> SpanExporter:
     from ghl_real_estate_ai.observability.redaction import RedactingSpanExporter
 
-    if spec.get("kind") != "local":
-        raise ValueError(f"unknown trace writer kind {spec.get('kind')!r}")
-    from ghl_real_estate_ai.observability.local_store import LocalSpanExporter
+    kind = spec.get("kind")
+    inner: SpanExporter
+    if kind == "local":
+        from ghl_real_estate_ai.observability.local_store import LocalSpanExporter
 
-    inner = LocalSpanExporter(Path(spec["path"]), int(spec["max_spans"]), float(spec["max_age_hours"]))
+        inner = LocalSpanExporter(Path(spec["path"]), int(spec["max_spans"]), float(spec["max_age_hours"]))
+    elif kind in ("otlp", "otlp_http"):
+        from ghl_real_estate_ai.observability._exporters import (
+            OtlpConfig,
+            build_otlp_span_exporter,
+            quiet_exporter_logs,
+        )
+
+        otlp = OtlpConfig(str(spec["endpoint"]), dict(spec["headers"]), float(spec["timeout"]))
+        inner, _ = build_otlp_span_exporter(kind, otlp)
+        quiet_exporter_logs()
+    else:
+        raise ValueError(f"unknown trace writer kind {kind!r}")
     return RedactingSpanExporter(inner, capture_content=bool(spec.get("capture_content", False)))
 
 

@@ -32,6 +32,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -45,7 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 from opentelemetry.trace import TracerProvider
 
 from ghl_real_estate_ai.errors import LockLostError, LockTimeoutError
-from ghl_real_estate_ai.storage._reliability import ReliabilityQueries
+from ghl_real_estate_ai.storage._reliability import Circuit, ReliabilityQueries
 from ghl_real_estate_ai.storage._spans import StoreSpans, describe_statement
 from ghl_real_estate_ai.storage.base import (
     Contact,
@@ -69,10 +70,13 @@ __all__ = [
     "Step",
     "StoreStats",
     "TxState",
+    "Unit",
     "UnitOfWork",
     "describe_statement",
     "lock_timeout_error",
+    "plan_statements",
     "redact_url",
+    "returns_rows",
     "utc",
 ]
 
@@ -266,6 +270,8 @@ class UnitOfWork:
     """The contact's dialogue slots, ordered by side and name."""
     events: list[WebhookEvent] | None = None
     """The contact's ``received`` events read with the lock, in ``dateAdded`` order (served once)."""
+    circuits: dict[str, Circuit] | None = None
+    """Every location's outbox circuit, read with the lock (None: unknown, or written since)."""
     recheck: str | None = None
     """A contact whose ``received`` events are read again as its lock is released (see ``rechecked``)."""
     rechecked: list[WebhookEvent] | None = None
@@ -423,6 +429,11 @@ _PREFETCH_TABLES: dict[str, tuple[str, tuple[str, ...], frozenset[str]]] = {
         ("id", "contact_id", "source_bot", "target_bot", "confidence", "reason", "outcome", "created_at"),
         frozenset(),
     ),
+    "circuits": (
+        "SELECT * FROM outbox_circuits",
+        ("location_id", "failures", "next_probe_at"),
+        frozenset(),
+    ),
     "events": (
         f"""SELECT * FROM webhook_events WHERE contact_id = ? AND status = 'received'
             {_EVENTS_IN_ORDER} LIMIT ?""",
@@ -530,6 +541,125 @@ def _group(writes: Sequence[_Write]) -> list[Step]:
         if item is not None:
             run.append(item)
     return steps
+
+
+@dataclass(slots=True, frozen=True)
+class Unit:
+    """One execution of a batch: a statement with one row of arguments."""
+
+    sql: str
+    args: tuple[Any, ...]
+    step: int
+    """The index of the step it comes from."""
+
+
+MAX_UNITS = 64
+"""Executions past which a batch is sent as it is rather than as one statement."""
+
+_BY_ID = re.compile(r"\bWHERE\s+id\s*=\s*\?\s*$", re.IGNORECASE)
+
+
+@lru_cache(maxsize=512)
+def _write_kind(sql: str) -> tuple[str, str | None]:
+    """``(kind, table)``: ``read`` (SELECT), ``insert`` (no ON CONFLICT), ``upsert``,
+    ``update_by_id`` (ends with ``WHERE id = ?``), ``update`` or ``other`` (DELETE...)."""
+    verb, table = describe_statement(sql)
+    upper = sql.upper()
+    if verb == "SELECT":
+        return "read", table
+    if verb == "INSERT":
+        return ("upsert" if "ON CONFLICT" in upper else "insert"), table
+    if verb == "UPDATE":
+        return ("update_by_id" if _BY_ID.search(sql.split(" RETURNING ")[0]) else "update"), table
+    return "other", table
+
+
+@lru_cache(maxsize=512)
+def returns_rows(sql: str) -> bool:
+    """Whether a statement gives rows back (a SELECT, or a write with RETURNING)."""
+    return describe_statement(sql)[0] == "SELECT" or "RETURNING" in sql.upper()
+
+
+_VALUES = re.compile(r"\bVALUES\s*(\([^()]*\))\s*$", re.IGNORECASE)
+
+
+def _fits(unit: Unit, others: Sequence[Unit]) -> bool:
+    """Whether ``unit`` can run in one statement with ``others``, earlier writes of its table.
+
+    The parts of one statement run in no set order and all see the tables as they were
+    before it, so only writes whose order cannot matter go together: an insert after
+    updates (an update never sees rows inserted after it), and updates of distinct rows
+    by primary key. Inserts into one table keep their order by joining one ``VALUES``
+    list (see :func:`plan_statements`).
+    """
+    kind, _ = _write_kind(unit.sql)
+    kinds = [_write_kind(o.sql)[0] for o in others]
+    if kind == "insert":
+        return all(k in ("update", "update_by_id") for k in kinds)
+    if kind == "update_by_id":
+        return all(
+            k == "update_by_id" and o.args[-1] != unit.args[-1] for k, o in zip(kinds, others, strict=True)
+        )
+    return not others
+
+
+def _joined(unit: Unit, group: list[Unit]) -> bool:
+    """Add a plain single-row insert to the group's insert of the same statement, as one more
+    ``VALUES`` row (the rows of one insert get their ids in order); False when there is none."""
+    values = _VALUES.search(unit.sql)
+    if values is None or _write_kind(unit.sql)[0] != "insert":
+        return False
+    for index, other in enumerate(group):
+        if other.sql.startswith(unit.sql):
+            group[index] = Unit(other.sql + ", " + values.group(1), other.args + unit.args, other.step)
+            return True
+    return False
+
+
+def plan_statements(steps: Sequence[Step]) -> list[list[Unit]] | None:
+    """Group a batch's executions into as few statements as keep its meaning, or None.
+
+    Each group becomes ONE statement (PostgreSQL: data-modifying CTEs; SQLite runs its
+    writes in order through triggers instead, see ``SQLiteStore._batch``): writes of different
+    tables never depend on each other (no foreign keys), and writes of one table go in
+    its order, together only when :func:`_fits` says so. Only the last step may return
+    rows (None otherwise: the batch is run as it is); it closes the last statement, and
+    a read goes with the writes before it only when it asked for that snapshot
+    (``Step.snapshot``) or reads a table they do not write.
+    """
+    if len(steps) < 2 or any(returns_rows(step.sql) for step in steps[:-1]):
+        return None
+    if sum(len(step.rows) for step in steps) > MAX_UNITS:
+        return None
+    if returns_rows(steps[-1].sql) and len(steps[-1].rows) != 1:
+        return None
+    groups: list[list[Unit]] = []
+    last_group: dict[str, int] = {}
+    final = len(steps) - 1
+    for index, step in enumerate(steps):
+        kind, table = _write_kind(step.sql)
+        if table is None:
+            return None
+        for row in step.rows:
+            unit = Unit(step.sql, row, index)
+            at = last_group.get(table, 0)
+            if index == final:
+                at = max(at, len(groups) - 1, 0)
+            if kind == "read":  # the last step: with the writes before it, when they cannot change it
+                if groups and not step.snapshot:
+                    at += table in {_write_kind(u.sql)[1] for u in groups[at]}
+            else:
+                if at < len(groups) and _joined(unit, groups[at]):
+                    continue
+                while at < len(groups) and not _fits(
+                    unit, [u for u in groups[at] if _write_kind(u.sql)[1] == table]
+                ):
+                    at += 1
+            if at == len(groups):
+                groups.append([])
+            groups[at].append(unit)
+            last_group[table] = at
+    return groups
 
 
 def _depends(sql: str, pending: Sequence[_Write]) -> bool:
@@ -689,6 +819,10 @@ class SQLStore(ReliabilityQueries, ABC):
         uow = self._uow.get()
         if uow is not None and uow.pending and _depends(sql, uow.pending):
             await self.flush()
+        if uow is not None and uow.circuits is not None:
+            verb, table = describe_statement(sql)
+            if table == "outbox_circuits" and verb != "SELECT":
+                uow.circuits = None  # changed: read it again
         with self._spans.operation((sql,)):
             return await self._query(sql, args, exclusive=exclusive)
 
@@ -870,6 +1004,10 @@ class SQLStore(ReliabilityQueries, ABC):
         uow.handoffs = sorted(handoffs, key=lambda h: (h.created_at, h.id))
         uow.handoffs_since = step.rows[0][_SINCE_ARG]
         uow.events = _event_order([_webhook_event(r) for r in read.get("events", [])])
+        uow.circuits = {
+            r["location_id"]: Circuit(int(r["failures"]), r["next_probe_at"])
+            for r in read.get("circuits", [])
+        }
 
     def _prefetch_step(self, contact_id: str) -> Step:
         """What every locked turn reads first, in ONE statement: the contact, its newest messages,
@@ -1054,6 +1192,13 @@ class SQLStore(ReliabilityQueries, ABC):
         if uow is not None and (uow.messages is None or len(messages) > len(uow.messages)):
             uow.messages, uow.messages_complete = list(messages), len(rows) < limit
         return messages
+
+    async def outbox_circuit(self, location_id: str) -> Circuit | None:
+        """The location's outage state; None while GHL answers. Served from a contact lock's read."""
+        uow = self._uow.get()
+        if uow is not None and uow.circuits is not None:
+            return uow.circuits.get(location_id)
+        return await super().outbox_circuit(location_id)
 
     # --- webhook events -----------------------------------------------------
     async def pending_contact_events(self, contact_id: str, limit: int = 100) -> list[WebhookEvent]:
@@ -1363,7 +1508,12 @@ class SQLStore(ReliabilityQueries, ABC):
         return _followup(row)
 
     async def replace_followups(
-        self, contact_id: str, steps: Sequence[tuple[str, datetime]], trace_context: dict[str, str]
+        self,
+        contact_id: str,
+        steps: Sequence[tuple[str, datetime]],
+        trace_context: dict[str, str],
+        *,
+        defer: bool = False,
     ) -> list[FollowUp]:
         """Cancel the contact's waiting steps and store ``steps`` instead, in one transaction.
 
@@ -1373,6 +1523,8 @@ class SQLStore(ReliabilityQueries, ABC):
             contact_id: the contact.
             steps: ``(step, due_at)`` pairs to store as ``pending``.
             trace_context: the scheduling trace's W3C carrier, kept on every step.
+            defer: inside a unit of work, write them with its other writes (the caller does
+                not need their ids: the returned steps then have ``id`` 0).
 
         Returns:
             The stored steps, in the order given.
@@ -1394,9 +1546,18 @@ class SQLStore(ReliabilityQueries, ABC):
         insert = Step(
             f"""INSERT INTO followups (contact_id, step, due_at, status, attempts, trace_context,
                    created_at, updated_at)
-               VALUES {values} RETURNING *""",
+               VALUES {values}""",
             (tuple(args),),
         )
+        if defer and self._deferring() is not None:
+            await self._write(cancel.sql, cancel.rows[0])
+            await self._write(insert.sql, insert.rows[0])
+            carrier = dict(trace_context)
+            return [
+                FollowUp(0, contact_id, step, utc("due_at", due_at), "pending", 0, carrier, now)
+                for step, due_at in steps
+            ]
+        insert = replace(insert, sql=insert.sql + " RETURNING *")
         if self._in_transaction():
             await self._sql(cancel.sql, cancel.rows[0])
             rows = await self._sql(insert.sql, insert.rows[0])

@@ -334,9 +334,17 @@ class Store(Protocol):
         self, contact_id: str, step: str, due_at: datetime, trace_context: dict[str, str]
     ) -> FollowUp: ...
     async def replace_followups(
-        self, contact_id: str, steps: Sequence[tuple[str, datetime]], trace_context: dict[str, str]
+        self,
+        contact_id: str,
+        steps: Sequence[tuple[str, datetime]],
+        trace_context: dict[str, str],
+        *,
+        defer: bool = False,
     ) -> list[FollowUp]:
-        """Cancel a contact's waiting steps and store ``(step, due_at)`` pairs instead, in one transaction."""
+        """Cancel a contact's waiting steps and store ``(step, due_at)`` pairs instead, in one transaction.
+
+        ``defer`` lets a unit of work write them with its other writes (the returned ids are then 0).
+        """
 
     async def cancel_followups(self, contact_id: str) -> int:
         """Cancel every pending step of a contact; returns how many."""

@@ -48,7 +48,9 @@ from ghl_real_estate_ai.storage._sql import (
     SQLStore,
     Step,
     TxState,
+    Unit,
     describe_statement,
+    plan_statements,
 )
 from ghl_real_estate_ai.storage.schema import MIGRATIONS, SCHEMA_LOCK_KEY, Migration, bootstrap_sql
 
@@ -296,13 +298,38 @@ class PostgresStore(SQLStore):
                 results.append(await self._fetch(conn, step.sql, step.rows[0]))
         return results
 
+    async def _run_plan(self, conn: Any, plan: list[list[Unit]], final: int) -> list[dict[str, Any]]:
+        """Run each group of ``plan`` as ONE statement (data-modifying CTEs); the rows of step ``final``."""
+        rows: list[dict[str, Any]] = []
+        for group in plan:
+            *members, main = group
+            sql = main.sql
+            if members:
+                sql = "WITH " + ", ".join(f"w{i} AS ({u.sql})" for i, u in enumerate(members)) + " " + sql
+            self.stats.round_trips += 1
+            self.stats.statements += 1
+            self.stats.executions += len(group)
+            with self._driver_spans():
+                records = await conn.fetch(_numbered(sql), *(a for u in group for a in u.args))
+            if main.step == final:
+                rows = [dict(r) for r in records]
+        return rows
+
     async def _run_steps(self, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
+        # A batch of writes of several tables goes as one statement where it keeps its meaning.
+        plan = plan_statements(steps)
+        if plan is not None and len(plan) >= len(steps):
+            plan = None
         try:
             tx = self._tx.get()
             if tx is not None and tx.active:
                 async with tx.lock:
+                    if plan is not None:
+                        return self._plan_results(steps, await self._run_plan(tx.conn, plan, len(steps) - 1))
                     return await self._steps_on(tx.conn, steps)
             async with self._connection() as conn:
+                if plan is not None and len(plan) == 1:  # one statement: atomic on its own
+                    return self._plan_results(steps, await self._run_plan(conn, plan, len(steps) - 1))
                 if len(steps) == 1 or all(describe_statement(step.sql)[0] == "SELECT" for step in steps):
                     return await self._steps_on(conn, steps)
                 self.stats.round_trips += 2  # BEGIN and COMMIT
@@ -311,7 +338,10 @@ class PostgresStore(SQLStore):
                 with suppress_instrumentation():
                     await tr.start()
                 try:
-                    results = await self._steps_on(conn, steps)
+                    if plan is not None:
+                        results = self._plan_results(steps, await self._run_plan(conn, plan, len(steps) - 1))
+                    else:
+                        results = await self._steps_on(conn, steps)
                 except BaseException:
                     with suppress_instrumentation(), suppress(Exception):
                         await tr.rollback()
@@ -327,6 +357,11 @@ class PostgresStore(SQLStore):
             if isinstance(error, StorageUnavailableError):
                 await self._forget_connections()
             raise error from None
+
+    @staticmethod
+    def _plan_results(steps: Sequence[Step], last: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Every step's rows: only the last one can return any (see ``plan_statements``)."""
+        return [[] for _ in steps[:-1]] + [last]
 
     async def _query(
         self, sql: str, args: Sequence[Any] = (), *, exclusive: bool = False

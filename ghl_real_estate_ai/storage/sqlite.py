@@ -23,8 +23,11 @@ can hold personal data). Transaction control and pragmas are never traced.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import math
+import re
 import secrets
 import sqlite3
 import time
@@ -47,6 +50,7 @@ from ghl_real_estate_ai.storage._sql import (
     Step,
     TxState,
     describe_statement,
+    returns_rows,
 )
 from ghl_real_estate_ai.storage.schema import MIGRATIONS, Migration, bootstrap_sql
 
@@ -57,6 +61,52 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _JSON_COLUMNS = frozenset({"tags", "state", "payload", "response", "trace_context", "value"})
 _TRACED_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE"})
+_WRITES_INSERT = "INSERT INTO jorge_writes (kind, args) VALUES "
+_ARG = re.compile(r"\?")
+
+
+def _json_arg() -> Callable[[re.Match[str]], str]:
+    """Replace the n-th ``?`` of a statement by the n-th element of the view row's ``args``."""
+    counter = itertools.count()
+    return lambda _: f"json_extract(NEW.args, '$[{next(counter)}]')"
+
+
+def _flat(rows: Sequence[tuple[int, list[Any]]]) -> list[Any]:
+    out: list[Any] = []
+    for kind, args in rows:
+        out.extend((kind, json.dumps(args, separators=(",", ":"), allow_nan=False)))
+    return out
+
+
+def _plan(encoded: Sequence[tuple[str, list[list[Any]], bool]]) -> list[tuple[Any, ...]]:
+    """``("writes", i, j, ...)`` for each run of two or more steps that return nothing and
+    whose arguments are plain JSON values, ``("each", i)`` for every other step."""
+    plan: list[tuple[Any, ...]] = []
+    run: list[int] = []
+
+    def close() -> None:
+        if sum(len(encoded[i][1]) for i in run) >= 2:
+            plan.append(("writes", *run))
+        else:
+            plan.extend(("each", i) for i in run)
+        run.clear()
+
+    for index, (sql, rows, _) in enumerate(encoded):
+        if not returns_rows(sql) and all(_jsonable(row) for row in rows):
+            run.append(index)
+            continue
+        close()
+        plan.append(("each", index))
+    close()
+    return plan
+
+
+def _jsonable(row: Sequence[Any]) -> bool:
+    # Exact through JSON: text, integers, finite floats, NULL (and booleans, stored as 0/1 either way).
+    return all(
+        value is None or isinstance(value, str | int) or (isinstance(value, float) and math.isfinite(value))
+        for value in row
+    )
 
 
 @lru_cache(maxsize=512)
@@ -131,6 +181,8 @@ class SQLiteStore(SQLStore):
         self._conn: aiosqlite.Connection | None = None
         self._conn_lock = asyncio.Lock()
         self._tx: ContextVar[TxState | None] = ContextVar(f"sqlite_tx_{id(self)}", default=None)
+        self._triggers: dict[str, int] = {}
+        """The writes the connection's ``jorge_writes`` view knows, by statement (see _write_triggers)."""
 
     # --- life cycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -151,6 +203,7 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from None
         conn.row_factory = sqlite3.Row
+        self._triggers = {}  # a new connection: its TEMP view and triggers are made again
         try:
             await self._set_pragmas(conn)
         except sqlite3.Error as exc:
@@ -370,22 +423,43 @@ class SQLiteStore(SQLStore):
     async def _batch(
         self, conn: aiosqlite.Connection, steps: Sequence[Step], *, begin: bool
     ) -> list[list[dict[str, Any]]]:
-        """Run ``steps`` in aiosqlite's thread in ONE hop (and one transaction when ``begin``)."""
+        """Run ``steps`` in ONE hop (and one transaction when ``begin``).
+
+        In its own transaction, a run of two or more writes that return nothing goes as
+        ONE statement: a multi-row insert into the ``jorge_writes`` view, whose triggers
+        run each write in order (see :meth:`_write_triggers`).
+        """
         encoded = [(step.sql, [[_encode(a) for a in row] for row in step.rows], step.many) for step in steps]
         timed: list[Timed] | None = [] if self._spans.statements and self._spans.active() else None
+        plan = _plan(encoded) if begin else [("each", i) for i in range(len(encoded))]
+        missing = sorted(
+            {encoded[i][0] for kind, *indexes in plan if kind == "writes" for i in indexes}
+            - self._triggers.keys()
+        )
 
         def work(raw: sqlite3.Connection) -> list[list[sqlite3.Row]]:
-            results: list[list[sqlite3.Row]] = []
+            if missing:
+                self._write_triggers(raw, missing)  # outside the transaction: they outlive it
+            results: list[list[sqlite3.Row]] = [[] for _ in encoded]
             if begin:
                 raw.execute("BEGIN IMMEDIATE")
             try:
-                for sql, rows, many in encoded:
+                for kind, *indexes in plan:
                     started = now_ns()
+                    if kind == "writes":
+                        rows = [
+                            (self._triggers[encoded[i][0]], args) for i in indexes for args in encoded[i][1]
+                        ]
+                        raw.execute(_WRITES_INSERT + ", ".join(["(?, ?)"] * len(rows)), _flat(rows))
+                        if timed is not None:
+                            timed.append(Timed(_WRITES_INSERT + "(?, ?)", started, now_ns()))
+                        continue
+                    [index] = indexes
+                    sql, rows_, many = encoded[index]
                     if many:
-                        raw.executemany(sql, rows)
-                        results.append([])
+                        raw.executemany(sql, rows_)
                     else:
-                        results.append(raw.execute(sql, rows[0]).fetchall())
+                        results[index] = raw.execute(sql, rows_[0]).fetchall()
                     if timed is not None:
                         timed.append(Timed(sql, started, now_ns()))
                 if begin:
@@ -397,7 +471,7 @@ class SQLiteStore(SQLStore):
             return results
 
         self.stats.round_trips += 1
-        self.stats.statements += len(steps)
+        self.stats.statements += len(plan) + len(missing)
         self.stats.executions += sum(len(step.rows) for step in steps)
         try:
             # aiosqlite runs ``work`` on its own thread, where the sqlite3 connection lives.
@@ -414,6 +488,23 @@ class SQLiteStore(SQLStore):
             if timed:
                 self._spans.statement_spans(timed)
         return [[_decode(r) for r in rows] for rows in results]
+
+    def _write_triggers(self, raw: sqlite3.Connection, statements: Sequence[str]) -> None:
+        """Teach the ``jorge_writes`` view each of ``statements`` (once per connection).
+
+        A row ``(kind, args)`` inserted into the view runs the write numbered ``kind``
+        with the JSON array ``args`` as its arguments. The view and its triggers are
+        TEMP: they live with this connection only and never touch the file's schema.
+        """
+        raw.execute("CREATE TEMP VIEW IF NOT EXISTS jorge_writes (kind, args) AS SELECT 0, '[]'")
+        for sql in statements:
+            number = len(self._triggers) + 1
+            body = _ARG.sub(_json_arg(), sql)
+            raw.execute(
+                f"CREATE TEMP TRIGGER jorge_write_{number} INSTEAD OF INSERT ON jorge_writes "
+                f"WHEN NEW.kind = {number} BEGIN {body}; END"
+            )
+            self._triggers[sql] = number
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:

@@ -28,7 +28,8 @@ from ghl_real_estate_ai.understanding.text import _NUM, _negated, _number, _rx
 
 _TIMELINE_FIXED: tuple[tuple[re.Pattern[str], int], ...] = (
     (_rx(r"\basap\b", r"\bas soon as possible\b", r"\bright away\b", r"\bimmediately\b", r"\burgent(?:ly)?\b",
-         r"\blo antes posible\b", r"\bcuanto antes\b"), 14),
+         r"\blo antes posible\b", r"\bcuanto antes\b", r"\blo mas (?:pronto|rapido) posible\b", r"\bya mismo\b",
+         r"\bde inmediato\b", r"\burgente\b"), 14),
     (_rx(r"\bthis week\b", r"\besta semana\b"), 7),
     (_rx(r"\bnext week\b", r"\bla proxima semana\b"), 14),
     (_rx(r"\b(?:this|next) month\b", r"\b(?:el )?(?:proximo|siguiente) mes\b", r"\beste mes\b"), 30),
@@ -293,3 +294,31 @@ def when(text: str, today: date) -> tuple[int, date] | None:
         return None
     target = best[1]
     return max(1, min((target - today).days, 3650)), target
+
+
+_HEDGE = (
+    r"(?:maybe|about|around|like|roughly|probably|prob|idk|i don't know|not sure|i guess|unos|unas|como|"
+    r"mas o menos|quizas|tal vez)"
+)
+_DURATION_ANSWER = re.compile(
+    rf"^(?:{_HEDGE}[\s,]+)*(?P<n>{_NUM})(?:\s*(?:-|to|or|a|o)\s*(?P<m>\d+))?\s*"
+    r"(?P<unit>days?|weeks?|months?|years?|dias?|semanas?|mes(?:es)?|anos?)\b[\s?.!]*(?:or so|o asi|lol|tops)?[\s?.!]*$"
+)
+
+
+def duration_answer(text: str, today: date) -> tuple[int, date] | None:
+    """A message that is nothing but a duration ("maybe 6 months", "2-3 weeks", "unos 6 meses").
+
+    Only the whole message counts: inside a sentence "6 months" could be anything
+    ("behind 6 months", "lived here 6 months"); alone, it answers "when?".
+    """
+    match = _DURATION_ANSWER.match(text.strip())
+    if match is None:
+        return None
+    upper = _number(match.group("m") or "") or _number(match.group("n"))
+    if upper is None:
+        return None
+    unit = match.group("unit")
+    unit = "mes" if unit.startswith("mes") else unit.rstrip("s")
+    days = max(1, min(round(upper * _UNIT_DAYS[unit]), 3650))
+    return days, today + timedelta(days=days)

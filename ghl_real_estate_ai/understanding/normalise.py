@@ -21,6 +21,8 @@ __all__ = ["SHORTHAND", "fold", "normalise", "strip_emoji"]
 SHORTHAND: dict[str, str] = {
     # English texting
     "prolly": "probably",
+    "prob": "probably",
+    "prly": "probably",
     "probly": "probably",
     "gonna": "going to",
     "gunna": "going to",

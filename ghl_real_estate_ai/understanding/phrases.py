@@ -18,12 +18,15 @@ _BUY = _rx(
     r"\b(?:looking|want|wanting|wanna|hoping|ready|planning|trying|going|need|like|interested)\s+(?:to\s+|in\s+)?buy(?:ing)?\b",
     rf"\bbuy(?:ing)?\s+(?:a|an|my|our|the)?\s*(?:first\s+|new\s+|bigger\s+|smaller\s+)?{_HOME}\b",
     r"\bfirst[- ]time (?:home ?)?buyers?\b",
+    r"\b(?:want|wanting|need|hoping|ready|planning|trying|looking|going)\s+(?:to\s+)?(?:get|find)\s+(?:a |an |our |my )?(?:own |first |new |bigger )?(?:place|home|house|condo|townhouse)\b(?! to rent| for rent| to lease)",
     r"\bhouse[- ]hunting\b|\bhome[- ]shopping\b",
+    r"\b(?:cash|va|fha|usda|conventional|investor|qualified) buyers?\b|\bbuyer here\b",
+    r"\b(?:any|some|your)\s+(?:(?:\d+|two|three|four|five)[- ]?(?:bed(?:room)?s?|br|bd) )?(?:homes|houses|condos|townhomes|townhouses|properties|listings) (?:for sale|available|on the market|in|near|around|under)\b",
     r"\bin the market (?:for|to buy)\b",
     rf"\blooking (?:for|at) (?:a |an |some )?(?:new |bigger |smaller |(?:\d+|two|three|four|five)[- ]?(?:bed|br|bedroom)\w* )?{_HOME}s?\b",
     r"\b(?:want|wanting|need|needing|looking for|searching for|shopping for|hunting for)\s+(?:a |an )?(?:\d+|two|three|four|five)[- ]?(?:bed(?:room)?s?|br|bd|bdrms?)\b",
     r"\b(?:quiero|queremos|busco|buscamos) comprar\b|\bcomprar (?:una|mi|nuestra|un|nuestro) (?:casa|hogar|condo|departamento|townhouse)\b",
-    r"\b(?:busco|buscamos|buscando|andamos buscando|estamos buscando|estoy buscando)\s+(?:una |un |nuestra |mi )?(?:casa|casita|hogar|condo|departamento|townhouse|propiedad)\b",
+    r"\b(?:busco|buscamos|buscando|andamos buscando|estamos buscando|estoy buscando)\s+(?:una |un |nuestra |mi )?(?:casa|casita|hogar|condo|departamento|townhouse|propiedad)\b(?! (?:para|en|de) (?:rentar|renta|alquilar|alquiler))",
 )
 _SELL = _rx(
     rf"\bsell(?:ing)?\s+(?:my|our|the|this|mom's|dad's|my parents'|my mom's|my dad's)\s+{_HOME}\b",
@@ -36,7 +39,8 @@ _LIST = _rx(
     r"\blist (?:it|with you)\b|\blisting (?:agreement|appointment)\b",
 )
 _VALUE = _rx(
-    rf"\bwhat(?:'s|s| is)?\s+(?:my|our|the|this)\s+{_HOME}(?:'s|s| is| would be| could be| be)?\s+(?:really\s+)?worth\b",
+    rf"\bwhat(?:'s|s| is)?\s+(?:my|our|the|this)\s+(?:current |old |own |family |parents' |mom's |dad's )?{_HOME}(?:'s|s| is| would be| could be| be)?\s+(?:really\s+)?worth\b",
+    r"\bwhat (?:it'?s|it is|it'?d be|it would be|it could be|its) (?:really )?worth\b",
     r"\bhow much (?:is|would|could|can|will|might)\s+(?:i|we)\s+(?:get|sell)\b",
     rf"\bhow much (?:is |would |could |can |will )?(?:my|our) {_HOME}\b",
     rf"\b{_HOME} (?:value|valuation)\b|\bvalue of (?:my|our) {_HOME}\b",

@@ -159,6 +159,8 @@ _SELL_FIRST = _rx(
     r"\bsell first\b", r"\bbefore (?:we|i) can buy\b", r"\bcontingent (?:offer|on (?:the )?sale)\b",
     r"\b(?:our|my) (?:house|home) (?:has|needs) to sell (?:first|before)\b", r"\bonce ours sells\b",
     r"\bafford the down payment on the next\b", r"\bvender (?:primero|antes)\b", r"\bpara poder comprar\b",
+    r"\bfirst (?:i|we) (?:have|need|got|gotta) to sell\b", r"\bprimero (?:tengo|tenemos|hay|necesito|necesitamos) que vender\b",
+    r"\b(?:tengo|tenemos) que vender (?:la mia|la nuestra|mi casa|nuestra casa) (?:primero|antes)\b",
 )  # fmt: skip
 
 
@@ -175,7 +177,9 @@ _TOPICS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("fees", _rx(r"\bcommission\b", r"\bfees?\b", r"\bcharge\b", r"\bcost\b", r"\bcobran?\b", r"\bcomision\b", r"\bclosing costs\b", r"\bearnest money\b", r"\bup front\b")),
     ("availability", _rx(r"\bavailable\b", r"\blistings?\b", r"\bfor sale\b", r"\bany (?:homes|houses|condos)\b", r"\bdo you have\b", r"\bshow me\b", r"\bhay casas\b", r"\bwhen can\b", r"\bwhat time\b",
                          r"\bcuando (?:puede|pueden|podemos|podria|podrian)\b", r"\ba que hora\b", r"\bque dia\b", r"\bdisponibles?\b", r"\btienen (?:casas|algo)\b")),
-    ("market", _rx(r"\bmarket\b", r"\bprices? (?:going|dropping|rising)\b", r"\brates?\b", r"\bselling fast\b", r"\bgood time\b", r"\bmercado\b")),
+    ("market", _rx(r"\bmarket\b", r"\b(?:going|selling|sell|go) for (?:these days|now|right now|lately)\b",
+                   r"\bwhat(?:'s| is| are|s)? (?:a |an |the )?(?:\d+ ?(?:br|bd|bed\w*) |homes? |houses? |condos? )(?:in|around|near) [a-z ]+ (?:going|selling) for\b",
+                   r"\bhow much (?:are|do) (?:homes|houses|condos)\b", r"\bcuanto (?:cuestan|valen) las casas\b", r"\bprices? (?:going|dropping|rising)\b", r"\brates?\b", r"\bselling fast\b", r"\bgood time\b", r"\bmercado\b")),
     ("process", _rx(r"\bprocess\b", r"\bhow (?:long|does|do i|do we)\b", r"\bnext step\b", r"\bwhat (?:do|happens)\b", r"\bpaperwork\b", r"\bdocuments?\b", r"\bque necesito\b", r"\bcuanto tiempo\b", r"\bcomo funciona\b", r"\bstart\b")),
 )  # fmt: skip
 

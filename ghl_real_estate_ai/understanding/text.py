@@ -26,11 +26,15 @@ _NEGATORS = frozenset(
 )  # fmt: skip
 _CLAUSE_BREAK = re.compile(r"[.!?;,:\n]|\bbut\b|\bpero\b|\bhowever\b|\bthough\b")
 # These contain a negator but do not negate what follows ("no idea what my home is worth").
-_NON_NEGATING = re.compile(r"\bno (?:idea|clue)\b|\bnot sure (?:what|how|if it)\b|\bno matter\b")
+_NON_NEGATING = re.compile(
+    r"\bno (?:idea|clue)\b|\bnot sure (?:what|how|if it)\b|\bno matter\b|\b(?:don't|dont|do not|didn't|didnt) know\b"
+)
 
 
 def _negated(text: str, start: int, window: int = 4) -> bool:
-    head = text[:start]
+    # The clause a negator must share with the phrase is short: looking back a bounded stretch keeps
+    # a long message linear (a check per match over the whole head would be quadratic).
+    head = text[max(0, start - 160) : start]
     breaks = list(_CLAUSE_BREAK.finditer(head))
     if breaks:
         head = head[breaks[-1].end() :]

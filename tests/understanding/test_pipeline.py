@@ -391,3 +391,146 @@ def test_a_spanish_fee_question_is_no_value_question() -> None:
     intent = said("y ustedes cuanto cobran?")
     assert not intent.value_question
     assert intent.question_topic == "fees"
+
+
+@pytest.mark.parametrize(
+    ("text", "budget"),
+    [
+        ("prob 550 max", 550_000),
+        ("600k tops", 600_000),
+        ("450 or less", 450_000),
+        ("500 mil como maximo", 500_000),
+    ],
+)
+def test_a_ceiling_said_after_the_amount_is_the_budget(text: str, budget: int) -> None:
+    assert said(text).facts.budget == budget
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "me n my wife wanna get a place",
+        "VA buyer, 4 bedrooms in perris",
+        "do you have any 3 bedroom homes for sale in fontana?",
+        "cash buyers here, what do you have",
+    ],
+)
+def test_more_ways_of_saying_i_want_to_buy(text: str) -> None:
+    assert "looking_to_buy" in said(text).signals
+
+
+@pytest.mark.parametrize(
+    "text", ["looking to get a place to rent", "busco casa para rentar, unos 2500 al mes"]
+)
+def test_a_place_to_rent_is_not_buying(text: str) -> None:
+    intent = said(text)
+    assert "looking_to_buy" not in intent.signals
+    assert intent.not_prospect == "renter"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "idk what its worth tho",
+        "want to know what our current house is worth",
+        "we already have an agent for buying but want to know what our current house is worth",
+    ],
+)
+def test_value_questions_in_looser_words_and_a_has_agent_lead_asking_one_stays_a_prospect(text: str) -> None:
+    intent = said(text)
+    assert intent.value_question
+    assert intent.not_prospect is None
+
+
+def test_a_lead_who_only_says_they_have_an_agent_is_still_no_prospect() -> None:
+    assert said("we already have an agent").not_prospect == "has_agent"
+
+
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [
+        ("whats a 3br in redlands going for these days?", "market"),
+        ("how much are homes in fontana?", "market"),
+        ("what would mine go for?", "value"),
+        ("si, cuando puede venir?", "availability"),
+    ],
+)
+def test_question_topics(text: str, topic: str) -> None:
+    assert said(text).question_topic == topic
+
+
+def test_spanish_asap() -> None:
+    assert said("lo mas pronto posible").facts.timeline_days == 14
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [("maybe 6 months", 180), ("2-3 weeks", 21), ("unos 6 meses", 180), ("idk, like a year?", 365)],
+)
+def test_a_message_that_is_only_a_duration_is_the_timeline(text: str, days: int) -> None:
+    intent = said(text)
+    assert intent.facts.timeline_days == days
+    assert intent.question_topic is None
+
+
+def test_a_duration_inside_a_sentence_is_not_a_timeline() -> None:
+    assert said("we've been behind 6 months on the hoa").facts.timeline_days is None
+
+
+def test_a_message_that_is_only_a_hedged_amount_is_in_thousands_and_no_question() -> None:
+    intent = said("i want to sell", "idk like 500?")
+    assert intent.facts.price_expectation == 500_000
+    assert intent.question_topic is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "quiero comprar casa pero primero tengo que vender la mia",
+        "first we have to sell, then buy something bigger",
+    ],
+)
+def test_must_sell_first_in_more_words(text: str) -> None:
+    assert said(text).facts.must_sell_first
+
+
+def test_already_sold_is_no_prospect() -> None:
+    assert said("sold already, thanks").not_prospect == "not_interested"
+
+
+def test_a_huge_message_is_read_by_its_start_and_end_and_keys_the_language_cache_by_its_start() -> None:
+    from ghl_real_estate_ai.understanding.language import _message_language, message_language
+
+    filler = "we talked about the weather and the neighbours for a long while. " * 3000  # ~200 KB
+    assert "sell_my_house" in said("we want to sell our house. " + filler).signals
+    assert said(filler + " please remove me from your list").opt_out
+    assert "sell_my_house" not in said(filler[:100_000] + "we want to sell our house. " + filler).signals
+
+    _message_language.cache_clear()
+    message_language(filler)
+    message_language(filler[:1000])
+    assert _message_language.cache_info().currsize == 1  # one key: the first 1,000 characters
+
+
+def test_a_negation_counts_only_near_the_phrase() -> None:
+    from ghl_real_estate_ai.understanding.text import _negated
+
+    text = "not " + "really " * 40 + "selling"
+    assert not _negated(text, text.index("selling"), window=100)  # looked back 160 characters only
+    assert _negated("not selling", 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("homes in riversid county", "Riverside"),
+        ("we like the fontanna area", "Fontana"),
+        ("the ontaio side is fine", "Ontario"),
+    ],
+)
+def test_a_misspelt_place_before_a_place_noun(text: str, place: str) -> None:
+    assert find_places(text) == [place]
+
+
+def test_a_place_noun_alone_names_no_place() -> None:
+    assert find_places("looking for a great area to live") == []
