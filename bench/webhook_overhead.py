@@ -120,9 +120,17 @@ def _serve_app(port: int) -> None:
     # GHL allows a location 100 calls per 10 s; the rounds go far past it and would
     # time the sandbox's 429s. Everything else is the embedded default.
     get_sandbox_state(app.state.ghl_sandbox).rate_limit = 1_000_000_000
+    app_shutdown = app.shutdown
+
+    async def shutdown_then_stats() -> None:
+        await app_shutdown()
+        # After the app's own shutdown (which flushes and stops tracing), and before uvicorn
+        # re-raises the SIGTERM it caught: code after uvicorn.run() would never run.
+        stats = export_stats()
+        print(json.dumps({"exported": stats.exported, "dropped": stats.dropped}), flush=True)
+
+    app.shutdown = shutdown_then_stats  # type: ignore[method-assign]
     uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
-    stats = export_stats()
-    print(json.dumps({"exported": stats.exported, "dropped": stats.dropped}), flush=True)
 
 
 def _serve_bare(port: int) -> None:
@@ -579,7 +587,8 @@ def stop_server_stats(server: Server) -> dict[str, int]:
         if line.startswith("{"):
             stats: dict[str, int] = json.loads(line)
             return stats
-    return {"exported": 0, "dropped": 0}
+    fail(f"the server at {server.base_url} stopped without printing its export counts")
+    raise AssertionError  # fail() exits
 
 
 def throughput(args: argparse.Namespace, database: str, receiver: Receiver, rows: list[Row]) -> None:
