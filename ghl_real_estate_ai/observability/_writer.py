@@ -162,6 +162,10 @@ class WriterProcessExporter(SpanExporter):
         self._sent_seq = 0
         self._acked_seq = 0
         self._starts = 0
+        self._started_at = 0.0
+        self._answered = False  # has the current writer answered at least once?
+        self.restart_pause = 30.0
+        """Seconds before a writer that never answered is started again."""
         # Counts: spans written to the pipe, and what the writers said they did with them.
         self.written = 0
         self._gone_written = 0  # written to writers that have exited
@@ -184,6 +188,8 @@ class WriterProcessExporter(SpanExporter):
             bufsize=0,
         )
         self._starts += 1
+        self._started_at = time.monotonic()
+        self._answered = False
         self._current = process  # the writer this side writes to (changed under the write lock)
         self._process = process  # the same, until its reader sees it exit
         self._resource_keys.clear()
@@ -205,6 +211,7 @@ class WriterProcessExporter(SpanExporter):
             seq, stored, failed = message
             with self._acks:
                 if process is self._process:
+                    self._answered = True
                     self._stored, self._failed = stored, failed
                     self._acked_seq = max(self._acked_seq, seq)
                 self._acks.notify_all()
@@ -234,17 +241,35 @@ class WriterProcessExporter(SpanExporter):
         return process.pid if process is not None else None
 
     # --- SpanExporter ------------------------------------------------------------
-    def _ensure_running(self) -> None:
+    def _ensure_running(self) -> bool:
+        """Whether a writer runs, starting a new one when the last exited.
+
+        A writer that exited without ever answering (it cannot start: a broken
+        installation, say) is not started again for ``restart_pause`` seconds: the
+        batches meanwhile fail and are counted, instead of a process per batch.
+        """
         current = self._current
         if current is not None and current.poll() is None:
-            return
+            return True
         if current is not None and current.stdin is not None:
             with contextlib.suppress(OSError):
                 current.stdin.close()
         if self._reader is not None:
             self._reader.join(1.0)  # let it account for the writer that exited
-        logger.warning("tracing: the trace writer (%s) had exited; starting it again", self.label)
+        now = time.monotonic()
+        if not self._answered and now - self._started_at < self.restart_pause:
+            return False
+        if self._answered:
+            logger.warning("tracing: the trace writer (%s) had exited; starting it again", self.label)
+        else:
+            logger.warning(
+                "tracing: the trace writer (%s) exited without storing anything (see its errors above); "
+                "trying again, then at most every %.0f s; spans are dropped and counted meanwhile",
+                self.label,
+                self.restart_pause,
+            )
         self._start()
+        return True
 
     def _send(self, payload: bytes) -> bool:
         current = self._current
@@ -265,7 +290,9 @@ class WriterProcessExporter(SpanExporter):
             if self._closed:
                 return SpanExportResult.FAILURE
             for _ in range(2):
-                self._ensure_running()  # a new writer knows no resource yet: encoded for it
+                if not self._ensure_running():
+                    return SpanExportResult.FAILURE
+                # A new writer knows no resource yet: the batch is encoded for the one that runs.
                 if self._send(self._encode(spans)):
                     break
                 # The writer died under us: let it be reaped, then once more with a new one.

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import Link, SpanKind, StatusCode
 
 from ghl_real_estate_ai.observability import _lifecycle
@@ -172,3 +174,30 @@ def test_otlp_writer_counts_what_a_dead_collector_lost_and_shutdown_stays_bounde
     after = export_stats()
     assert after.exported == before.exported
     assert after.dropped - before.dropped == 50
+
+
+def test_a_writer_that_cannot_start_is_not_started_for_every_batch() -> None:
+    """A writer that exits at once (here: a kind it does not know) loses what it was sent,
+    counted; it is tried again only after a pause, not once per batch."""
+    writer = WriterProcessExporter({"kind": "unknown"}, label="broken")
+    provider = TracerProvider()
+    own = provider.get_tracer("tests.observability.writer")
+
+    def one() -> ReadableSpan:
+        with own.start_as_current_span("lost") as span:
+            pass
+        assert isinstance(span, ReadableSpan)
+        return span
+
+    try:
+        assert writer.export([one()]) is SpanExportResult.SUCCESS  # into the pipe, before it exits
+        deadline = time.monotonic() + 30
+        while writer.pid is not None:
+            assert time.monotonic() < deadline, "the broken writer never exited"
+            time.sleep(0.01)
+        assert writer.lost == 1
+        assert [writer.export([one()]) for _ in range(4)] == [SpanExportResult.FAILURE] * 4
+        assert writer._starts == 1
+    finally:
+        writer.shutdown()
+        provider.shutdown()
