@@ -24,6 +24,8 @@ idle server spends in the same time), with the share it predicts for the
 rounds (scrapes per round x that cost / quiet CPU per round): at this load the
 round-to-round noise of the webhooks themselves (a few %) is larger than the
 scrapes' cost, and that prediction is the precise figure behind the ratio.
+``--scrape-path /health`` scrapes the health probe instead, for comparison: what
+any request at that rate costs.
 
 Run: ``.venv/bin/python bench/metrics_overhead.py`` (``--quick`` for a short
 smoke run; at least 5 round pairs either way). Exits non-zero when it measured
@@ -82,7 +84,12 @@ def webhook() -> dict[str, str]:
 
 
 def run_round(
-    client: httpx.Client, pid: int, count: int, concurrency: int, scrape: float | None
+    client: httpx.Client,
+    pid: int,
+    count: int,
+    concurrency: int,
+    scrape: float | None,
+    path: str = "/metrics",
 ) -> tuple[float, int]:
     """CPU seconds per webhook of one round and the scrapes made; raises if any answer is not 200."""
     stop = threading.Event()
@@ -90,7 +97,7 @@ def run_round(
 
     def scraper() -> None:
         while not stop.wait(scrape):
-            answer = client.get("/metrics")
+            answer = client.get(path)
             answer.raise_for_status()
             scrapes.append(answer.text)
 
@@ -107,7 +114,7 @@ def run_round(
     bad = [a.status_code for a in answers if a.status_code != 200]
     if bad:
         raise SystemExit(f"webhooks answered {bad[:5]}: nothing was measured")
-    if scrape and not any("jorge_webhook_requests_total" in text for text in scrapes):
+    if scrape and path == "/metrics" and not any("jorge_webhook_requests_total" in t for t in scrapes):
         raise SystemExit("no scrape returned the webhook counters: nothing was measured")
     if spent <= 0:
         raise SystemExit("the server used no CPU time: nothing was measured")
@@ -135,11 +142,16 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--rounds", type=int, default=6, help="scraped rounds (each between two quiet ones), at least 5"
+        "--rounds", type=int, default=16, help="scraped rounds (each between two quiet ones), at least 5"
     )
-    parser.add_argument("--webhooks", type=int, default=120, help="webhooks per round")
+    parser.add_argument("--webhooks", type=int, default=100, help="webhooks per round")
     parser.add_argument("--concurrency", type=int, default=8, help="webhooks in flight (the load)")
     parser.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes")
+    parser.add_argument(
+        "--scrape-path",
+        default="/metrics",
+        help="what the scraper GETs (/health: what any request at that rate costs, for comparison)",
+    )
     parser.add_argument("--quick", action="store_true", help="5 scraped rounds of 48 webhooks")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the budget is missed")
     args = parser.parse_args()
@@ -200,6 +212,7 @@ def main() -> int:
                         args.webhooks,
                         args.concurrency,
                         args.scrape_interval if is_scraped else None,
+                        args.scrape_path,
                     )
                     (scraped if is_scraped else quiet).append(cost * 1000)
                     if is_scraped:
@@ -221,7 +234,7 @@ def main() -> int:
     )
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        f"\nwebhook CPU with /metrics scraped every {args.scrape_interval:g} s / without: "
+        f"\nwebhook CPU with {args.scrape_path} scraped every {args.scrape_interval:g} s / without: "
         f"{ratio:.3f}x median (min {min(ratios):.3f}, max {max(ratios):.3f}, pooled {pooled:.3f}; "
         f"median {statistics.median(quiet):.2f} vs {statistics.median(scraped):.2f} ms CPU/webhook; "
         f"{args.rounds} scraped rounds between {args.rounds + 1} quiet ones, {args.webhooks} webhooks each, "

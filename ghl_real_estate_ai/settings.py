@@ -203,6 +203,11 @@ class Settings(BaseSettings):
     stopped with the app, so its inserts never compete with the app for the GIL; ``false``
     writes it from a thread of the app."""
 
+    otlp_export_process: bool = False
+    """OTLP_EXPORT_PROCESS: send the OTLP spans from a process of their own, started and
+    stopped with the app (redaction, encoding and the network calls leave the app's process);
+    ``false`` sends them from a thread of the app."""
+
     # --- SLOs (jorge slo, alert rules) --------------------------------------
     slo_p95_latency_ms: float = Field(default=2000.0, gt=0)
     """SLO_P95_LATENCY_MS: P95 latency threshold per node and per bot."""
@@ -321,6 +326,7 @@ class Settings(BaseSettings):
             trace_store_max_spans=self.trace_store_max_spans,
             trace_store_max_age_hours=self.trace_store_max_age_hours,
             trace_store_process=self.trace_store_process,
+            otlp_export_process=self.otlp_export_process,
         )
 
     def check_production_safety(self) -> None:

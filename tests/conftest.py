@@ -13,12 +13,16 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
 
 from ghl_real_estate_ai.observability.testing import span_capture  # noqa: F401  (fixture for every test)
 from ghl_real_estate_ai.settings import Settings
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -116,3 +120,16 @@ def redis_namespace() -> str:
 def sqlite_url(tmp_path: Path) -> str:
     """URL of a SQLite database file in the test's folder."""
     return f"sqlite:///{tmp_path / 'jorge.db'}"
+
+
+@pytest.fixture
+def chromium() -> Iterator[Browser]:
+    """Headless Chromium for the page tests, closed after the test (see ``tests/api/_browser.py``).
+
+    Here rather than in a ``tests/api/conftest.py``: a second module named ``conftest``
+    shadows this one for the tests that import helpers from it (``from conftest import ...``).
+    """
+    from _browser import launch_chromium  # tests/api is on the path once a page test is imported
+
+    with launch_chromium() as browser:
+        yield browser

@@ -75,3 +75,9 @@ async def test_an_english_lead_naming_spanish_place_names_is_answered_in_english
 async def test_a_spanish_wrong_number_gets_a_spanish_closing(h: Harness) -> None:
     (texts,) = await replies(h, "c-es-3", "creo que tiene el numero equivocado")
     assert len(texts) == 1 and spanish(texts[0]), texts
+
+
+async def test_a_spanish_buyer_who_must_sell_first_goes_to_the_seller_bot_first(h: Harness) -> None:
+    (texts,) = await replies(h, "c-es-4", "quiero comprar casa pero primero tengo que vender la mia")
+    assert (await h.contact("c-es-4")).current_bot == "seller"
+    assert texts and all(spanish(t) for t in texts)

@@ -143,6 +143,7 @@ class DatabaseGauges:
         self.reads = 0
         """Database reads so far (successful or not)."""
         self._store: Any = None
+        self._failing = False
 
     async def refresh(self) -> None:
         """Read the gauges now (``values`` becomes ``None`` when the database cannot be read)."""
@@ -152,9 +153,11 @@ class DatabaseGauges:
         try:
             self.values = await self._store.backlog_counts(datetime.now(UTC))
         except Exception as exc:
-            if self.values is not None:  # say it once per outage, not every interval
+            if not self._failing:  # say it once per outage, not every interval
                 logger.warning("metrics: the database gauges could not be read: %s", exc)
-            self.values = None
+            self._failing, self.values = True, None
+        else:
+            self._failing = False
 
     @asynccontextmanager
     async def running(self, store: Any) -> AsyncIterator[None]:

@@ -427,14 +427,16 @@ def _handoff_request(intent: LeadIntent, dialogue: Dialogue | None) -> HandoffRe
     buyer = max(intent.buyer_confidence, scores.get("buy", 0.0))
     seller = max(intent.seller_confidence, scores.get("sell", 0.0))
     both = scores.get("both", 0.0)
-    if intent.facts.must_sell_first or (dialogue is not None and dialogue.get("contact", "must_sell_first")):
+    sell_first = intent.facts.must_sell_first or (
+        dialogue is not None and bool(dialogue.get("contact", "must_sell_first"))
+    )
+    if sell_first:
         seller = max(seller, both, buyer)
     elif both > max(buyer, seller):
         seller = both
-    candidates = [
-        ("buyer", buyer),
-        ("seller", seller),
-    ]
+    candidates = [("buyer", buyer), ("seller", seller)]
+    if sell_first:
+        candidates.reverse()  # equal evidence: the sale comes first
     target, confidence = max(candidates, key=lambda c: c[1])
     if confidence >= THRESHOLDS[("lead", target)]:
         return HandoffRequest("lead", target, round(confidence, 3), f"{target}_intent_detected")

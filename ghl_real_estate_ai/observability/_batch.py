@@ -188,6 +188,9 @@ class BoundedBatchSpanProcessor(SpanProcessor):
             self._abandoned += len(self._queue)
             self._queue.clear()
         self._wake.set()
+        if hasattr(self.exporter, "stop_timeout"):
+            # A writer process gets what is left of the bound to drain and exit (then it is killed).
+            self.exporter.stop_timeout = max(0.2, deadline - time.monotonic())
         try:
             # Interrupts the OTLP exporters' retry back-off and closes their channel,
             # which ends an export stuck on a dead endpoint.

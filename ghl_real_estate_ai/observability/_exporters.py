@@ -203,6 +203,23 @@ def build_local_exporter(config: TracingConfig) -> tuple[SpanExporter, str]:
     return exporter, f"local({path})"
 
 
+def build_otlp_writer(kind: str, cfg: OtlpConfig, capture_content: bool) -> tuple[WriterProcessExporter, str]:
+    """The OTLP span exporter in a writer process (OTLP_EXPORT_PROCESS); it redacts there too."""
+    from ghl_real_estate_ai.observability._writer import WriterProcessExporter
+
+    # Built here once so a bad endpoint or a missing package is reported at set-up, as in-process.
+    probe, label = build_otlp_span_exporter(kind, cfg)
+    probe.shutdown()
+    spec = {
+        "kind": kind,
+        "endpoint": cfg.endpoint,
+        "headers": cfg.headers,
+        "timeout": cfg.timeout_seconds,
+        "capture_content": capture_content,
+    }
+    return WriterProcessExporter(spec, label=label), label
+
+
 def build_local_writer(config: TracingConfig) -> WriterProcessExporter:
     """The local store behind a writer process (TRACE_STORE_PROCESS); it redacts there too."""
     from ghl_real_estate_ai.observability._writer import WriterProcessExporter

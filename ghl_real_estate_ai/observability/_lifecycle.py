@@ -54,6 +54,7 @@ from ghl_real_estate_ai.observability._exporters import (
     build_local_writer,
     build_otlp_metric_exporter,
     build_otlp_span_exporter,
+    build_otlp_writer,
     parse_exporter_types,
     parse_headers,
     quiet_exporter_logs,
@@ -444,8 +445,22 @@ def setup_observability(
                 if kind in ("otlp", "otlp_http"):
                     default = DEFAULT_GRPC_ENDPOINT if kind == "otlp" else DEFAULT_HTTP_ENDPOINT
                     otlp = OtlpConfig(resolve_endpoint(endpoint, cfg, default), headers, timeout_seconds)
-                    exporter, label = build_otlp_span_exporter(kind, otlp)
-                    add_batched(exporter, label)
+                    if cfg.otlp_export_process:
+                        # Redaction, encoding and sending run in the writer process (see ._writer).
+                        otlp_writer, label = build_otlp_writer(kind, otlp, cfg.capture_content)
+                        processors.append(
+                            BoundedBatchSpanProcessor(
+                                otlp_writer,
+                                max_queue_size=queue_size,
+                                schedule_delay=delay_seconds,
+                                max_export_batch_size=batch_size,
+                                name=kind,
+                            )
+                        )
+                        described.append(f"{label} in writer process {otlp_writer.pid}")
+                    else:
+                        exporter, label = build_otlp_span_exporter(kind, otlp)
+                        add_batched(exporter, label)
                     try:
                         metric_exporters.append(build_otlp_metric_exporter(kind, otlp))
                     except Exception as exc:

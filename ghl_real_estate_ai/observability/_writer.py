@@ -11,6 +11,9 @@ them and hands them to the real exporter, then answers with its running counts.
 * Started with tracing (``setup_observability``) and stopped with it: shutdown
   closes the pipe, the writer drains what it holds and exits; one that does not
   within the time left is killed.
+* It writes the local store (TRACE_STORE_PROCESS, the default) or, opt-in,
+  sends OTLP to a collector (OTLP_EXPORT_PROCESS): then the protobuf encoding
+  and the network calls leave the app's process too.
 * ``force_flush`` waits until the writer has stored everything sent before it.
 * Back-pressure, not loss: a writer that falls behind fills the pipe, the app's
   export thread waits on it, and the app's bounded queue drops (and counts) what
@@ -18,7 +21,7 @@ them and hands them to the real exporter, then answers with its running counts.
   read because it died, are counted as failed (``export_stats()``).
 * A writer that dies is started again at the next batch.
 
-Internal: :mod:`._lifecycle` builds one for the ``local`` exporter.
+Internal: :mod:`._lifecycle` builds one per exporter that runs in a writer.
 """
 
 from __future__ import annotations
@@ -138,7 +141,9 @@ class WriterProcessExporter(SpanExporter):
 
     Args:
         spec: what the writer builds: ``{"kind": "local", "path": ..., "max_spans": ...,
-            "max_age_hours": ..., "capture_content": ...}``.
+            "max_age_hours": ..., "capture_content": ...}`` or ``{"kind": "otlp"`` (or
+            ``"otlp_http"``) ``, "endpoint": ..., "headers": {...}, "timeout": seconds,
+            "capture_content": ...}``.
         label: names the writer in log lines.
         stop_timeout: seconds shutdown waits for the writer to drain and exit.
     """
@@ -157,6 +162,10 @@ class WriterProcessExporter(SpanExporter):
         self._sent_seq = 0
         self._acked_seq = 0
         self._starts = 0
+        self._started_at = 0.0
+        self._answered = False  # has the current writer answered at least once?
+        self.restart_pause = 30.0
+        """Seconds before a writer that never answered is started again."""
         # Counts: spans written to the pipe, and what the writers said they did with them.
         self.written = 0
         self._gone_written = 0  # written to writers that have exited
@@ -179,6 +188,8 @@ class WriterProcessExporter(SpanExporter):
             bufsize=0,
         )
         self._starts += 1
+        self._started_at = time.monotonic()
+        self._answered = False
         self._current = process  # the writer this side writes to (changed under the write lock)
         self._process = process  # the same, until its reader sees it exit
         self._resource_keys.clear()
@@ -200,6 +211,7 @@ class WriterProcessExporter(SpanExporter):
             seq, stored, failed = message
             with self._acks:
                 if process is self._process:
+                    self._answered = True
                     self._stored, self._failed = stored, failed
                     self._acked_seq = max(self._acked_seq, seq)
                 self._acks.notify_all()
@@ -229,17 +241,35 @@ class WriterProcessExporter(SpanExporter):
         return process.pid if process is not None else None
 
     # --- SpanExporter ------------------------------------------------------------
-    def _ensure_running(self) -> None:
+    def _ensure_running(self) -> bool:
+        """Whether a writer runs, starting a new one when the last exited.
+
+        A writer that exited without ever answering (it cannot start: a broken
+        installation, say) is not started again for ``restart_pause`` seconds: the
+        batches meanwhile fail and are counted, instead of a process per batch.
+        """
         current = self._current
         if current is not None and current.poll() is None:
-            return
+            return True
         if current is not None and current.stdin is not None:
             with contextlib.suppress(OSError):
                 current.stdin.close()
         if self._reader is not None:
             self._reader.join(1.0)  # let it account for the writer that exited
-        logger.warning("tracing: the trace writer (%s) had exited; starting it again", self.label)
+        now = time.monotonic()
+        if not self._answered and now - self._started_at < self.restart_pause:
+            return False
+        if self._answered:
+            logger.warning("tracing: the trace writer (%s) had exited; starting it again", self.label)
+        else:
+            logger.warning(
+                "tracing: the trace writer (%s) exited without storing anything (see its errors above); "
+                "trying again, then at most every %.0f s; spans are dropped and counted meanwhile",
+                self.label,
+                self.restart_pause,
+            )
         self._start()
+        return True
 
     def _send(self, payload: bytes) -> bool:
         current = self._current
@@ -260,7 +290,9 @@ class WriterProcessExporter(SpanExporter):
             if self._closed:
                 return SpanExportResult.FAILURE
             for _ in range(2):
-                self._ensure_running()  # a new writer knows no resource yet: encoded for it
+                if not self._ensure_running():
+                    return SpanExportResult.FAILURE
+                # A new writer knows no resource yet: the batch is encoded for the one that runs.
                 if self._send(self._encode(spans)):
                     break
                 # The writer died under us: let it be reaped, then once more with a new one.
@@ -385,11 +417,24 @@ def _span(row: tuple[Any, ...], resources: dict[int, Resource]) -> ReadableSpan:
 def _build(spec: dict[str, Any]) -> SpanExporter:
     from ghl_real_estate_ai.observability.redaction import RedactingSpanExporter
 
-    if spec.get("kind") != "local":
-        raise ValueError(f"unknown trace writer kind {spec.get('kind')!r}")
-    from ghl_real_estate_ai.observability.local_store import LocalSpanExporter
+    kind = spec.get("kind")
+    inner: SpanExporter
+    if kind == "local":
+        from ghl_real_estate_ai.observability.local_store import LocalSpanExporter
 
-    inner = LocalSpanExporter(Path(spec["path"]), int(spec["max_spans"]), float(spec["max_age_hours"]))
+        inner = LocalSpanExporter(Path(spec["path"]), int(spec["max_spans"]), float(spec["max_age_hours"]))
+    elif kind in ("otlp", "otlp_http"):
+        from ghl_real_estate_ai.observability._exporters import (
+            OtlpConfig,
+            build_otlp_span_exporter,
+            quiet_exporter_logs,
+        )
+
+        otlp = OtlpConfig(str(spec["endpoint"]), dict(spec["headers"]), float(spec["timeout"]))
+        inner, _ = build_otlp_span_exporter(kind, otlp)
+        quiet_exporter_logs()
+    else:
+        raise ValueError(f"unknown trace writer kind {kind!r}")
     return RedactingSpanExporter(inner, capture_content=bool(spec.get("capture_content", False)))
 
 

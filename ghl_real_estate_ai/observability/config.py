@@ -32,6 +32,7 @@ The variables, each with its meaning, format and default:
 ``TRACE_STORE_MAX_SPANS``           spans the local store keeps (200000)
 ``TRACE_STORE_MAX_AGE_HOURS``       hours the local store keeps a span (72)
 ``TRACE_STORE_PROCESS``             write the local store from a writer process (``true``)
+``OTLP_EXPORT_PROCESS``             send OTLP spans from a writer process (``false``)
 ================================== ==========================================================
 """
 
@@ -131,6 +132,10 @@ class TracingConfig:
     stopped with tracing, so its inserts never compete with the app for the GIL; ``false``
     writes it from a thread of the app."""
 
+    otlp_export_process: bool = False
+    """OTLP_EXPORT_PROCESS: the OTLP span exporters run in a process of their own (redaction,
+    encoding and sending leave the app's process, as for the local store)."""
+
     problems: tuple[str, ...] = field(default=(), compare=False)
     """Environment values that were refused (and replaced by the default), one line each."""
 
@@ -177,6 +182,7 @@ class TracingConfig:
                 "TRACE_STORE_MAX_AGE_HOURS", 72.0, float, minimum=0.001
             ),
             "trace_store_process": reader.boolean("TRACE_STORE_PROCESS", True),
+            "otlp_export_process": reader.boolean("OTLP_EXPORT_PROCESS", False),
         }
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
         if unknown:

@@ -294,3 +294,31 @@ def when(text: str, today: date) -> tuple[int, date] | None:
         return None
     target = best[1]
     return max(1, min((target - today).days, 3650)), target
+
+
+_HEDGE = (
+    r"(?:maybe|about|around|like|roughly|probably|prob|idk|i don't know|not sure|i guess|unos|unas|como|"
+    r"mas o menos|quizas|tal vez)"
+)
+_DURATION_ANSWER = re.compile(
+    rf"^(?:{_HEDGE}[\s,]+)*(?P<n>{_NUM})(?:\s*(?:-|to|or|a|o)\s*(?P<m>\d+))?\s*"
+    r"(?P<unit>days?|weeks?|months?|years?|dias?|semanas?|mes(?:es)?|anos?)\b[\s?.!]*(?:or so|o asi|lol|tops)?[\s?.!]*$"
+)
+
+
+def duration_answer(text: str, today: date) -> tuple[int, date] | None:
+    """A message that is nothing but a duration ("maybe 6 months", "2-3 weeks", "unos 6 meses").
+
+    Only the whole message counts: inside a sentence "6 months" could be anything
+    ("behind 6 months", "lived here 6 months"); alone, it answers "when?".
+    """
+    match = _DURATION_ANSWER.match(text.strip())
+    if match is None:
+        return None
+    upper = _number(match.group("m") or "") or _number(match.group("n"))
+    if upper is None:
+        return None
+    unit = match.group("unit")
+    unit = "mes" if unit.startswith("mes") else unit.rstrip("s")
+    days = max(1, min(round(upper * _UNIT_DAYS[unit]), 3650))
+    return days, today + timedelta(days=days)

@@ -74,13 +74,22 @@ def language_of(text: str, places: Sequence[str] = ()) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=4096)
+_READ_CHARS = 1000
+"""How much of a message decides its language (its start says it as well as the whole)."""
+
+
 def message_language(text: str) -> str | None:
     """:func:`language_of` one message, with the places the gazetteer finds in it taken out.
 
-    Cached (a bounded number of texts): the bots decide the reply language from the whole
-    conversation before reading its newest message, so each text is asked about again.
+    Cached (at most 1,024 texts of at most 1,000 characters): the bots decide the reply
+    language from the whole conversation before reading its newest message, so each text
+    is asked about again.
     """
+    return _message_language(text[:_READ_CHARS])
+
+
+@functools.lru_cache(maxsize=1024)
+def _message_language(text: str) -> str | None:
     from ghl_real_estate_ai.understanding.places import find_places
 
     return language_of(text, find_places(text))

@@ -9,7 +9,8 @@ and the 50 states, read once per process (:func:`gazetteer`). A name counts:
   "cerca de"...) when it is one ("in Corona" but not "corona beer", "near
   Orange" but not "orange tree"), and never when it is a word of the trade or
   the calendar ("spring", "mobile", "union", "university");
-- misspelt, after a place word or as a short bare answer: the closest name by
+- misspelt, after a place word, before a place noun ("area", "county"), or as a short
+  bare answer: the closest name by
   `rapidfuzz` similarity, 88 or more out of 100 ("yucaipa" for "yucaippa",
   "claremont" for "clairmont"), for words of five letters or more.
 
@@ -133,6 +134,9 @@ def gazetteer() -> Gazetteer:
     return Gazetteer.build(sorted(set(names)))
 
 
+_PLACE_NOUNS = frozenset({"area", "county", "side", "neighborhood", "neighbourhood", "zona", "condado"})
+
+
 def _fuzzy(words: Sequence[str], start: int, places: Gazetteer) -> tuple[str, int] | None:
     """The best misspelt name starting at ``words[start]`` (two words, then one), and its length."""
     for size in (2, 1):
@@ -174,7 +178,10 @@ def find_places(raw: str, known: Sequence[str] = (), places: Gazetteer | None = 
                 matched = size
                 break
         after_listed_place = i > 1 and words[i - 1] in _AND_OR and bool(hits) and hits[-1][0] >= i - 3
-        if not matched and (after_place_word or short_answer or after_listed_place) and len(words[i]) >= 5:
+        # "the rancho cucamungo area", "riversid county": a place noun right after the name.
+        before_place_noun = any(w in _PLACE_NOUNS for w in words[i + 1 : i + 3])
+        cued = after_place_word or short_answer or after_listed_place or before_place_noun
+        if not matched and cued and len(words[i]) >= 5:
             fuzzy = _fuzzy(words, i, places)
             if fuzzy is not None:
                 hits.append((i, fuzzy[0]))

@@ -40,6 +40,12 @@ _MONTHLY_AFTER = re.compile(r"^\s*(?:(?:a|per|each|every|/)\s*mo(?:nth)?\b|month
 _YEARLY_AFTER = re.compile(r"^\s*(?:(?:a|per|each|every|/)\s*(?:year|yr)\b|annually\b|yearly\b|al ano\b)")
 # A ceiling said after the amount: "550 max", "600k tops", "450 or less".
 _BUDGET_AFTER = re.compile(r"^\s*(?:max(?:imum)?|tops|at most|or less|or under|como maximo|maximo)\b")
+# A message that is nothing but a (hedged) amount: "idk like 500?", "maybe 450", "~600".
+BARE_AMOUNT = re.compile(
+    r"^(?:(?:maybe|about|around|like|roughly|probably|prob|idk|i don't know|i dont know|not sure|i guess|i think|"
+    r"somewhere around|unos|unas|como|"
+    r"mas o menos)[\s,]+)*[~$]*\s*\d{3,4}(?:ish)?[\s?.!]*$"
+)
 _DOWN_AFTER = re.compile(r"^\s*(?:down|dn)\b|^\s*(?:for|as|in) (?:the |a )?down\b|^\s*(?:saved|in savings)\b")
 
 _BEDROOMS = re.compile(
@@ -72,11 +78,12 @@ def _money_category(text: str, match: re.Match[str]) -> str | None:
     return "unknown"
 
 
-def _amount(text: str, match: re.Match[str]) -> tuple[float, bool] | None:
+def _amount(text: str, match: re.Match[str], *, thousands: bool = False) -> tuple[float, bool] | None:
     """Dollars for one ``_MONEY`` match, and whether it is a monthly amount; ``None`` when no money.
 
     "450k", "$450,000", "1.2m", "~$400k", "600ish" (hundreds of a thousand in a price
     context), "400 mil" (Spanish: thousand), "1.5 mil" (English: million), "2500/mo".
+    ``thousands``: the bot just asked for a price or budget, so a bare "500" is $500,000.
     """
     suffix = match.group("suffix") or ""
     raw = match.group("num")
@@ -100,6 +107,7 @@ def _amount(text: str, match: re.Match[str]) -> tuple[float, bool] | None:
         if (
             approximate
             or ceiling
+            or thousands
             or any(cue.search(before) for name, cue in _MONEY_CUES if name in ("budget", "price"))
         ):
             # "600ish", "budget is like 600": a house price said in thousands.

@@ -19,7 +19,7 @@ from datetime import date
 
 from ghl_real_estate_ai.understanding import rules
 from ghl_real_estate_ai.understanding.classifier import RED_FLAG_LABELS, load_classifier
-from ghl_real_estate_ai.understanding.dates import when
+from ghl_real_estate_ai.understanding.dates import duration_answer, when
 from ghl_real_estate_ai.understanding.language import message_language
 from ghl_real_estate_ai.understanding.normalise import normalise
 from ghl_real_estate_ai.understanding.phrases import (
@@ -51,6 +51,7 @@ from ghl_real_estate_ai.understanding.quantities import (
     _RENT_CUE,
     _SQFT,
     _YEARLY_AFTER,
+    BARE_AMOUNT,
     _amount,
     _count,
     _money_category,
@@ -74,6 +75,10 @@ INTENT_THRESHOLD = 0.6
 
 NOT_PROSPECT_THRESHOLD = 0.7
 """The classifier must be this sure before a contact is called no prospect (it closes the conversation)."""
+MAX_READ_CHARS = 4000
+"""At most this much of a message is read: its first 3,000 and last 1,000 characters. An SMS holds
+at most 1,600; a long e-mail says what it wants at its start and signs off (or opts out) at its end,
+and reading the middle too would cost time without telling more."""
 RED_FLAG_THRESHOLD = 0.75
 """A red-flag label this probable is a red flag even when no phrase of its kind matched."""
 VALUE_PHRASE_PRECISION = 0.9
@@ -113,6 +118,9 @@ _ASKED_BUDGET = re.compile(
 _ASKED_PRICE = re.compile(
     r"\bhoping to get\b|\bprice in mind\b|\bworth\b|\bsell (?:it |the home )?for\b|\blist"
     r"|\bun precio\b|\bque precio\b|\bprecio quedaria\b|\bcuanto vale\b"
+)
+_ASKED_TIMELINE = re.compile(
+    r"\bwhen\b|\bhow soon\b|\b30 to 45 days\b|\bcuando\b|\bque tan pronto\b|\b30 a 45 dias\b"
 )
 _ASKED_BEDROOMS = re.compile(r"\bbedrooms?\b|\bbeds\b|\brecamaras?\b|\bcuartos\b|\bhabitaciones\b")
 _BARE_NUMBER = re.compile(rf"^(?:about |around |at least |maybe )?(?P<n>{_NUM})\s*(?:\+|or more)?[.!]?$")
@@ -188,7 +196,9 @@ def _sentence_side(text: str, start: int) -> str:
 
 def _money(text: str, found: Reading, asked: str, side: str) -> None:
     for match in _MONEY.finditer(text):
-        amount_read = _amount(text, match)
+        amount_read = _amount(
+            text, match, thousands=asked in ("budget", "price") or bool(BARE_AMOUNT.match(text))
+        )
         if amount_read is None:
             continue
         value, monthly = amount_read
@@ -226,11 +236,22 @@ def _money(text: str, found: Reading, asked: str, side: str) -> None:
             sell_here = bool({"sell_my_house", "list_my_house", "value_question"} & set(found.signals))
             if here == "buyer" or (
                 not here
-                and (buy_here or (not sell_here and (asked == "budget" or (not asked and side == "buyer"))))
+                and (
+                    buy_here
+                    or (
+                        not sell_here
+                        and (asked == "budget" or (asked not in ("budget", "price") and side == "buyer"))
+                    )
+                )
             ):
                 found.budget = amount
                 found.add("budget")
-            elif here == "seller" or sell_here or asked == "price" or (not asked and side == "seller"):
+            elif (
+                here == "seller"
+                or sell_here
+                or asked == "price"
+                or (asked not in ("budget", "price") and side == "seller")
+            ):
                 found.price_expectation = amount
                 found.add("price_expectation")
 
@@ -243,10 +264,12 @@ def read_message(
     Args:
         raw: the message as the lead wrote it.
         today: the day it was sent (relative dates count from it).
-        asked: what the bot's previous message asked ("budget", "price", "bedrooms" or "").
+        asked: what the bot's previous message asked ("budget", "price", "bedrooms", "timeline" or "").
         known_areas: area names to recognise besides the gazetteer's.
         side: "buyer"/"seller" when the conversation so far leans one way, else "".
     """
+    if len(raw) > MAX_READ_CHARS:
+        raw = raw[: MAX_READ_CHARS - 1000] + "\n" + raw[-1000:]
     text = normalise(raw)
     found = Reading()
     classifier = load_classifier()
@@ -323,6 +346,8 @@ def read_message(
     found.language = message_language(raw)
 
     timing = when(text, today)
+    if timing is None:
+        timing = duration_answer(text, today)
     if timing is not None:
         found.timeline_days, found.target_date = timing
         found.add("timeline")
@@ -419,6 +444,8 @@ def read_message(
     found.property_type = rules.property_type(text)
     found.buyer_for = rules.buyer_for(text)
     found.question_topic = rules.question_topic(text)
+    if found.question_topic == "other" and (BARE_AMOUNT.match(text) or duration_answer(text, today)):
+        found.question_topic = None  # "idk like 500?", "maybe 6 months?": an unsure answer, not a question
     acts = sorted(
         (label for label, p in scores.items() if p >= ACT_THRESHOLD), key=lambda label: -scores[label]
     )
@@ -437,7 +464,7 @@ def read_message(
 
 
 def asked_about(outbound: str) -> str:
-    """What the bot's message asked: "bedrooms", "budget", "price" or ""."""
+    """What the bot's message asked: "bedrooms", "budget", "price", "timeline" or ""."""
     text = normalise(outbound)
     last_question = text.rsplit(".", 1)[-1] if "?" not in text else text[: text.rfind("?")].rsplit(".", 1)[-1]
     if _ASKED_BEDROOMS.search(last_question):
@@ -446,6 +473,8 @@ def asked_about(outbound: str) -> str:
         return "budget"
     if _ASKED_PRICE.search(last_question):
         return "price"
+    if _ASKED_TIMELINE.search(last_question):
+        return "timeline"
     return ""
 
 

@@ -159,6 +159,8 @@ _SELL_FIRST = _rx(
     r"\bsell first\b", r"\bbefore (?:we|i) can buy\b", r"\bcontingent (?:offer|on (?:the )?sale)\b",
     r"\b(?:our|my) (?:house|home) (?:has|needs) to sell (?:first|before)\b", r"\bonce ours sells\b",
     r"\bafford the down payment on the next\b", r"\bvender (?:primero|antes)\b", r"\bpara poder comprar\b",
+    r"\bfirst (?:i|we) (?:have|need|got|gotta) to sell\b", r"\bprimero (?:tengo|tenemos|hay|necesito|necesitamos) que vender\b",
+    r"\b(?:tengo|tenemos) que vender (?:la mia|la nuestra|mi casa|nuestra casa) (?:primero|antes)\b",
 )  # fmt: skip
 
 

@@ -32,7 +32,9 @@ _NON_NEGATING = re.compile(
 
 
 def _negated(text: str, start: int, window: int = 4) -> bool:
-    head = text[:start]
+    # The clause a negator must share with the phrase is short: looking back a bounded stretch keeps
+    # a long message linear (a check per match over the whole head would be quadratic).
+    head = text[max(0, start - 160) : start]
     breaks = list(_CLAUSE_BREAK.finditer(head))
     if breaks:
         head = head[breaks[-1].end() :]

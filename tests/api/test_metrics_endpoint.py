@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import prometheus_client
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ghl_real_estate_ai.app import create_app
@@ -133,8 +135,9 @@ async def test_one_registry_per_app_not_the_global_one(tmp_path: Path) -> None:
     assert other.state.metrics.bridge is not app.state.metrics.bridge
 
 
-async def test_token_and_unreadable_database(tmp_path: Path) -> None:
-    """METRICS_TOKEN guards the route (401 names the fix); a closed database leaves its gauges out."""
+async def test_token_and_unreadable_database(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """METRICS_TOKEN guards the route (401 names the fix); a closed database leaves its gauges out
+    (and says so in the log once, not at every read)."""
     app = create_app(settings(tmp_path, metrics_token="scrape-me"))
     async with (
         app.running(),
@@ -148,7 +151,11 @@ async def test_token_and_unreadable_database(tmp_path: Path) -> None:
         assert ok.status_code == 200 and value(parse(ok.text), "jorge_metrics_database_up") == 1
 
         await app.state.store.close()
-        await app.state.metrics.gauges.refresh()  # what the background task does every interval
+        with caplog.at_level(logging.WARNING, logger="ghl_real_estate_ai.api.metrics"):
+            await app.state.metrics.gauges.refresh()  # what the background task does every interval
+            await app.state.metrics.gauges.refresh()
+        warnings = [r for r in caplog.records if "gauges could not be read" in r.getMessage()]
+        assert len(warnings) == 1
         down = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
         await app.state.store.open()
         await app.state.metrics.gauges.refresh()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import Link, SpanKind, StatusCode
 
 from ghl_real_estate_ai.observability import _lifecycle
@@ -27,6 +29,7 @@ from ghl_real_estate_ai.observability.otel_config import (
 )
 from ghl_real_estate_ai.observability.redaction import RedactingSpanExporter
 from tests.observability.otel_kit import fresh_observability, settings  # noqa: F401  (autouse fixture)
+from tests.observability.receivers import BlackHole, OTLPGrpcReceiver, OTLPHttpReceiver
 
 tracer = trace.get_tracer("tests.observability.writer")
 
@@ -124,3 +127,77 @@ def test_thread_mode_keeps_the_exporter_in_the_app(tmp_path: Path) -> None:
         pass
     assert flush_observability()
     assert LocalTraceReader(path).count() == 1
+
+
+# --- OTLP from a writer process (OTLP_EXPORT_PROCESS, opt-in) ------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["otlp", "otlp_http"])
+def test_otlp_from_the_writer_process_reaches_the_collector_redacted(kind: str) -> None:
+    receiver_type = OTLPGrpcReceiver if kind == "otlp" else OTLPHttpReceiver
+    with receiver_type() as receiver:
+        assert setup_observability(
+            settings(otlp_export_process=True, otel_capture_content=False),
+            exporter_type=kind,
+            endpoint=receiver.endpoint,
+        )
+        writer = _writer()
+        assert writer.pid is not None and writer.pid != os.getpid()
+        with (
+            tracer.start_as_current_span("webhook", kind=SpanKind.SERVER),
+            tracer.start_as_current_span("probe", attributes={"note": "call me at +1 512 555 0147"}),
+        ):
+            pass
+        assert flush_observability()
+        spans = receiver.wait_for(lambda spans: len(spans) == 2)
+    by_name = {s.name: s for s in spans}
+    assert "555" not in str(by_name["probe"].attributes["note"])
+    assert by_name["probe"].parent_span_id == by_name["webhook"].span_id
+
+
+def test_otlp_writer_counts_what_a_dead_collector_lost_and_shutdown_stays_bounded() -> None:
+    before = export_stats()
+    with BlackHole() as hole:
+        assert setup_observability(
+            settings(otlp_export_process=True, otel_exporter_otlp_timeout=10_000.0),
+            exporter_type="otlp_http",
+            endpoint=hole.endpoint,
+        )
+        for index in range(50):
+            with tracer.start_as_current_span(f"hung-{index}"):
+                pass
+        assert not flush_observability(0.5)  # the writer is stuck in an export to the black hole
+        started = time.monotonic()
+        shutdown_observability(5.0)
+        elapsed = time.monotonic() - started
+    assert elapsed < 5.0
+    after = export_stats()
+    assert after.exported == before.exported
+    assert after.dropped - before.dropped == 50
+
+
+def test_a_writer_that_cannot_start_is_not_started_for_every_batch() -> None:
+    """A writer that exits at once (here: a kind it does not know) loses what it was sent,
+    counted; it is tried again only after a pause, not once per batch."""
+    writer = WriterProcessExporter({"kind": "unknown"}, label="broken")
+    provider = TracerProvider()
+    own = provider.get_tracer("tests.observability.writer")
+
+    def one() -> ReadableSpan:
+        with own.start_as_current_span("lost") as span:
+            pass
+        assert isinstance(span, ReadableSpan)
+        return span
+
+    try:
+        assert writer.export([one()]) is SpanExportResult.SUCCESS  # into the pipe, before it exits
+        deadline = time.monotonic() + 30
+        while writer.pid is not None:
+            assert time.monotonic() < deadline, "the broken writer never exited"
+            time.sleep(0.01)
+        assert writer.lost == 1
+        assert [writer.export([one()]) for _ in range(4)] == [SpanExportResult.FAILURE] * 4
+        assert writer._starts == 1
+    finally:
+        writer.shutdown()
+        provider.shutdown()

@@ -461,3 +461,76 @@ def test_question_topics(text: str, topic: str) -> None:
 
 def test_spanish_asap() -> None:
     assert said("lo mas pronto posible").facts.timeline_days == 14
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [("maybe 6 months", 180), ("2-3 weeks", 21), ("unos 6 meses", 180), ("idk, like a year?", 365)],
+)
+def test_a_message_that_is_only_a_duration_is_the_timeline(text: str, days: int) -> None:
+    intent = said(text)
+    assert intent.facts.timeline_days == days
+    assert intent.question_topic is None
+
+
+def test_a_duration_inside_a_sentence_is_not_a_timeline() -> None:
+    assert said("we've been behind 6 months on the hoa").facts.timeline_days is None
+
+
+def test_a_message_that_is_only_a_hedged_amount_is_in_thousands_and_no_question() -> None:
+    intent = said("i want to sell", "idk like 500?")
+    assert intent.facts.price_expectation == 500_000
+    assert intent.question_topic is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "quiero comprar casa pero primero tengo que vender la mia",
+        "first we have to sell, then buy something bigger",
+    ],
+)
+def test_must_sell_first_in_more_words(text: str) -> None:
+    assert said(text).facts.must_sell_first
+
+
+def test_already_sold_is_no_prospect() -> None:
+    assert said("sold already, thanks").not_prospect == "not_interested"
+
+
+def test_a_huge_message_is_read_by_its_start_and_end_and_keys_the_language_cache_by_its_start() -> None:
+    from ghl_real_estate_ai.understanding.language import _message_language, message_language
+
+    filler = "we talked about the weather and the neighbours for a long while. " * 3000  # ~200 KB
+    assert "sell_my_house" in said("we want to sell our house. " + filler).signals
+    assert said(filler + " please remove me from your list").opt_out
+    assert "sell_my_house" not in said(filler[:100_000] + "we want to sell our house. " + filler).signals
+
+    _message_language.cache_clear()
+    message_language(filler)
+    message_language(filler[:1000])
+    assert _message_language.cache_info().currsize == 1  # one key: the first 1,000 characters
+
+
+def test_a_negation_counts_only_near_the_phrase() -> None:
+    from ghl_real_estate_ai.understanding.text import _negated
+
+    text = "not " + "really " * 40 + "selling"
+    assert not _negated(text, text.index("selling"), window=100)  # looked back 160 characters only
+    assert _negated("not selling", 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("homes in riversid county", "Riverside"),
+        ("we like the fontanna area", "Fontana"),
+        ("the ontaio side is fine", "Ontario"),
+    ],
+)
+def test_a_misspelt_place_before_a_place_noun(text: str, place: str) -> None:
+    assert find_places(text) == [place]
+
+
+def test_a_place_noun_alone_names_no_place() -> None:
+    assert find_places("looking for a great area to live") == []
