@@ -216,7 +216,8 @@ async def profile(database: str, webhooks: int, top: int) -> None:
         total += tottime
     idle = by_area.pop("idle (epoll)", 0.0)
     busy = total - idle
-    print(f"own time by area (of {busy:.2f} s busy, {busy / webhooks * 1000:.2f} ms per webhook under cProfile):")
+    per_webhook = busy / webhooks * 1000
+    print(f"own time by area (of {busy:.2f} s busy, {per_webhook:.2f} ms per webhook under cProfile):")
     for area, seconds in sorted(by_area.items(), key=lambda kv: -kv[1])[:20]:
         print(f"  {seconds / busy * 100:5.1f} %  {area}")
     for key in ("tottime", "cumulative"):
