@@ -21,7 +21,9 @@ with 429 and ``X-RateLimit-*`` headers. It keeps contacts (created on first
 sight), tags, messages, tasks and appointments in memory, within bounds: the
 most recent ``max_contacts`` contacts (older ones are forgotten with their
 conversation) and the most recent ``max_records`` messages, tasks,
-appointments and calls, so a long run holds steady memory. A body nested
+appointments and calls, so a long run holds steady memory (500 and 1,000 by
+default: a window of the recent conversations, filled within the first few
+hundred webhooks, after which the embedded service's memory stays flat). A body nested
 deeper than 64 levels is answered 400; the call log keeps any text safely
 (NUL removed, lone surrogates replaced), so ``GET /_calls`` always answers.
 
@@ -124,8 +126,8 @@ class SandboxState:
     rate_interval_ms: int = 10_000
     slot_minutes: int = 30
     business_hours: tuple[int, int] = (9, 17)
-    max_contacts: int = 5_000
-    max_records: int = 10_000
+    max_contacts: int = 500
+    max_records: int = 1_000
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     conversations: dict[str, str] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -429,8 +431,8 @@ def create_sandbox_app(
     api_key: str | None = None,
     rate_limit: int = 100,
     seed: int | None = None,
-    max_contacts: int = 5_000,
-    max_records: int = 10_000,
+    max_contacts: int = 500,
+    max_records: int = 1_000,
 ) -> FastAPI:
     """Build a GHL sandbox app.
 

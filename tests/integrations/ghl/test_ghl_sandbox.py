@@ -299,3 +299,17 @@ async def test_call_log_survives_any_stored_text_and_deep_bodies(
     logged = calls.json()["calls"]
     assert logged[0]["body"]["message"] == "a\ufffdb" and logged[1]["status"] == 400
     assert (await http.get("/_state")).status_code == 200
+
+
+async def test_the_default_window_is_filled_by_a_few_hundred_webhooks_and_then_holds() -> None:
+    """Issue 14: the embedded sandbox's defaults keep a window small enough to fill early, so the
+    service's memory after 10,000 webhooks is that after 1,000 (each webhook makes ~3 calls)."""
+    app = create_sandbox_app(rate_limit=100_000)
+    state = get_sandbox_state(app)
+    assert (state.max_contacts, state.max_records) == (500, 1_000)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sb") as http:
+        for n in range(1_200):
+            body = {"type": "SMS", "contactId": f"c{n}", "message": "hi"}
+            assert (await http.post("/conversations/messages", json=body, headers=CONV)).status_code == 200
+    assert len(state.contacts) == 500 and len(state.conversations) <= 500
+    assert 1_000 <= len(state.messages) <= 1_100 and 1_000 <= len(state.calls) <= 1_100
