@@ -498,6 +498,8 @@ class SQLiteStore(SQLStore):
         """
         raw.execute("CREATE TEMP VIEW IF NOT EXISTS jorge_writes (kind, args) AS SELECT 0, '[]'")
         for sql in statements:
+            if sql in self._triggers:
+                continue  # made by an earlier try of this batch that failed later (the file was locked)
             number = len(self._triggers) + 1
             body = _ARG.sub(_json_arg(), sql)
             raw.execute(

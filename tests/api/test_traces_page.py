@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,16 +11,6 @@ from tracegen import Node, emit, handoff_journey, make_provider, serve
 
 from ghl_real_estate_ai.api.traces import create_traces_router
 from ghl_real_estate_ai.observability.local_store import LocalSpanExporter
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
@@ -58,22 +46,6 @@ async def test_page_renders_without_a_browser(traced_app: tuple[FastAPI, dict[st
         assert missing.status_code == 404 and "Trace not found" in missing.text
         failed = (await client.get(f"/traces/{ids['failed']}")).text
         assert "error-bar" in failed and "GHL answered 503" in failed
-
-
-@pytest.fixture
-def chromium() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("/usr/bin/chromium is missing and CI=true requires the browser tests")
-        pytest.skip("/usr/bin/chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.mark.browser
