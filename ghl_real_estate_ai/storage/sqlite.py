@@ -63,6 +63,7 @@ _JSON_COLUMNS = frozenset({"tags", "state", "payload", "response", "trace_contex
 _TRACED_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE"})
 _WRITES_INSERT = "INSERT INTO jorge_writes (kind, args) VALUES "
 _ARG = re.compile(r"\?")
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
 
 
 def _json_arg() -> Callable[[re.Match[str]], str]:
@@ -78,9 +79,11 @@ def _flat(rows: Sequence[tuple[int, list[Any]]]) -> list[Any]:
     return out
 
 
-def _plan(encoded: Sequence[tuple[str, list[list[Any]], bool]]) -> list[tuple[Any, ...]]:
-    """``("writes", i, j, ...)`` for each run of two or more steps that return nothing and
-    whose arguments are plain JSON values, ``("each", i)`` for every other step."""
+def _plan(
+    encoded: Sequence[tuple[str, list[list[Any]], bool]], triggers: dict[str, int]
+) -> list[tuple[Any, ...]]:
+    """``("writes", i, j, ...)`` for each run of two or more steps that return nothing, have a
+    trigger and plain JSON values as arguments; ``("each", i)`` for every other step."""
     plan: list[tuple[Any, ...]] = []
     run: list[int] = []
 
@@ -92,7 +95,7 @@ def _plan(encoded: Sequence[tuple[str, list[list[Any]], bool]]) -> list[tuple[An
         run.clear()
 
     for index, (sql, rows, _) in enumerate(encoded):
-        if not returns_rows(sql) and all(_jsonable(row) for row in rows):
+        if triggers.get(sql) and all(_jsonable(row) for row in rows):
             run.append(index)
             continue
         close()
@@ -431,15 +434,15 @@ class SQLiteStore(SQLStore):
         """
         encoded = [(step.sql, [[_encode(a) for a in row] for row in step.rows], step.many) for step in steps]
         timed: list[Timed] | None = [] if self._spans.statements and self._spans.active() else None
-        plan = _plan(encoded) if begin else [("each", i) for i in range(len(encoded))]
-        missing = sorted(
-            {encoded[i][0] for kind, *indexes in plan if kind == "writes" for i in indexes}
-            - self._triggers.keys()
-        )
+        sent = [0]
 
         def work(raw: sqlite3.Connection) -> list[list[sqlite3.Row]]:
-            if missing:
-                self._write_triggers(raw, missing)  # outside the transaction: they outlive it
+            plan = [("each", i) for i in range(len(encoded))]
+            if begin:
+                # New kinds of write are taught to the view outside the transaction: they outlive it.
+                missing = {sql for sql, _, _ in encoded if not returns_rows(sql)} - self._triggers.keys()
+                sent[0] += self._write_triggers(raw, sorted(missing)) if missing else 0
+                plan = _plan(encoded, self._triggers)
             results: list[list[sqlite3.Row]] = [[] for _ in encoded]
             if begin:
                 raw.execute("BEGIN IMMEDIATE")
@@ -468,10 +471,10 @@ class SQLiteStore(SQLStore):
                 if begin and raw.in_transaction:
                     raw.execute("ROLLBACK")
                 raise
+            sent[0] += len(plan)  # once it ran: a busy file sends the whole work again
             return results
 
         self.stats.round_trips += 1
-        self.stats.statements += len(plan) + len(missing)
         self.stats.executions += sum(len(step.rows) for step in steps)
         try:
             # aiosqlite runs ``work`` on its own thread, where the sqlite3 connection lives.
@@ -485,28 +488,41 @@ class SQLiteStore(SQLStore):
         except ValueError as exc:  # aiosqlite: "Connection closed" after close()
             raise self._unavailable(exc) from None
         finally:
+            self.stats.statements += sent[0]
             if timed:
                 self._spans.statement_spans(timed)
         return [[_decode(r) for r in rows] for rows in results]
 
-    def _write_triggers(self, raw: sqlite3.Connection, statements: Sequence[str]) -> None:
+    def _write_triggers(self, raw: sqlite3.Connection, statements: Sequence[str]) -> int:
         """Teach the ``jorge_writes`` view each of ``statements`` (once per connection).
 
         A row ``(kind, args)`` inserted into the view runs the write numbered ``kind``
         with the JSON array ``args`` as its arguments. The view and its triggers are
-        TEMP: they live with this connection only and never touch the file's schema.
+        TEMP: they live with this connection only and never touch the file's schema. A
+        statement that cannot run in a trigger is noted (kind 0) and sent as it is.
+
+        Returns:
+            How many statements this sent.
         """
+        sent = 1
         raw.execute("CREATE TEMP VIEW IF NOT EXISTS jorge_writes (kind, args) AS SELECT 0, '[]'")
         for sql in statements:
-            if sql in self._triggers:
-                continue  # made by an earlier try of this batch that failed later (the file was locked)
-            number = len(self._triggers) + 1
+            if _QUOTED.sub("", sql).count("?") != sql.count("?"):  # a "?" in a literal is no argument
+                self._triggers[sql] = 0
+                continue
+            number = max(self._triggers.values(), default=0) + 1
             body = _ARG.sub(_json_arg(), sql)
-            raw.execute(
-                f"CREATE TEMP TRIGGER jorge_write_{number} INSTEAD OF INSERT ON jorge_writes "
-                f"WHEN NEW.kind = {number} BEGIN {body}; END"
-            )
+            sent += 1
+            try:
+                raw.execute(
+                    f"CREATE TEMP TRIGGER jorge_write_{number} INSTEAD OF INSERT ON jorge_writes "
+                    f"WHEN NEW.kind = {number} BEGIN {body}; END"
+                )
+            except sqlite3.Error as exc:
+                logger.debug("write sent on its own, not through the jorge_writes view: %s", exc)
+                number = 0
             self._triggers[sql] = number
+        return sent
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:

@@ -446,3 +446,27 @@ async def test_deferred_writes_sent_as_one_statement_leave_what_they_would_one_b
 @asynccontextmanager
 async def _no_unit_of_work() -> AsyncIterator[None]:
     yield
+
+
+async def test_sqlite_sends_a_write_with_a_question_mark_in_a_literal_on_its_own(sqlite_url: str) -> None:
+    """A ``?`` inside a string literal is no argument: such a write never goes through the
+    triggers of the one-statement batch, and the batch still leaves every write done."""
+    from ghl_real_estate_ai.storage._sql import Step
+
+    store = open_store(sqlite_url)
+    await store.open()
+    try:
+        await store.upsert_contact(Contact("q"))
+        await store._run_steps(  # type: ignore[attr-defined]
+            [
+                Step("UPDATE contacts SET temperature = '?' WHERE contact_id = ?", (("q",),)),
+                Step("UPDATE contacts SET location_id = ? WHERE contact_id = ?", (("L", "q"),)),
+                Step("UPDATE contacts SET current_bot = ? WHERE contact_id = ?", (("seller", "q"),)),
+            ]
+        )
+        contact = await store.get_contact("q")
+        assert contact is not None
+        assert (contact.temperature, contact.location_id, contact.current_bot) == ("?", "L", "seller")
+        assert store._triggers["UPDATE contacts SET temperature = '?' WHERE contact_id = ?"] == 0  # type: ignore[attr-defined]
+    finally:
+        await store.close()
