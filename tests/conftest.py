@@ -24,6 +24,8 @@ from ghl_real_estate_ai.settings import Settings
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
+    from ghl_real_estate_ai.storage import Store
+
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -133,3 +135,21 @@ def chromium() -> Iterator[Browser]:
 
     with launch_chromium() as browser:
         yield browser
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database on each backend in turn (test files may define their own)."""
+    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """An opened store on ``database_url``, closed after the test."""
+    from ghl_real_estate_ai.storage import open_store
+
+    opened = open_store(database_url, pool_size=2)
+    await opened.open()
+    yield opened
+    await opened.close()

@@ -12,14 +12,11 @@ for the window, it could not finish within the (generous) failure bound.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from ghl_real_estate_ai.dispatch import drain_contact, settles_at
 from ghl_real_estate_ai.integrations.ghl.webhook import InboundMessage, parse_webhook
-from ghl_real_estate_ai.storage import Store, open_store
+from ghl_real_estate_ai.storage import Store
 from ghl_real_estate_ai.storage.base import WebhookEvent
 
 HOUR = timedelta(hours=1)
@@ -34,20 +31,6 @@ class Recorder:
 
     async def process(self, event: WebhookEvent, message: InboundMessage) -> None:
         self.seen.append(message.message_id or "")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-    return url
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    opened = open_store(database_url, pool_size=2)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def _store_event(store: Store, n: int, date_added: datetime | None) -> WebhookEvent:

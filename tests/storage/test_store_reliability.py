@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ghl_real_estate_ai.storage import Store, open_store
+from ghl_real_estate_ai.storage import Store
 
 SMS = {"contact_id": "c", "channel": "SMS", "message": "hello"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-    return url
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    opened = open_store(database_url, pool_size=2)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def test_takeover_needs_a_long_send_and_a_silent_owner(store: Store) -> None:
