@@ -71,7 +71,7 @@ async def _drop_pg_database(url: str) -> None:
 
 
 @asynccontextmanager
-async def _app(database: str) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+async def _app(database: str, tracing: str = "off") -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     from ghl_real_estate_ai.app import create_app
     from ghl_real_estate_ai.integrations.ghl.sandbox import get_sandbox_state
     from ghl_real_estate_ai.settings import Settings
@@ -82,14 +82,16 @@ async def _app(database: str) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
         data_dir=folder,
         database_url=url,
         redis_url=REDIS_URL if database == "postgresql" else None,
-        otel_enabled=False,
-        otel_exporter_type="none",
+        otel_enabled=tracing != "off",
+        otel_exporter_type="local" if tracing.startswith("local") else "none",
+        otel_traces_sampler="traceidratio" if tracing.endswith("10") else None,
+        otel_traces_sampler_arg=0.1 if tracing.endswith("10") else None,
         ghl_rate_limit_per_10s=1_000_000_000,
         followup_poll_seconds=3600.0,
         log_level="WARNING",
     )
     try:
-        app = create_app(settings, manage_observability=False)
+        app = create_app(settings, manage_observability=tracing != "off")
         async with app.running():
             get_sandbox_state(app.state.ghl_sandbox).rate_limit = 1_000_000_000
             transport = httpx.ASGITransport(app=app)
@@ -193,8 +195,8 @@ async def statements(database: str, webhooks: int, args_show: int = 6) -> None:
     )
 
 
-async def profile(database: str, webhooks: int, top: int) -> None:
-    async with _app(database) as (_, client):
+async def profile(database: str, webhooks: int, top: int, tracing: str, dump: str | None) -> None:
+    async with _app(database, tracing) as (_, client):
         run = uuid.uuid4().hex[:8]
         for n in range(20):  # warm-up
             await _send(client, run, 100_000 + n)
@@ -206,6 +208,8 @@ async def profile(database: str, webhooks: int, top: int) -> None:
             await _send(client, run, n)
         profiler.disable()
         elapsed = loop.time() - started
+    if dump:
+        profiler.dump_stats(dump)
     print(f"{webhooks} webhooks in {elapsed:.2f} s under cProfile ({elapsed / webhooks * 1000:.2f} ms each)")
     stats = pstats.Stats(profiler)
     by_area: dict[str, float] = {}
@@ -240,8 +244,8 @@ def _area(path: str) -> str:
     return "stdlib: " + Path(path).name
 
 
-async def timed(database: str, webhooks: int) -> None:
-    async with _app(database) as (_, client):
+async def timed(database: str, webhooks: int, tracing: str) -> None:
+    async with _app(database, tracing) as (_, client):
         run = uuid.uuid4().hex[:8]
         for n in range(20):
             await _send(client, run, 100_000 + n)
@@ -254,7 +258,7 @@ async def timed(database: str, webhooks: int) -> None:
         used = os.times()
     cpu_s = (used.user - cpu.user) + (used.system - cpu.system)
     print(
-        f"{database}: {webhooks} webhooks one at a time: {webhooks / elapsed:.1f}/s, "
+        f"{database}, tracing {tracing}: {webhooks} webhooks one at a time: {webhooks / elapsed:.1f}/s, "
         f"{cpu_s / webhooks * 1000:.2f} ms CPU each"
     )
 
@@ -289,11 +293,18 @@ def main() -> int:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--webhooks", type=int, default=60)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--tracing",
+        choices=("off", "none", "none10", "local", "local10"),
+        default="off",
+        help="off: no tracing; none: spans made, none exported; local: the local store; *10: 10%% sampled",
+    )
+    parser.add_argument("--dump", help="profile: also write the raw cProfile stats to this file")
     args = parser.parse_args()
     modes: dict[str, Callable[[], Any]] = {
         "statements": lambda: statements(args.database, args.webhooks),
-        "profile": lambda: profile(args.database, args.webhooks, args.top),
-        "timed": lambda: timed(args.database, args.webhooks),
+        "profile": lambda: profile(args.database, args.webhooks, args.top, args.tracing, args.dump),
+        "timed": lambda: timed(args.database, args.webhooks, args.tracing),
         "memory": lambda: memory(args.database, args.webhooks, args.top),
     }
     asyncio.run(modes[args.mode]())
