@@ -31,7 +31,7 @@ from typing import Any
 from babel.dates import format_date
 from opentelemetry.trace import Span
 
-from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, PropertyFacts, Turn
+from ghl_real_estate_ai.bots.intent_decoder import SCORE_ATTRIBUTE_MIN, LeadIntent, PropertyFacts, Turn
 from ghl_real_estate_ai.bots.templates import reply_language
 from ghl_real_estate_ai.storage.base import Slot
 from ghl_real_estate_ai.understanding.language import conversation_language, message_language
@@ -344,8 +344,9 @@ def turn_language(turns: Iterable[Turn], stored: Iterable[Slot]) -> str:
 def record_understanding(span: Span, intent: LeadIntent, dialogue: Dialogue) -> None:
     """Put what the bot understood on its ``analyze_*`` span.
 
-    Attributes: the buyer/seller confidences, each classifier label's
-    probability (``intent.score.<label>``), the dialogue acts, the question
+    Attributes (set in one call): the buyer/seller confidences, the
+    probability of each classifier label at 1 % or more (``intent.score.<label>``,
+    as on the ``intent_decoder.analyze_lead`` span), the dialogue acts, the question
     topic, the classifier version, and the names of the slots filled this turn
     (``dialogue.slots_filled``, ``side.name``). One ``slot_filled`` event per
     filled slot, with its value only for :data:`NON_PERSONAL_SLOTS`.
@@ -357,27 +358,31 @@ def record_understanding(span: Span, intent: LeadIntent, dialogue: Dialogue) -> 
     """
     if not span.is_recording():
         return
-    span.set_attribute("intent.buyer_confidence", intent.buyer_confidence)
-    span.set_attribute("intent.seller_confidence", intent.seller_confidence)
+    attributes: dict[str, Any] = {
+        "intent.buyer_confidence": intent.buyer_confidence,
+        "intent.seller_confidence": intent.seller_confidence,
+    }
     for label, score in sorted(intent.intent_scores.items()):
-        span.set_attribute(f"intent.score.{label}", round(float(score), 4))
+        if score >= SCORE_ATTRIBUTE_MIN:
+            attributes[f"intent.score.{label}"] = round(float(score), 4)
     if intent.acts:
-        span.set_attribute("intent.acts", list(intent.acts))
+        attributes["intent.acts"] = list(intent.acts)
     if intent.question_topic:
-        span.set_attribute("intent.question_topic", intent.question_topic)
+        attributes["intent.question_topic"] = intent.question_topic
     if intent.not_prospect:
-        span.set_attribute("intent.not_prospect", intent.not_prospect)
-    span.set_attribute("intent.classifier_version", intent.classifier_version or "rules")
-    span.set_attribute("dialogue.slots_filled", [f"{side}.{name}" for side, name in dialogue.filled])
-    span.set_attribute("dialogue.sides", list(dialogue.sides))
+        attributes["intent.not_prospect"] = intent.not_prospect
+    attributes["intent.classifier_version"] = intent.classifier_version or "rules"
+    attributes["dialogue.slots_filled"] = [f"{side}.{name}" for side, name in dialogue.filled]
+    attributes["dialogue.sides"] = list(dialogue.sides)
+    span.set_attributes(attributes)
     for side, name in dialogue.filled:
-        attributes: dict[str, Any] = {"slot.name": name, "slot.side": side}
+        event: dict[str, Any] = {"slot.name": name, "slot.side": side}
         value = dialogue.get(side, name)
         if name in NON_PERSONAL_SLOTS and isinstance(value, str | int | bool):
-            attributes["slot.value"] = value
+            event["slot.value"] = value
         elif name == "sides":
-            attributes["slot.value"] = ",".join(value)
-        span.add_event("slot_filled", attributes)
+            event["slot.value"] = ",".join(value)
+        span.add_event("slot_filled", event)
 
 
 # --- reply rules --------------------------------------------------------------------

@@ -44,7 +44,7 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from ghl_real_estate_ai.observability.workflow_tracing import async_workflow_span
 from ghl_real_estate_ai.understanding.classifier import load_classifier
@@ -59,6 +59,7 @@ from ghl_real_estate_ai.understanding.reading import (
 
 __all__ = [
     "BUYER_WEIGHTS",
+    "SCORE_ATTRIBUTE_MIN",
     "SELLER_WEIGHTS",
     "LeadIntent",
     "PropertyFacts",
@@ -218,6 +219,9 @@ SELLER_WEIGHTS: dict[str, float] = {
     "wants_appointment": 0.05,
 }
 """Evidence each seller signal adds to ``seller_confidence`` (summed, clipped to 1)."""
+
+SCORE_ATTRIBUTE_MIN = 0.01
+"""A classifier label this probable (1 %) or more is put on the analyze spans (``intent.score.<label>``)."""
 
 _SIGNAL_ORDER = (
     *BUYER_WEIGHTS,
@@ -408,19 +412,24 @@ async def decode_lead_intent(
     """
     async with async_workflow_span("intent_decoder", "analyze_lead", contact_id=contact_id) as span:
         intent = analyze_lead(turns, known_areas=known_areas)
-        span.set_attribute("intent.buyer_confidence", intent.buyer_confidence)
-        span.set_attribute("intent.seller_confidence", intent.seller_confidence)
-        span.set_attribute("intent.signal_count", len(intent.signals))
+        if not span.is_recording():
+            return intent
         # What the classifier read from the latest message: label confidences, the slot names
         # it filled (names only: values can be personal), and which model read it.
+        attributes: dict[str, Any] = {
+            "intent.buyer_confidence": intent.buyer_confidence,
+            "intent.seller_confidence": intent.seller_confidence,
+            "intent.signal_count": len(intent.signals),
+        }
         for label, score in intent.intent_scores.items():
-            if score >= 0.01:
-                span.set_attribute(f"intent.score.{label}", score)
-        span.set_attribute("intent.acts", list(intent.acts))
-        span.set_attribute("intent.slots_filled", list(intent.slots_filled))
-        span.set_attribute("intent.classifier_version", intent.classifier_version)
+            if score >= SCORE_ATTRIBUTE_MIN:
+                attributes[f"intent.score.{label}"] = score
+        attributes["intent.acts"] = list(intent.acts)
+        attributes["intent.slots_filled"] = list(intent.slots_filled)
+        attributes["intent.classifier_version"] = intent.classifier_version
         if intent.not_prospect:
-            span.set_attribute("intent.not_prospect", intent.not_prospect)
+            attributes["intent.not_prospect"] = intent.not_prospect
+        span.set_attributes(attributes)
         for slot in intent.slots_filled:
             span.add_event("slot_filled", {"slot": slot})
         return intent

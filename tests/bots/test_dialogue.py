@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from conversation_kit import TurnRecord, reply_rule_violations
+from opentelemetry import trace
 
 from ghl_real_estate_ai.bots.dialogue import (
     Dialogue,
@@ -13,6 +15,7 @@ from ghl_real_estate_ai.bots.dialogue import (
     compose,
     is_negative,
     merge,
+    record_understanding,
     sent_texts,
     turn_language,
 )
@@ -20,6 +23,7 @@ from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, PropertyFacts
 from ghl_real_estate_ai.bots.state import BotOutcome
 from ghl_real_estate_ai.bots.templates import replying_in
 from ghl_real_estate_ai.conversation import ConversationResult
+from ghl_real_estate_ai.observability.testing import capture_spans
 from ghl_real_estate_ai.storage.base import Slot
 
 
@@ -38,6 +42,48 @@ def intent(
         signals=(),
         slots_filled=filled,
     )
+
+
+class _CountingSpan:
+    """A real span whose attribute calls are counted."""
+
+    def __init__(self, span: Any) -> None:
+        self.span = span
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self.span, name)
+        if not name.startswith("set_attribute"):
+            return found
+
+        def counted(*args: Any) -> Any:
+            self.calls.append(name)
+            return found(*args)
+
+        return counted
+
+
+def test_the_analyze_span_gets_the_labels_of_1_percent_or_more_in_one_call() -> None:
+    read = replace(
+        intent(PropertyFacts(bedrooms=3), filled=("bedrooms",), buyer=0.4),
+        intent_scores={"buy": 0.9412, "sell": 0.05, "both": 0.01, "rent": 0.0099, "opt_out": 0.0001},
+        acts=("buy",),
+        classifier_version="v-test",
+    )
+    dialogue = merge([], read, "buyer")
+    with capture_spans() as capture, trace.get_tracer("test").start_as_current_span("analyze") as real:
+        span = _CountingSpan(real)
+        record_understanding(span, read, dialogue)  # type: ignore[arg-type]
+    (done,) = capture.by_name("analyze")
+    attributes = dict(done.attributes or {})
+    scores = {k: v for k, v in attributes.items() if k.startswith("intent.score.")}
+    assert scores == {"intent.score.both": 0.01, "intent.score.buy": 0.9412, "intent.score.sell": 0.05}
+    assert attributes["intent.buyer_confidence"] == 0.4
+    assert attributes["intent.classifier_version"] == "v-test"
+    assert "buy.bedrooms" in attributes["dialogue.slots_filled"]
+    assert span.calls == ["set_attributes"]
+    filled = [e for e in done.events if e.name == "slot_filled"]
+    assert len(filled) == len(attributes["dialogue.slots_filled"])
 
 
 def test_amounts_are_attached_to_their_own_side() -> None:
