@@ -136,7 +136,9 @@ class ConversationSpanProcessor(SpanProcessor):
             root.span.set_attributes(updates)
 
     @staticmethod
-    def _journey_updates(attributes: Mapping[str, Any], events: tuple[Event, ...], root: _Root) -> dict[str, str]:
+    def _journey_updates(
+        attributes: Mapping[str, Any], events: tuple[Event, ...], root: _Root
+    ) -> dict[str, str]:
         updates: dict[str, str] = {}
         outcome: str | None = None
         bot = attributes.get(attr.WORKFLOW_BOT_TYPE)
