@@ -54,7 +54,7 @@ from ghl_real_estate_ai.understanding.reading import (
     SELLER_MOTIVES,
     Reading,
     asked_about,
-    read_message,
+    read_message_cached,
 )
 
 __all__ = [
@@ -308,12 +308,9 @@ def analyze_lead(turns: Sequence[Turn], *, known_areas: Sequence[str] | None = N
         if turn.direction != "inbound":
             asked = asked_about(turn.body or "")
             continue
-        found = read_message(
-            turn.body or "",
-            today=turn.created_at.date(),
-            asked=asked,
-            known_areas=areas_known,
-            side=_side(signals),
+        # Read once: the same message is read again by the turn's other analyses and later turns.
+        found = read_message_cached(
+            turn.body or "", turn.created_at.date(), asked, areas_known, _side(signals)
         )
         asked = ""
         latest = found

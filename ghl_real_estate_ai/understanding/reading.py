@@ -4,7 +4,10 @@
 tables, the quantity, date and place readers and the rules, and returns a
 :class:`Reading`: what this one message said. The conversation-level view
 (later messages win, areas accumulate, confidences) is
-:func:`ghl_real_estate_ai.bots.intent_decoder.analyze_lead`.
+:func:`ghl_real_estate_ai.bots.intent_decoder.analyze_lead`, which reads through
+:func:`read_message_cached`: a turn reads the same message several times (the
+service's check of the newest message, then each bot's analysis), and every turn
+reads the conversation's earlier messages again; each distinct reading is made once.
 """
 
 # Pattern tables read best one alternative per string, some longer than a line.
@@ -12,6 +15,7 @@ tables, the quantity, date and place readers and the rules, and returns a
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,10 +66,12 @@ __all__ = [
     "ACT_THRESHOLD",
     "BUYER_MOTIVES",
     "INTENT_THRESHOLD",
+    "READ_CACHE_SIZE",
     "SELLER_MOTIVES",
     "Reading",
     "asked_about",
     "read_message",
+    "read_message_cached",
 ]
 
 ACT_THRESHOLD = 0.25
@@ -79,6 +85,9 @@ MAX_READ_CHARS = 4000
 """At most this much of a message is read: its first 3,000 and last 1,000 characters. An SMS holds
 at most 1,600; a long e-mail says what it wants at its start and signs off (or opts out) at its end,
 and reading the middle too would cost time without telling more."""
+READ_CACHE_SIZE = 1024
+"""Distinct readings :func:`read_message_cached` keeps (the least recently used go first): enough
+for the turns in flight and their conversations' recent messages, bounded whatever the traffic."""
 RED_FLAG_THRESHOLD = 0.75
 """A red-flag label this probable is a red flag even when no phrase of its kind matched."""
 VALUE_PHRASE_PRECISION = 0.9
@@ -463,6 +472,20 @@ def read_message(
     return found
 
 
+@functools.lru_cache(maxsize=READ_CACHE_SIZE)
+def read_message_cached(
+    raw: str, today: date, asked: str = "", known_areas: tuple[str, ...] = (), side: str = ""
+) -> Reading:
+    """:func:`read_message`, made once per distinct set of arguments while it stays in the cache.
+
+    The reading only depends on its arguments and the shipped classifier, gazetteer and
+    tables, so a remembered one is the one a new read would give. It is shared by every
+    caller with the same arguments: read it, never change it.
+    """
+    return read_message(raw, today=today, asked=asked, known_areas=known_areas, side=side)
+
+
+@functools.lru_cache(maxsize=READ_CACHE_SIZE)
 def asked_about(outbound: str) -> str:
     """What the bot's message asked: "bedrooms", "budget", "price", "timeline" or ""."""
     text = normalise(outbound)

@@ -241,6 +241,26 @@ async def test_the_classifier_and_gazetteer_are_loaded_at_start_up_not_per_messa
         assert load_classifier() is loaded and load_classifier.cache_info().misses == 1
 
 
+def test_a_message_read_again_is_read_once_and_reads_the_same() -> None:
+    from ghl_real_estate_ai.understanding.reading import read_message, read_message_cached
+
+    read_message_cached.cache_clear()
+    turns = [
+        Msg("inbound", "we want to buy in upland, 3 beds", T0),
+        Msg("outbound", "What budget do you have in mind?", T0 + timedelta(minutes=1)),
+        Msg("inbound", "450k", T0 + timedelta(minutes=2)),
+    ]
+    first = analyze_lead(turns)
+    # The service's check, then each bot's analysis, then the next turn: the same readings.
+    again = analyze_lead(turns)
+    assert again == first
+    info = read_message_cached.cache_info()
+    assert (info.misses, info.hits) == (2, 2)
+    fresh = read_message("450k", today=T0.date(), asked="budget")
+    assert read_message_cached("450k", T0.date(), "budget") == fresh
+    assert fresh.budget == 450_000
+
+
 @pytest.mark.parametrize(
     "text",
     [
