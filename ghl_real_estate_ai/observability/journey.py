@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 
 from ghl_real_estate_ai.observability import attributes as attr
 
@@ -37,6 +37,8 @@ __all__ = ["ConversationSpanProcessor", "format_journey", "journey_of", "start_s
 
 _CONTACT_KEYS: Final = (attr.WORKFLOW_CONTACT_ID, attr.HANDOFF_CONTACT_ID)
 _MAX_OPEN_ROOTS: Final = 4096
+# The attributes an ending span can move its root's journey with (besides opt-out/in events).
+_JOURNEY_INPUTS: Final = frozenset({attr.WORKFLOW_BOT_TYPE, attr.WORKFLOW_TEMPERATURE, attr.HANDOFF_OUTCOME})
 # How strongly an outcome holds against a later one (a failure is never hidden by a later success).
 _RANK: Final = {"completed": 0, "blocked": 1, "handed_off": 2, "escalated": 3, "opted": 4, "failed": 5}
 
@@ -99,11 +101,14 @@ class ConversationSpanProcessor(SpanProcessor):
                 if len(self._roots) >= _MAX_OPEN_ROOTS:
                     self._roots.pop(next(iter(self._roots)))
                 self._roots[span.context.trace_id] = _Root(span)
-        parent_attributes = getattr(parent, "attributes", None)
-        session = parent_attributes.get(attr.SESSION_ID) if parent_attributes else None
+            session = None
+        else:
+            parent_attributes = getattr(parent, "attributes", None)
+            session = parent_attributes.get(attr.SESSION_ID) if parent_attributes else None
         if session is None:
-            own = span.attributes or {}
-            session = next((own[key] for key in _CONTACT_KEYS if own.get(key)), None)
+            own = span.attributes
+            if own:
+                session = next((own[key] for key in _CONTACT_KEYS if own.get(key)), None)
         if session is not None:
             span.set_attributes(dict.fromkeys(attr.SESSION_ATTRIBUTES, session))
 
@@ -118,15 +123,22 @@ class ConversationSpanProcessor(SpanProcessor):
             with self._lock:
                 self._roots.pop(context.trace_id, None)
             return
+        attributes = span.attributes
+        events = span.events
+        root_events = root.span.events
+        # Most spans (store, cache, GHL calls) say nothing about the journey: leave at once.
+        if not events and not root_events and (not attributes or _JOURNEY_INPUTS.isdisjoint(attributes)):
+            return
         if not root.span.is_recording():
             return
-        updates = self._journey_updates(span, root)
+        updates = self._journey_updates(attributes or {}, (*events, *root_events), root)
         if updates:
             root.span.set_attributes(updates)
 
     @staticmethod
-    def _journey_updates(span: ReadableSpan, root: _Root) -> dict[str, str]:
-        attributes = span.attributes or {}
+    def _journey_updates(
+        attributes: Mapping[str, Any], events: tuple[Event, ...], root: _Root
+    ) -> dict[str, str]:
         updates: dict[str, str] = {}
         outcome: str | None = None
         bot = attributes.get(attr.WORKFLOW_BOT_TYPE)
@@ -149,7 +161,7 @@ class ConversationSpanProcessor(SpanProcessor):
             elif handoff.startswith("blocked"):
                 outcome = handoff
         # Opt-out/in is an event, maybe on the root itself (seen when a span under it ends).
-        for event in (*span.events, *root.span.events):
+        for event in events:
             if event.name in ("contact_opted_out", "contact_opted_in"):
                 outcome = event.name.removeprefix("contact_")
         if root.rank < 0 and (updates or outcome is not None):
