@@ -175,13 +175,13 @@ class BuyerBot:
         graph.add_edge(START, "analyze_buyer_intent")
         graph.add_conditional_edges(
             "analyze_buyer_intent",
-            lambda s: "handoff" if s.get("handoff") else "qualify",
+            _after_analysis,
             {"handoff": END, "qualify": "qualify_buyer"},
         )
         graph.add_edge("qualify_buyer", "generate_buyer_response")
         graph.add_conditional_edges(
             "generate_buyer_response",
-            lambda s: "book" if s.get("wants_showing") else "done",
+            _after_reply,
             {"book": "schedule_showing", "done": END},
         )
         graph.add_edge("schedule_showing", END)
@@ -403,3 +403,12 @@ def _seller_handoff(intent: LeadIntent, dialogue: Dialogue, memory: dict[str, An
         return None
     reason = "must_sell_first" if must_sell else "value_question" if value else "seller_intent_detected"
     return HandoffRequest("buyer", "seller", round(confidence, 3), reason)
+
+
+# The routing functions are coroutines: LangGraph runs a plain function's routing in a worker thread.
+async def _after_analysis(state: BuyerState) -> str:
+    return "handoff" if state.get("handoff") else "qualify"
+
+
+async def _after_reply(state: BuyerState) -> str:
+    return "book" if state.get("wants_showing") else "done"

@@ -411,7 +411,8 @@ class LeadBot:
         return _acted(state, memory, key)
 
 
-def _route(state: LeadState) -> str:
+async def _route(state: LeadState) -> str:
+    # A coroutine: LangGraph runs a plain function's routing in a worker thread.
     return state.get("path", "ask_qualifying_question")
 
 

@@ -114,13 +114,13 @@ class SellerBot:
         graph.add_edge(START, "analyze_seller_intent")
         graph.add_conditional_edges(
             "analyze_seller_intent",
-            lambda s: "handoff" if s.get("handoff") else "qualify",
+            _after_analysis,
             {"handoff": END, "qualify": "qualify_seller"},
         )
         graph.add_edge("qualify_seller", "generate_seller_response")
         graph.add_conditional_edges(
             "generate_seller_response",
-            lambda s: "book" if s.get("book_appointment") else "done",
+            _after_reply,
             {"book": "schedule_cma_appointment", "done": END},
         )
         graph.add_edge("schedule_cma_appointment", END)
@@ -336,3 +336,12 @@ def _facts(state: SellerState) -> PropertyFacts:
 def _selling_first(dialogue: Dialogue) -> bool:
     """A buyer who must sell first, whose listing visit is not booked yet."""
     return bool(dialogue.get("contact", "must_sell_first")) and not dialogue.get("contact", "listing_booked")
+
+
+# The routing functions are coroutines: LangGraph runs a plain function's routing in a worker thread.
+async def _after_analysis(state: SellerState) -> str:
+    return "handoff" if state.get("handoff") else "qualify"
+
+
+async def _after_reply(state: SellerState) -> str:
+    return "book" if state.get("book_appointment") else "done"

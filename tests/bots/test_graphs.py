@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conversation_kit import Harness
@@ -83,3 +86,26 @@ async def test_docs_draw_the_compiled_graph(bots: Bots, name: str) -> None:
     assert documented == drawn, (
         f"docs/bots.md's {name} diagram is stale; replace its mermaid block with:\n{drawn}"
     )
+
+
+class _CountingExecutor(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.submitted: list[str] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.submitted.append(getattr(fn, "__qualname__", repr(fn)))
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_the_graphs_route_on_the_event_loop_not_in_a_worker_thread(tmp_path: Path) -> None:
+    """LangGraph runs a plain (sync) routing function in the loop's executor: every edge is a coroutine."""
+    async with Harness.open(f"sqlite:///{tmp_path / 'jorge.db'}") as h:
+        executor = _CountingExecutor()
+        asyncio.get_running_loop().set_default_executor(executor)
+        await h.say("to-buyer", "We're looking to buy. Pre-approved for $550k, 3 bedrooms in Ontario")
+        await h.say("to-seller", "Thinking about selling our condo in Upland, hoping to get $480k")
+        await h.say("lead", "hi who is this?")
+        contacts = [await h.contact(c) for c in ("to-buyer", "to-seller", "lead")]
+    assert [c.current_bot for c in contacts] == ["buyer", "seller", "lead"]
+    assert executor.submitted == []
