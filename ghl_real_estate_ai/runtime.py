@@ -9,6 +9,7 @@ parts know nothing of it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -110,6 +111,12 @@ async def start(
 
     # The intent classifier and the gazetteer are read once here, not on the first message (issue 10).
     await asyncio.to_thread(warm_up)
+    # What start-up built (modules, compiled graphs, the classifier, the gazetteer: ~190,000
+    # objects) lives as long as the app. Frozen, the cyclic collector stops walking it at every
+    # full collection: about 0.5 ms of CPU a webhook untraced and 1 ms traced (issue 14).
+    # Undone at shutdown, so that an app stopped inside a longer process can be freed.
+    gc.freeze()
+    stack.callback(gc.unfreeze)
 
     # The first pass picks up what a crash or a restart left behind: events stored but not
     # processed, undelivered outbox items and follow-ups that fell due while the app was down.

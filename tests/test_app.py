@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -30,6 +31,15 @@ async def test_embedded_defaults_are_healthy_and_ready() -> None:
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "cache": "ok"}
     assert Path("data/jorge.db").exists()
+
+
+async def test_start_up_heap_is_frozen_while_the_app_runs_and_given_back_at_shutdown() -> None:
+    gc.unfreeze()
+    app = create_app(Settings(otel_exporter_type="none"))
+    async with app.running():
+        frozen = gc.get_freeze_count()
+    assert frozen > 10_000  # modules, graphs, classifier: out of the collector's full walks
+    assert gc.get_freeze_count() == 0
 
 
 async def test_ready_is_503_before_start_up() -> None:
