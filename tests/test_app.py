@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -30,6 +31,18 @@ async def test_embedded_defaults_are_healthy_and_ready() -> None:
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "cache": "ok"}
     assert Path("data/jorge.db").exists()
+
+
+async def test_collector_is_kept_off_the_request_path_while_the_app_runs_and_restored_after() -> None:
+    gc.unfreeze()
+    before = gc.get_threshold()
+    app = create_app(Settings(otel_exporter_type="none"))
+    async with app.running():
+        frozen, threshold = gc.get_freeze_count(), gc.get_threshold()
+    assert frozen > 10_000  # modules, graphs, classifier: out of the collector's full walks
+    assert threshold[0] >= 5_000 and threshold[1:] == before[1:]
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
 
 
 async def test_ready_is_503_before_start_up() -> None:
