@@ -94,6 +94,8 @@ class Gazetteer:
     """First letter -> folded names (single words and multi-word) tried for misspellings
     (a misspelling seldom changes the first letter, and it keeps the search short)."""
     fuzzy_names: dict[str, str]
+    first_words: frozenset[str] = frozenset()
+    """The first word of every name of both tiers: a word that is none starts no exact match."""
 
     @classmethod
     def build(cls, names: Sequence[str]) -> Gazetteer:
@@ -120,6 +122,7 @@ class Gazetteer:
             longest=max((len(k) for k in (*anywhere, *after)), default=1),
             fuzzy_choices={letter: tuple(names) for letter, names in by_letter.items()},
             fuzzy_names=fuzzy,
+            first_words=frozenset(key[0] for key in (*anywhere, *after)),
         )
 
 
@@ -154,12 +157,19 @@ def _fuzzy(words: Sequence[str], start: int, places: Gazetteer) -> tuple[str, in
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _known_keys(known: tuple[str, ...]) -> tuple[dict[tuple[str, ...], str], frozenset[str]]:
+    """The known areas by folded word tuple, and their first words (the same few lists come back)."""
+    keys = {tuple(fold(a).split()): a for a in known}
+    return keys, frozenset(key[0] for key in keys if key)
+
+
 def find_places(raw: str, known: Sequence[str] = (), places: Gazetteer | None = None) -> list[str]:
     """Places named in ``raw``, in the order named (a name named twice counts where it was last)."""
     places = places or gazetteer()
     text = fold(raw)
     words = [w.strip(".'") for w in _WORD.findall(text.replace("-", " "))]
-    known_keys = {tuple(fold(a).split()): a for a in known}
+    known_keys, known_starts = _known_keys(tuple(known))
     longest = max(places.longest, *(len(k) for k in known_keys), 1)
     hits: list[tuple[int, str]] = []
     # A bare answer ("redlands or yucaipa"): misspellings count without a place word.
@@ -168,24 +178,27 @@ def find_places(raw: str, known: Sequence[str] = (), places: Gazetteer | None = 
     while i < len(words):
         after_place_word = i > 0 and words[i - 1] in _PLACE_WORDS
         matched = 0
-        for size in range(min(longest, len(words) - i), 0, -1):
-            key = tuple(words[i : i + size])
-            name = known_keys.get(key) or places.anywhere.get(key)
-            if name is None and (after_place_word or list(key) == words):
-                name = places.after_place_word.get(key)
-            if name is not None:
-                hits.append((i, name))
-                matched = size
-                break
-        after_listed_place = i > 1 and words[i - 1] in _AND_OR and bool(hits) and hits[-1][0] >= i - 3
-        # "the rancho cucamungo area", "riversid county": a place noun right after the name.
-        before_place_noun = any(w in _PLACE_NOUNS for w in words[i + 1 : i + 3])
-        cued = after_place_word or short_answer or after_listed_place or before_place_noun
-        if not matched and cued and len(words[i]) >= 5:
-            fuzzy = _fuzzy(words, i, places)
-            if fuzzy is not None:
-                hits.append((i, fuzzy[0]))
-                matched = fuzzy[1]
+        # Only a word that starts some name can start an exact match.
+        if words[i] in places.first_words or words[i] in known_starts:
+            for size in range(min(longest, len(words) - i), 0, -1):
+                key = tuple(words[i : i + size])
+                name = known_keys.get(key) or places.anywhere.get(key)
+                # The whole message is the name: a bare answer.
+                if name is None and (after_place_word or (i == 0 and size == len(words))):
+                    name = places.after_place_word.get(key)
+                if name is not None:
+                    hits.append((i, name))
+                    matched = size
+                    break
+        if not matched and len(words[i]) >= 5:
+            after_listed_place = i > 1 and words[i - 1] in _AND_OR and bool(hits) and hits[-1][0] >= i - 3
+            # "the rancho cucamungo area", "riversid county": a place noun right after the name.
+            before_place_noun = any(w in _PLACE_NOUNS for w in words[i + 1 : i + 3])
+            if after_place_word or short_answer or after_listed_place or before_place_noun:
+                fuzzy = _fuzzy(words, i, places)
+                if fuzzy is not None:
+                    hits.append((i, fuzzy[0]))
+                    matched = fuzzy[1]
         i += matched or 1
     found = {fold(name) for _, name in hits}
     # A capitalised name after "in"/"near" that no list has: a neighbourhood, kept as written.

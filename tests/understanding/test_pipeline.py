@@ -241,6 +241,18 @@ async def test_the_classifier_and_gazetteer_are_loaded_at_start_up_not_per_messa
         assert load_classifier() is loaded and load_classifier.cache_info().misses == 1
 
 
+def test_a_place_lookup_starts_only_at_a_word_that_starts_a_name() -> None:
+    from ghl_real_estate_ai.understanding.places import _known_keys, gazetteer
+
+    starts = gazetteer().first_words
+    assert {"rancho", "new", "chino"} <= starts and not {"hello", "bedroom", "approved"} & starts
+    _known_keys.cache_clear()
+    for _ in range(3):
+        assert find_places("a condo in north upland", ["North Upland", "Eastvale"]) == ["North Upland"]
+    # The known areas are folded once for all the messages that name them.
+    assert (_known_keys.cache_info().misses, _known_keys.cache_info().hits) == (1, 2)
+
+
 def test_a_message_read_again_is_read_once_and_reads_the_same() -> None:
     from ghl_real_estate_ai.understanding.reading import read_message, read_message_cached
 
