@@ -50,6 +50,7 @@ from ghl_real_estate_ai.bots.runner import (
     mark_reply,
     next_question,
     read_with_model,
+    run_graph,
     topic_answer,
     understand,
 )
@@ -200,7 +201,7 @@ class BuyerBot:
         async with async_workflow_span(BOT, "process_buyer_conversation", contact_id=contact.contact_id):
             state = conversation_state(BuyerState, turn, "buyer", "qualifying")
             with replying_in(turn_language(turn.turns, turn.slots)):
-                final = await self.graph.ainvoke(state)
+                final = await run_graph(self.graph, state)
             return bot_outcome("buyer", final, "qualifying")
 
     # -- nodes -------------------------------------------------------------------

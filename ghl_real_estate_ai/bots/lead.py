@@ -51,6 +51,7 @@ from ghl_real_estate_ai.bots.runner import (
     conversation_state,
     mark_reply,
     read_with_model,
+    run_graph,
     topic_answer,
     understand,
 )
@@ -176,7 +177,7 @@ class LeadBot:
             if contact.temperature:
                 state["temperature"] = contact.temperature
             with replying_in(turn_language(turn.turns, turn.slots)):
-                final = await self.graph.ainvoke(state)
+                final = await run_graph(self.graph, state)
             return bot_outcome("lead", final, "new")
 
     async def run_followup(self, step: str, contact: Contact) -> BotOutcome:
@@ -213,7 +214,7 @@ class LeadBot:
         state = conversation_state(LeadState, followup, "lead", "new")
         state["followup_step"] = step
         with replying_in(turn_language(messages, [])):
-            final = await self.graph.ainvoke(state)
+            final = await run_graph(self.graph, state)
         outcome = bot_outcome("lead", final, "new")
         contact.state = {**contact.state, "lead": outcome.memory}
         contact.temperature = outcome.temperature

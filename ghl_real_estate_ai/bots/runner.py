@@ -134,6 +134,20 @@ def conversation_state(schema: type[S], turn: BotTurn, bot: BotName, default_ste
     return schema(**values)
 
 
+async def run_graph(graph: Any, state: Mapping[str, Any]) -> dict[str, Any]:
+    """Run a compiled bot graph on ``state``; its final state.
+
+    The graph streams each node's update, applied in order over the input (every key of a
+    bot's state keeps the last value written), rather than the whole state after every step.
+    """
+    final = dict(state)
+    for chunk in await graph.ainvoke(state, stream_mode="updates"):
+        for update in chunk.values():
+            if update:
+                final.update(update)
+    return final
+
+
 def bot_outcome(bot: BotName, final: Mapping[str, Any], default_step: str) -> BotOutcome:
     """What a finished graph run of ``bot`` decided, with its step saved into the memory.
 

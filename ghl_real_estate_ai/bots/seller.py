@@ -47,6 +47,7 @@ from ghl_real_estate_ai.bots.runner import (
     mark_reply,
     next_question,
     read_with_model,
+    run_graph,
     topic_answer,
     understand,
 )
@@ -139,7 +140,7 @@ class SellerBot:
         async with async_workflow_span(BOT, "process_seller_conversation", contact_id=contact.contact_id):
             state = conversation_state(SellerState, turn, "seller", "qualifying")
             with replying_in(turn_language(turn.turns, turn.slots)):
-                final = await self.graph.ainvoke(state)
+                final = await run_graph(self.graph, state)
             return bot_outcome("seller", final, "qualifying")
 
     # -- nodes -------------------------------------------------------------------

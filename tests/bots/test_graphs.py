@@ -6,13 +6,18 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conversation_kit import Harness
 
+from ghl_real_estate_ai.bots.runner import conversation_state, run_graph
+from ghl_real_estate_ai.bots.state import BotTurn, BuyerState, LeadState, SellerState
 from ghl_real_estate_ai.conversation import Bots
+from ghl_real_estate_ai.storage.base import Contact
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "bots.md"
 
@@ -109,3 +114,32 @@ async def test_the_graphs_route_on_the_event_loop_not_in_a_worker_thread(tmp_pat
         contacts = [await h.contact(c) for c in ("to-buyer", "to-seller", "lead")]
     assert [c.current_bot for c in contacts] == ["buyer", "seller", "lead"]
     assert executor.submitted == []
+
+
+@dataclass
+class _Turn:
+    direction: str
+    body: str
+    created_at: datetime = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("lead", "We're looking to buy. Pre-approved for $550k and we need 3 bedrooms in Ontario"),
+        ("lead", "what is my house worth? it's a 3 bed 1500 sqft in upland"),
+        ("buyer", "3 bedrooms in Ontario, budget 550k, can we see some homes this weekend?"),
+        ("seller", "Selling our condo in Upland, good condition, hoping to get $480k. Can we meet?"),
+    ],
+)
+async def test_run_graph_ends_in_the_state_the_whole_state_stream_ends_in(
+    bots: Bots, name: str, text: str
+) -> None:
+    """Each node's update applied over the input is the graph's own final state."""
+    bot = {"lead": bots.lead, "buyer": bots.buyer, "seller": bots.seller}[name]
+    schema = {"lead": LeadState, "buyer": BuyerState, "seller": SellerState}[name]
+    turn = BotTurn(Contact(contact_id=f"c-{name}"), [_Turn("inbound", text)], event_key=f"evt-{name}")
+    state = conversation_state(schema, turn, name, "new")  # type: ignore[type-var]
+    streamed = await run_graph(bot.graph, state)
+    assert streamed == await bot.graph.ainvoke(state)
+    assert streamed["replies"] or streamed.get("handoff")
