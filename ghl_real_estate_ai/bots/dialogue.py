@@ -570,6 +570,8 @@ _NEGATIVE = re.compile(
 
 
 def _fold(text: str) -> str:
+    if text.isascii():  # nothing to decompose: most texts, folded at no cost
+        return text.lower()
     text = unicodedata.normalize("NFKD", text)
     return "".join(c for c in text if not unicodedata.combining(c)).lower()
 
