@@ -298,6 +298,27 @@ def analyze_lead(turns: Sequence[Turn], *, known_areas: Sequence[str] | None = N
         and no facts.
     """
     areas_known = tuple(known_areas) if known_areas is not None else _bundled_areas()
+    # What the decoder reads of each turn, and nothing else: the same conversation decodes alike.
+    said = tuple(
+        (
+            turn.direction == "inbound",
+            turn.body or "",
+            turn.created_at.date() if turn.direction == "inbound" else None,
+        )
+        for turn in turns
+    )
+    return _decode(said, areas_known)
+
+
+ANALYZE_CACHE_SIZE = 64
+"""Conversations :func:`_decode` keeps decoded (the least recently used go first): a turn decodes the
+same conversation several times (the service's check of the newest message, then each bot that
+runs), and never needs more than the turns in flight."""
+
+
+@functools.lru_cache(maxsize=ANALYZE_CACHE_SIZE)
+def _decode(said: tuple[tuple[bool, str, date | None], ...], areas_known: tuple[str, ...]) -> LeadIntent:
+    """:func:`analyze_lead` of ``(inbound, body, day sent)`` turns; the intent is shared, never changed."""
     facts: dict[str, object] = {}
     area_list: list[str] = []
     signals: list[str] = []
@@ -308,14 +329,12 @@ def analyze_lead(turns: Sequence[Turn], *, known_areas: Sequence[str] | None = N
     must_sell_first = False
     languages: list[str | None] = []
     asked = ""
-    for turn in turns:
-        if turn.direction != "inbound":
-            asked = asked_about(turn.body or "")
+    for inbound, body, day in said:
+        if not inbound or day is None:
+            asked = asked_about(body)
             continue
         # Read once: the same message is read again by the turn's other analyses and later turns.
-        found = read_message_cached(
-            turn.body or "", turn.created_at.date(), asked, areas_known, _side(signals)
-        )
+        found = read_message_cached(body, day, asked, areas_known, _side(signals))
         asked = ""
         latest = found
         languages.append(found.language)

@@ -254,20 +254,25 @@ def test_a_place_lookup_starts_only_at_a_word_that_starts_a_name() -> None:
 
 
 def test_a_message_read_again_is_read_once_and_reads_the_same() -> None:
+    from ghl_real_estate_ai.bots.intent_decoder import _decode
     from ghl_real_estate_ai.understanding.reading import read_message, read_message_cached
 
     read_message_cached.cache_clear()
+    _decode.cache_clear()
     turns = [
         Msg("inbound", "we want to buy in upland, 3 beds", T0),
         Msg("outbound", "What budget do you have in mind?", T0 + timedelta(minutes=1)),
         Msg("inbound", "450k", T0 + timedelta(minutes=2)),
     ]
     first = analyze_lead(turns)
-    # The service's check, then each bot's analysis, then the next turn: the same readings.
-    again = analyze_lead(turns)
-    assert again == first
+    # The service's check, then each bot's analysis: the same conversation, decoded once.
+    assert analyze_lead(list(turns)) is first
+    assert (_decode.cache_info().misses, _decode.cache_info().hits) == (1, 1)
+    # The next turn reads only its new message.
+    later = analyze_lead([*turns, Msg("inbound", "asap please", T0 + timedelta(minutes=3))])
+    assert later.facts.budget == 450_000 and later.facts.timeline_days is not None
     info = read_message_cached.cache_info()
-    assert (info.misses, info.hits) == (2, 2)
+    assert (info.misses, info.hits) == (3, 2)
     fresh = read_message("450k", today=T0.date(), asked="budget")
     assert read_message_cached("450k", T0.date(), "budget") == fresh
     assert fresh.budget == 450_000
