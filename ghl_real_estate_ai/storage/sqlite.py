@@ -64,6 +64,9 @@ _TRACED_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE"})
 _WRITES_INSERT = "INSERT INTO jorge_writes (kind, args) VALUES "
 _ARG = re.compile(r"\?")
 _QUOTED = re.compile(r"'(?:[^']|'')*'")
+# Built once: json.dumps with any option builds a new encoder per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_COMPACT_FINITE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _json_arg() -> Callable[[re.Match[str]], str]:
@@ -75,7 +78,7 @@ def _json_arg() -> Callable[[re.Match[str]], str]:
 def _flat(rows: Sequence[tuple[int, list[Any]]]) -> list[Any]:
     out: list[Any] = []
     for kind, args in rows:
-        out.extend((kind, json.dumps(args, separators=(",", ":"), allow_nan=False)))
+        out.extend((kind, _COMPACT_FINITE.encode(args)))
     return out
 
 
@@ -126,7 +129,7 @@ def _encode(value: Any) -> Any:
         # Fixed-width ISO text in UTC sorts and compares like the instant it names.
         return value.astimezone(UTC).isoformat(timespec="microseconds")
     if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
+        return _COMPACT.encode(value)
     return value
 
 
