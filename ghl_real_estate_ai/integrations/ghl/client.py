@@ -29,7 +29,8 @@ failing.
 Tracing: every call is an httpx CLIENT span under the caller's current span.
 Real transports are covered by the global ``HTTPXClientInstrumentor``; the
 sandbox's ``ASGITransport`` is not one of those, so :func:`build_ghl_client`
-instruments that client itself.
+instruments that client itself, unless tracing is off for good (``OTEL_ENABLED=false``
+or ``OTEL_SDK_DISABLED=true``: the global instrumentation is never loaded then either).
 """
 
 from __future__ import annotations
@@ -581,8 +582,10 @@ def build_ghl_client(settings: Settings, cache: Cache, sandbox_app: FastAPI | No
         # A sandbox 500 must reach the client as a response, like a real server's would.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         http = httpx.AsyncClient(transport=transport, timeout=timeout)
-        # The global httpx instrumentation patches httpx's own transports only.
-        HTTPXClientInstrumentor.instrument_client(http)
+        if settings.otel_enabled and not settings.otel_sdk_disabled:
+            # The global httpx instrumentation patches httpx's own transports only. With tracing
+            # off for good it is never loaded, and this client is left alone likewise.
+            HTTPXClientInstrumentor.instrument_client(http)
         base_url = SANDBOX_BASE_URL
         api_key = settings.ghl_api_key or "sandbox-token"
     else:

@@ -272,6 +272,21 @@ async def test_every_call_is_an_httpx_client_span_under_the_caller(ghl: GHLClien
     assert urls[0].endswith("/conversations/messages") and urls[1].endswith("/contacts/c1/tags")
 
 
+@pytest.mark.parametrize("off", [{"otel_enabled": False}, {"otel_sdk_disabled": True}])
+async def test_with_tracing_off_for_good_the_sandbox_client_is_not_instrumented(
+    cache: Cache, off: dict[str, bool]
+) -> None:
+    """Like httpx's own transports, whose instrumentation is only loaded when tracing is set up."""
+    client = build_ghl_client(Settings(**off), cache, sandbox_app=create_sandbox_app())  # type: ignore[arg-type]
+    try:
+        with capture_spans() as capture, trace.get_tracer("test").start_as_current_span("node"):
+            await client.send_message("c1", "SMS", "hi")
+    finally:
+        await client.aclose()
+    assert "node" in [s.name for s in capture.spans()]
+    assert [s.name for s in capture.spans() if s.kind is SpanKind.CLIENT] == []
+
+
 async def test_client_talks_to_a_real_server_over_tcp(cache: Cache) -> None:
     sandbox = create_sandbox_app(api_key="secret-token")
     with serve_in_thread(sandbox) as base_url:
