@@ -133,7 +133,11 @@ class ConversationSpanProcessor(SpanProcessor):
             return
         updates = self._journey_updates(attributes or {}, (*events, *root_events), root)
         if updates:
-            root.span.set_attributes(updates)
+            # Node after node repeats the same bot and temperature: only what changed is set.
+            current = root.span.attributes or {}
+            changed = {key: value for key, value in updates.items() if current.get(key) != value}
+            if changed:
+                root.span.set_attributes(changed)
 
     @staticmethod
     def _journey_updates(
