@@ -78,13 +78,35 @@ TEXTS = (
 )
 
 
+def signature(n: int) -> str:
+    """A made-up first name for the ``n``-th webhook, different for every ``n``.
+
+    Each message ends with "<name> here.", so no two webhooks of a run send the
+    same text: the service remembers what a message said (the understanding's
+    caches), and six texts sent over and over would be read once and then
+    answered from memory, which real leads never allow. The wrk script builds
+    the same names.
+    """
+    letters = ""
+    n += _SYLLABLES  # two syllables at least
+    while n:  # n written in base 100, one consonant-vowel syllable per digit
+        n, digit = divmod(n, _SYLLABLES)
+        letters += _CONSONANTS[digit // len(_VOWELS)] + _VOWELS[digit % len(_VOWELS)]
+    return letters.capitalize()
+
+
+_CONSONANTS = "bcdfghjklmnpqrstvwxz"
+_VOWELS = "aeiou"
+_SYLLABLES = len(_CONSONANTS) * len(_VOWELS)
+
+
 def payload(run: str, n: int) -> dict[str, Any]:
-    """The ``n``-th webhook of a run: a new contact and message."""
+    """The ``n``-th webhook of a run: a new contact and a message no other webhook sends."""
     return {
         "type": "InboundMessage",
         "locationId": "sandbox-location",
         "contactId": f"bench-{run}-{n}",
-        "body": TEXTS[n % len(TEXTS)],
+        "body": f"{TEXTS[n % len(TEXTS)]} {signature(n)} here.",
         "messageType": "SMS",
         "direction": "inbound",
         "messageId": f"bench-msg-{run}-{n}",
@@ -362,10 +384,28 @@ async def drive(base_url: str, count: int, concurrency: int, run_id: str, start:
 
 
 _WRK_SCRIPT = """
+-- wrk runs setup() and done() in its main Lua state and request()/response() in one
+-- state per thread: what the threads count is read back with thread:get() in done().
+local threads = {}
+setup = function(thread)
+  table.insert(threads, thread)
+end
+failures = 0
+first_failure = ""
+sample = ""
 local counter = 0
-local failures = 0
-local first_failure = ""
-local texts = {TEXTS}
+local texts = { {TEXTS} }
+local function signature(n)
+  local letters = ""
+  n = n + {NS}
+  while n > 0 do
+    local digit = n % {NS}
+    n = math.floor(n / {NS})
+    local c, v = math.floor(digit / {NV}) + 1, digit % {NV} + 1
+    letters = letters .. string.sub("{CONSONANTS}", c, c) .. string.sub("{VOWELS}", v, v)
+  end
+  return string.upper(string.sub(letters, 1, 1)) .. string.sub(letters, 2)
+end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 request = function()
@@ -375,19 +415,30 @@ request = function()
     '{"type":"InboundMessage","locationId":"sandbox-location","contactId":"wrk-%s-%d",' ..
     '"body":"%s","messageType":"SMS","direction":"inbound","messageId":"wrk-msg-%s-%d",' ..
     '"conversationId":"wrk-conv-%s-%d","webhookId":"wrk-wh-%s-%d"}',
-    "{RUN}", n, texts[(n % #texts) + 1], "{RUN}", n, "{RUN}", n, "{RUN}", n)
+    "{RUN}", n, texts[(n % #texts) + 1] .. " " .. signature(n) .. " here.", "{RUN}", n, "{RUN}", n,
+    "{RUN}", n)
+  if sample == "" then sample = body end
   return wrk.format(nil, "{PATH}", nil, body)
 end
 response = function(status, headers, body)
   if status ~= 200 or not string.find(body, '"processed"', 1, true) then
     failures = failures + 1
-    if first_failure == "" then first_failure = status .. " " .. string.sub(body, 1, 200) end
+    if first_failure == "" then
+      first_failure = status .. " " .. string.gsub(string.sub(body, 1, 200), "%s+", " ")
+    end
   end
 end
 done = function(summary, latency, requests)
-  io.write(string.format("WRK-RESULT %d %d %d %.3f %s\\n", summary.requests, failures,
+  local failed, first, sampled = 0, "", ""
+  for _, thread in ipairs(threads) do
+    failed = failed + thread:get("failures")
+    if first == "" then first = thread:get("first_failure") end
+    if sampled == "" then sampled = thread:get("sample") end
+  end
+  io.write(string.format("WRK-RESULT %d %d %d %.3f %s\\n", summary.requests, failed,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status +
-    summary.errors.timeout, latency:percentile(50) / 1000.0, first_failure))
+    summary.errors.timeout, latency:percentile(50) / 1000.0, first))
+  io.write("WRK-SAMPLE " .. sampled .. "\\n")
 end
 """
 
@@ -404,7 +455,13 @@ def wrk(base_url: str, seconds: float, concurrency: int, folder: Path, *, warm_u
     script = folder / f"wrk-{uuid.uuid4().hex[:8]}.lua"
     run_id = uuid.uuid4().hex[:10]
     script.write_text(
-        _WRK_SCRIPT.replace("{TEXTS}", texts).replace("{RUN}", run_id).replace("{PATH}", WEBHOOK_PATH)
+        _WRK_SCRIPT.replace("{TEXTS}", texts)
+        .replace("{RUN}", run_id)
+        .replace("{PATH}", WEBHOOK_PATH)
+        .replace("{CONSONANTS}", _CONSONANTS)
+        .replace("{VOWELS}", _VOWELS)
+        .replace("{NS}", str(_SYLLABLES))
+        .replace("{NV}", str(len(_VOWELS)))
     )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s", "-s", str(script), base_url],
@@ -422,10 +479,29 @@ def wrk(base_url: str, seconds: float, concurrency: int, folder: Path, *, warm_u
         fail(f"wrk got no answer from {base_url} in {seconds} s")
     if failures or errors:
         fail(f"{failures} answers were not 200 processed and {errors} socket errors: {parts[5]}")
+    _check_sample(out.stdout, requests)
     result = Run(seconds=seconds)
     result.count = requests
     result.p50 = p50_ms
     return result
+
+
+def _check_sample(stdout: str, requests: int) -> None:
+    """Fail unless wrk sent the bench's own messages (one of TEXTS, signed with a unique name).
+
+    Until 2026-12-02 the script's texts were not a Lua table, and every webhook wrk
+    sent said "nil"; its failure count was also read from the wrong Lua state.
+    """
+    line = next((x for x in stdout.splitlines() if x.startswith("WRK-SAMPLE ")), None)
+    if requests == 0:
+        return
+    try:
+        body = json.loads(line.removeprefix("WRK-SAMPLE ")) if line else {}
+    except json.JSONDecodeError:
+        body = {}
+    text = body.get("body", "") if isinstance(body, dict) else ""
+    if not (text.startswith(TEXTS) and text.endswith(f" {signature(1)} here.")):
+        fail(f"wrk did not send the bench's messages: its first webhook was {line!r}")
 
 
 # --- 1. statements and spans per webhook ------------------------------------------------------------
