@@ -37,14 +37,6 @@ QUIET_LEAD = "Hi, who is this?"
 """A first message that keeps the contact with the lead bot (no handoff, no opt-out)."""
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """The same test on a SQLite file and on a fresh PostgreSQL database."""
-    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
-    url: str = request.getfixturevalue(name)
-    return url
-
-
 @pytest.fixture
 async def harness(database_url: str) -> AsyncIterator[Harness]:
     async with Harness.open(database_url) as h:

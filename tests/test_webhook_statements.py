@@ -1,8 +1,8 @@
 """Issue 14 acceptance 3: at most 8 statements per webhook on SQLite and on PostgreSQL.
 
-The real app in-process (no network), the mix of ``bench/webhook_overhead.py``: every
-webhook a new contact, four texts in six hand the contact over to the buyer or seller
-bot, two stay with the lead bot. The store counts what it sends (``store.stats``).
+The real app in-process (no network), the mix of ``bench/webhook_overhead.py`` (its own
+messages): every webhook a new contact, four texts in six hand the contact over to the
+buyer or seller bot, two stay with the lead bot. The store counts what it sends (``store.stats``).
 """
 
 from __future__ import annotations
@@ -10,43 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 
+from bench.webhook_overhead import TEXTS, payload
 from ghl_real_estate_ai.app import create_app
 from ghl_real_estate_ai.integrations.ghl.sandbox import get_sandbox_state
 from ghl_real_estate_ai.settings import Settings
 
-TEXTS = (
-    "Hi! I'm pre-approved for $650k and want to buy a 3 bedroom home in Upland within 30 days.",
-    "We're relocating for work, so I want to sell my house in Rancho Cucamonga and list it "
-    "within 30 days. What could it sell for?",
-    "Hello, saw your sign on Foothill Blvd. Just looking around for now.",
-    "We're looking to buy. Pre-approved for $550k and we need 3 bedrooms in Ontario",
-    "Thinking about selling our condo in Upland, it's in good condition, hoping to get $480k",
-    "hi who is this?",
-)
 WEBHOOKS = 12
 BUDGET = 8
-
-
-def _payload(n: int) -> dict[str, str]:
-    return {
-        "type": "InboundMessage",
-        "locationId": "sandbox-location",
-        "contactId": f"count-{n}",
-        "body": TEXTS[n % len(TEXTS)],
-        "messageType": "SMS",
-        "direction": "inbound",
-        "messageId": f"count-msg-{n}",
-        "conversationId": f"count-conv-{n}",
-        "webhookId": f"count-wh-{n}",
-    }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-    return url
 
 
 async def test_a_webhook_costs_at_most_eight_statements(database_url: str, tmp_path: Path) -> None:
@@ -63,10 +34,10 @@ async def test_a_webhook_costs_at_most_eight_statements(database_url: str, tmp_p
         store = app.state.store
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://count") as http:
             for n in range(len(TEXTS)):  # each kind of turn once: SQLite teaches its connection new writes
-                assert (await http.post("/api/v1/webhooks/ghl", json=_payload(1000 + n))).status_code == 200
+                assert (await http.post("/api/v1/webhooks/ghl", json=payload("warm", n))).status_code == 200
             before = store.stats.snapshot()
             for n in range(WEBHOOKS):
-                response = await http.post("/api/v1/webhooks/ghl", json=_payload(n))
+                response = await http.post("/api/v1/webhooks/ghl", json=payload("count", n))
                 assert response.json()["status"] == "processed", response.text
             after = store.stats.snapshot()
     per_webhook = (after.statements - before.statements) / WEBHOOKS

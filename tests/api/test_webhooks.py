@@ -562,12 +562,6 @@ async def test_the_ghl_call_is_a_client_span_under_the_node_under_the_request(ap
 # --- poison input (issue 13): a final answer, never 429, never 5xx --------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("postgres_url" if request.param == "postgresql" else "sqlite_url")
-    return url
-
-
 async def test_nul_and_lone_surrogates_are_cleaned_stored_and_recorded(database_url: str) -> None:
     """PostgreSQL refuses NUL in JSON: the text is cleaned, the change recorded, the event processed once."""
     url = database_url

@@ -9,13 +9,6 @@ import pytest
 from ghl_real_estate_ai.storage import Slot, Store, open_store
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
-    url: str = request.getfixturevalue(fixture)
-    return url
-
-
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
     opened = open_store(database_url, pool_size=2)

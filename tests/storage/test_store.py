@@ -15,14 +15,6 @@ from ghl_real_estate_ai.storage.schema import LATEST_VERSION, MIGRATIONS, Migrat
 OpenStore = Callable[..., Awaitable[Store]]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """A fresh database of each backend."""
-    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
-    url: str = request.getfixturevalue(fixture)
-    return url
-
-
 @pytest.fixture
 async def open_another(database_url: str) -> AsyncIterator[OpenStore]:
     """Open more stores on the same database (another process would do the same)."""
