@@ -129,8 +129,8 @@ def _tune_collector(stack: AsyncExitStack) -> None:
     webhook allocates ~700 container objects, so the default first-generation threshold
     (700) collected about once a webhook and promoted short-lived objects that then cost
     the older generations; at 5,000 it collects every seven or so. In-process (issue 14),
-    the collector's CPU per webhook went from 0.64 to ~0.1 ms untraced and from 1.66 to
-    0.15 ms with the local store. Both are undone at shutdown, so that an app stopped
+    the collector's CPU per webhook went from 0.64 to about 0.04 ms untraced and from 1.66
+    to 0.17 ms with the local store. Both are undone at shutdown, so that an app stopped
     inside a longer process (a test run) leaves the collector as it found it.
     """
     threshold = gc.get_threshold()
