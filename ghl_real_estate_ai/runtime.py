@@ -147,9 +147,7 @@ def startup_facts(settings: Settings, database: str, cache: str) -> dict[str, ob
     cache and the GHL sandbox (issue 12: it said true on PostgreSQL and Redis).
     """
     ghl = "sandbox" if settings.embedded else "api"
-    tracing = (
-        settings.otel_exporter_type if settings.otel_enabled and not settings.otel_sdk_disabled else "off"
-    )
+    tracing = settings.otel_exporter_type if settings.tracing_on else "off"
     return {
         "database": database,
         "cache": cache,

@@ -267,6 +267,11 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def tracing_on(self) -> bool:
+        """False when tracing is off for good (OTEL_ENABLED=false or OTEL_SDK_DISABLED=true)."""
+        return self.otel_enabled and not self.otel_sdk_disabled
+
+    @property
     def embedded(self) -> bool:
         """True when the GHL sandbox stands in for GHL (no GHL_BASE_URL)."""
         return self.ghl_base_url is None

@@ -43,6 +43,7 @@ from ghl_real_estate_ai.bots.outbound import Outbound, format_slot, is_affirmati
 from ghl_real_estate_ai.bots.runner import (
     Booking,
     address_new_objection,
+    after_analysis,
     book_first_slot,
     bot_outcome,
     cma_reply,
@@ -176,7 +177,7 @@ class BuyerBot:
         graph.add_edge(START, "analyze_buyer_intent")
         graph.add_conditional_edges(
             "analyze_buyer_intent",
-            _after_analysis,
+            after_analysis,
             {"handoff": END, "qualify": "qualify_buyer"},
         )
         graph.add_edge("qualify_buyer", "generate_buyer_response")
@@ -406,10 +407,6 @@ def _seller_handoff(intent: LeadIntent, dialogue: Dialogue, memory: dict[str, An
     return HandoffRequest("buyer", "seller", round(confidence, 3), reason)
 
 
-# The routing functions are coroutines: LangGraph runs a plain function's routing in a worker thread.
-async def _after_analysis(state: BuyerState) -> str:
-    return "handoff" if state.get("handoff") else "qualify"
-
-
+# A coroutine, as runner.after_analysis: LangGraph runs a plain routing function in a worker thread.
 async def _after_reply(state: BuyerState) -> str:
     return "book" if state.get("wants_showing") else "done"

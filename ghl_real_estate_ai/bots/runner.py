@@ -40,6 +40,7 @@ __all__ = [
     "QUESTION_SLOTS",
     "Booking",
     "address_new_objection",
+    "after_analysis",
     "book_first_slot",
     "bot_outcome",
     "cma_memory",
@@ -49,6 +50,7 @@ __all__ = [
     "mark_reply",
     "next_question",
     "read_with_model",
+    "run_graph",
     "topic_answer",
     "understand",
 ]
@@ -132,6 +134,14 @@ def conversation_state(schema: type[S], turn: BotTurn, bot: BotName, default_ste
         "stored_slots": list(turn.slots),
     }
     return schema(**values)
+
+
+async def after_analysis(state: Mapping[str, Any]) -> str:
+    """The buyer and seller graphs' route after their analysis: ``handoff`` or ``qualify``.
+
+    Routing functions are coroutines: LangGraph runs a plain one in a worker thread.
+    """
+    return "handoff" if state.get("handoff") else "qualify"
 
 
 async def run_graph(graph: Any, state: Mapping[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from ghl_real_estate_ai.bots.outbound import Outbound, format_slot, is_affirmati
 from ghl_real_estate_ai.bots.runner import (
     Booking,
     address_new_objection,
+    after_analysis,
     book_first_slot,
     bot_outcome,
     cma_reply,
@@ -115,7 +116,7 @@ class SellerBot:
         graph.add_edge(START, "analyze_seller_intent")
         graph.add_conditional_edges(
             "analyze_seller_intent",
-            _after_analysis,
+            after_analysis,
             {"handoff": END, "qualify": "qualify_seller"},
         )
         graph.add_edge("qualify_seller", "generate_seller_response")
@@ -339,10 +340,6 @@ def _selling_first(dialogue: Dialogue) -> bool:
     return bool(dialogue.get("contact", "must_sell_first")) and not dialogue.get("contact", "listing_booked")
 
 
-# The routing functions are coroutines: LangGraph runs a plain function's routing in a worker thread.
-async def _after_analysis(state: SellerState) -> str:
-    return "handoff" if state.get("handoff") else "qualify"
-
-
+# A coroutine, as runner.after_analysis: LangGraph runs a plain routing function in a worker thread.
 async def _after_reply(state: SellerState) -> str:
     return "book" if state.get("book_appointment") else "done"

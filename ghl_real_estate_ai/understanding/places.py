@@ -94,7 +94,7 @@ class Gazetteer:
     """First letter -> folded names (single words and multi-word) tried for misspellings
     (a misspelling seldom changes the first letter, and it keeps the search short)."""
     fuzzy_names: dict[str, str]
-    first_words: frozenset[str] = frozenset()
+    first_words: frozenset[str]
     """The first word of every name of both tiers: a word that is none starts no exact match."""
 
     @classmethod

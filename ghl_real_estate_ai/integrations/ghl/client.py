@@ -582,7 +582,7 @@ def build_ghl_client(settings: Settings, cache: Cache, sandbox_app: FastAPI | No
         # A sandbox 500 must reach the client as a response, like a real server's would.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         http = httpx.AsyncClient(transport=transport, timeout=timeout)
-        if settings.otel_enabled and not settings.otel_sdk_disabled:
+        if settings.tracing_on:
             # The global httpx instrumentation patches httpx's own transports only. With tracing
             # off for good it is never loaded, and this client is left alone likewise.
             HTTPXClientInstrumentor.instrument_client(http)
