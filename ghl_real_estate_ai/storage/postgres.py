@@ -63,6 +63,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # A connection left mid-operation when its server session was killed ("cannot switch to
+    # state ..; another operation is in progress"): unusable, so replaced like a dead one.
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.OperatorInterventionError,  # server shutting down, not accepting yet
     asyncpg.InvalidCatalogNameError,  # the database does not exist
     asyncpg.InvalidAuthorizationSpecificationError,  # wrong user or password

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
 from ghl_real_estate_ai.errors import StorageUnavailableError
@@ -134,3 +135,12 @@ async def test_contact_lock_works_again_after_its_connection_was_cut(
             pass
     finally:
         await store.close()
+
+
+def test_a_connection_left_mid_operation_counts_as_down_so_it_is_replaced() -> None:
+    # Seen when a health check reused a pooled connection whose session was killed mid-query.
+    store = open_store("postgresql://postgres@127.0.0.1:5432/test")
+    stuck = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 11; another operation (2) is in progress"
+    )
+    assert isinstance(store._translate(stuck, "SELECT"), StorageUnavailableError)  # type: ignore[attr-defined]
