@@ -134,6 +134,7 @@ def _serve_app(port: int) -> None:
     """Child mode: the real app under uvicorn, configured by the environment (as in production)."""
     import uvicorn
 
+    from ghl_real_estate_ai.api.serving import server_options
     from ghl_real_estate_ai.app import create_app
     from ghl_real_estate_ai.integrations.ghl.sandbox import get_sandbox_state
     from ghl_real_estate_ai.observability.otel_config import export_stats
@@ -152,7 +153,17 @@ def _serve_app(port: int) -> None:
         print(json.dumps({"exported": stats.exported, "dropped": stats.dropped}), flush=True)
 
     app.shutdown = shutdown_then_stats  # type: ignore[method-assign]
-    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
+    options = server_options()  # uvloop and httptools, as `jorge serve` runs it
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        workers=1,
+        log_level="warning",
+        access_log=False,
+        loop=options["loop"],
+        http=options["http"],
+    )
 
 
 def _serve_bare(port: int) -> None:
@@ -160,13 +171,25 @@ def _serve_bare(port: int) -> None:
     import uvicorn
     from fastapi import FastAPI
 
+    from ghl_real_estate_ai.api.serving import server_options
+
     bare = FastAPI()
 
     @bare.post(WEBHOOK_PATH)
     async def route(body: dict[str, Any]) -> dict[str, Any]:
         return {"status": "processed", "event_id": len(body)}
 
-    uvicorn.run(bare, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
+    options = server_options()  # the same loop and parser as the app's server: a fair yardstick
+    uvicorn.run(
+        bare,
+        host="127.0.0.1",
+        port=port,
+        workers=1,
+        log_level="warning",
+        access_log=False,
+        loop=options["loop"],
+        http=options["http"],
+    )
 
 
 def _serve_receiver() -> None:

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ghl_real_estate_ai import __version__
 from ghl_real_estate_ai.api import health
+from ghl_real_estate_ai.api.serving import server_facts
 from ghl_real_estate_ai.errors import APP_ERRORS
 from ghl_real_estate_ai.logs import AccessLogMiddleware
 from ghl_real_estate_ai.observability.otel_config import fastapi_native_telemetry_off, instrument_app
@@ -76,6 +77,8 @@ class JorgeApp(FastAPI):
     async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
         # Handled here rather than by Starlette so that a configuration error reaches the
         # server as one line (the variable and the cause), not as a traceback.
+        # Measured before start-up, so the "started" line says which loop and parser serve.
+        self.state.server = server_facts(receive)
         await receive()  # lifespan.startup
         try:
             await self.startup()

@@ -19,6 +19,7 @@ from ghl_real_estate_ai.api import webhooks
 from ghl_real_estate_ai.api.admin import create_admin_router
 from ghl_real_estate_ai.api.dashboard import create_dashboard_router
 from ghl_real_estate_ai.api.metrics import AppMetrics, WebhookMetricsMiddleware, create_metrics_router
+from ghl_real_estate_ai.api.serving import server_facts
 from ghl_real_estate_ai.api.traces import create_traces_router
 from ghl_real_estate_ai.cache import open_cache
 from ghl_real_estate_ai.conversation import build_conversation_service
@@ -118,7 +119,8 @@ async def start(
     # processed, undelivered outbox items and follow-ups that fell due while the app was down.
     worker.start()
     stack.push_async_callback(worker.stop)
-    logger.info("started", extra=startup_facts(settings, store.backend, cache.backend))
+    server = getattr(app.state, "server", None) or server_facts()
+    logger.info("started", extra=startup_facts(settings, store.backend, cache.backend) | server)
 
 
 def _tune_collector(stack: AsyncExitStack) -> None:

@@ -84,8 +84,21 @@ def serve(
     except APP_ERRORS as exc:
         typer.echo(f"jorge: cannot start: {exc}", err=True)
         raise typer.Exit(1) from None
+    from ghl_real_estate_ai.api.serving import server_options
+
+    options = server_options()
     typer.echo(_where_to_look(settings, host, port))
-    uvicorn.run("ghl_real_estate_ai.app:app", host=host, port=port, log_level="warning")
+    typer.echo(
+        f"  server:    uvicorn, one worker, {options['loop']} event loop, {options['http']} HTTP parser"
+    )
+    uvicorn.run(
+        "ghl_real_estate_ai.app:app",
+        host=host,
+        port=port,
+        log_level="warning",
+        loop=options["loop"],
+        http=options["http"],
+    )
 
 
 def _register() -> None:
