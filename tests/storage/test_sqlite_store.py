@@ -18,7 +18,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind
 
-from ghl_real_estate_ai.errors import ConfigurationError, LockTimeoutError, StorageUnavailableError
+from ghl_real_estate_ai.errors import (
+    ConfigurationError,
+    LockTimeoutError,
+    StorageError,
+    StorageUnavailableError,
+)
 from ghl_real_estate_ai.storage import Contact, open_store
 from ghl_real_estate_ai.storage.schema import MIGRATIONS
 from ghl_real_estate_ai.storage.sqlite import SQLiteStore
@@ -275,3 +280,68 @@ async def test_processes_claiming_followups_from_one_file_never_share_a_row(sqli
     claimed = [i for r in results for i in r]
     assert len(claimed) == len(set(claimed))
     assert set(claimed) == ids
+
+
+# --- the durable intake: group commit ---------------------------------------------
+
+
+def _intake(n: int) -> dict[str, object]:
+    return {
+        "webhook_id": f"wh-{n}",
+        "message_id": f"msg-{n}",
+        "event_type": "InboundMessage",
+        "contact_id": f"c-{n}",
+        "payload": {"n": n},
+    }
+
+
+async def test_webhooks_arriving_together_are_synced_to_disk_in_one_group(sqlite_url: str) -> None:
+    """Concurrent intakes share one synchronous=FULL commit, and each gets its own row back."""
+    store = open_store(sqlite_url)
+    await store.open()
+    sent: list[str] = []
+    try:
+        assert isinstance(store, SQLiteStore) and store._conn is not None
+        store._conn._conn.set_trace_callback(lambda sql: sent.append(" ".join(sql.split())[:40]))
+        inserted = await asyncio.gather(*(store.record_webhook_event(**_intake(n)) for n in range(20)))  # type: ignore[arg-type]
+        store._conn._conn.set_trace_callback(None)
+        stored = await store._sql("SELECT webhook_id FROM webhook_events ORDER BY id")
+    finally:
+        await store.close()
+    assert sorted(i.event_id for i in inserted) == list(range(1, 21))
+    assert not any(i.duplicate for i in inserted)
+    assert [r["webhook_id"] for r in stored] == [f"wh-{n}" for n in range(20)]
+    synced = sent[sent.index("PRAGMA synchronous = FULL") : sent.index("PRAGMA synchronous = NORMAL") + 1]
+    assert sent.count("PRAGMA synchronous = FULL") == 1
+    assert synced[1] == "BEGIN IMMEDIATE" and synced[-2] == "COMMIT"
+    assert sum(s.startswith("INSERT INTO webhook_events") for s in synced) == 20
+
+
+async def test_a_durable_write_that_fails_fails_alone_in_its_group(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    await store.open()
+    try:
+        assert isinstance(store, SQLiteStore)
+        bad = store._durable_one(
+            "INSERT INTO locks (name, owner, expires_at) VALUES (?, NULL, ?) RETURNING name", ("x", "y")
+        )
+        good = store.record_webhook_event(**_intake(1))  # type: ignore[arg-type]
+        failed, inserted = await asyncio.gather(bad, good, return_exceptions=True)
+        stored = await store._sql("SELECT webhook_id FROM webhook_events")
+        locks = await store._sql("SELECT name FROM locks")
+    finally:
+        await store.close()
+    assert isinstance(failed, StorageError) and "NOT NULL constraint failed: locks.owner" in str(failed)
+    assert not isinstance(inserted, BaseException) and inserted.event_id == 1
+    assert [r["webhook_id"] for r in stored] == ["wh-1"]
+    assert locks == []
+
+
+async def test_a_durable_write_queued_when_the_store_closes_is_refused(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    await store.open()
+    writing = asyncio.ensure_future(store.record_webhook_event(**_intake(1)))  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # queued: the syncer has not taken the connection yet
+    await store.close()
+    with pytest.raises(StorageUnavailableError, match="not open"):
+        await writing
