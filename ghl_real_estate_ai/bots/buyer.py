@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from opentelemetry import trace
 
 from ghl_real_estate_ai.bots.cma import CompsSource
@@ -38,6 +38,7 @@ from ghl_real_estate_ai.bots.dialogue import (
     sent_texts,
     turn_language,
 )
+from ghl_real_estate_ai.bots.graph import BotGraph
 from ghl_real_estate_ai.bots.intent_decoder import SELLER_WEIGHTS, LeadIntent, PropertyFacts, analyze_lead
 from ghl_real_estate_ai.bots.outbound import Outbound, format_slot, is_affirmative, last_inbound_text
 from ghl_real_estate_ai.bots.runner import (
@@ -51,7 +52,6 @@ from ghl_real_estate_ai.bots.runner import (
     mark_reply,
     next_question,
     read_with_model,
-    run_graph,
     topic_answer,
     understand,
 )
@@ -168,8 +168,8 @@ class BuyerBot:
         self.slot_filler = slot_filler
         self.graph = self._build().compile()
 
-    def _build(self) -> StateGraph[BuyerState]:
-        graph: StateGraph[BuyerState] = StateGraph(BuyerState)
+    def _build(self) -> BotGraph[BuyerState]:
+        graph = BotGraph(BuyerState)
         graph.add_node("analyze_buyer_intent", self.analyze_buyer_intent)
         graph.add_node("qualify_buyer", self.qualify_buyer)
         graph.add_node("generate_buyer_response", self.generate_buyer_response)
@@ -202,7 +202,7 @@ class BuyerBot:
         async with async_workflow_span(BOT, "process_buyer_conversation", contact_id=contact.contact_id):
             state = conversation_state(BuyerState, turn, "buyer", "qualifying")
             with replying_in(turn_language(turn.turns, turn.slots)):
-                final = await run_graph(self.graph, state)
+                final = await self.graph.run(state)
             return bot_outcome("buyer", final, "qualifying")
 
     # -- nodes -------------------------------------------------------------------

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from opentelemetry import trace
 
 from ghl_real_estate_ai.bots.cma import CompsSource
@@ -40,6 +40,7 @@ from ghl_real_estate_ai.bots.dialogue import (
     sent_texts,
     turn_language,
 )
+from ghl_real_estate_ai.bots.graph import BotGraph
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, decode_lead_intent
 from ghl_real_estate_ai.bots.outbound import Outbound, last_inbound_text
 from ghl_real_estate_ai.bots.runner import (
@@ -51,7 +52,6 @@ from ghl_real_estate_ai.bots.runner import (
     conversation_state,
     mark_reply,
     read_with_model,
-    run_graph,
     topic_answer,
     understand,
 )
@@ -134,8 +134,8 @@ class LeadBot:
         self.slot_filler = slot_filler
         self.graph = self._build().compile()
 
-    def _build(self) -> StateGraph[LeadState]:
-        graph: StateGraph[LeadState] = StateGraph(LeadState)
+    def _build(self) -> BotGraph[LeadState]:
+        graph = BotGraph(LeadState)
         graph.add_node("analyze_intent", self.analyze_intent)
         graph.add_node("determine_path", self.determine_path)
         graph.add_node("generate_cma", self.generate_cma)
@@ -177,7 +177,7 @@ class LeadBot:
             if contact.temperature:
                 state["temperature"] = contact.temperature
             with replying_in(turn_language(turn.turns, turn.slots)):
-                final = await run_graph(self.graph, state)
+                final = await self.graph.run(state)
             return bot_outcome("lead", final, "new")
 
     async def run_followup(self, step: str, contact: Contact) -> BotOutcome:
@@ -214,7 +214,7 @@ class LeadBot:
         state = conversation_state(LeadState, followup, "lead", "new")
         state["followup_step"] = step
         with replying_in(turn_language(messages, [])):
-            final = await run_graph(self.graph, state)
+            final = await self.graph.run(state)
         outcome = bot_outcome("lead", final, "new")
         contact.state = {**contact.state, "lead": outcome.memory}
         contact.temperature = outcome.temperature

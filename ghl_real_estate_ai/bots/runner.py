@@ -14,7 +14,7 @@ pieces that are the same logic in each:
 Usage (inside a bot's ``process_*_conversation`` span)::
 
     state = conversation_state(BuyerState, turn, "buyer", "qualifying")
-    return bot_outcome("buyer", await self.graph.ainvoke(state), "qualifying")
+    return bot_outcome("buyer", await self.graph.run(state), "qualifying")
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ __all__ = [
     "mark_reply",
     "next_question",
     "read_with_model",
-    "run_graph",
     "topic_answer",
     "understand",
 ]
@@ -139,23 +138,10 @@ def conversation_state(schema: type[S], turn: BotTurn, bot: BotName, default_ste
 async def after_analysis(state: Mapping[str, Any]) -> str:
     """The buyer and seller graphs' route after their analysis: ``handoff`` or ``qualify``.
 
-    Routing functions are coroutines: LangGraph runs a plain one in a worker thread.
+    Routing functions are coroutines: LangGraph's runtime (``graph.ainvoke``) would run a
+    plain one in a worker thread.
     """
     return "handoff" if state.get("handoff") else "qualify"
-
-
-async def run_graph(graph: Any, state: Mapping[str, Any]) -> dict[str, Any]:
-    """Run a compiled bot graph on ``state``; its final state.
-
-    The graph streams each node's update, applied in order over the input (every key of a
-    bot's state keeps the last value written), rather than the whole state after every step.
-    """
-    final = dict(state)
-    for chunk in await graph.ainvoke(state, stream_mode="updates"):
-        for update in chunk.values():
-            if update:
-                final.update(update)
-    return final
 
 
 def bot_outcome(bot: BotName, final: Mapping[str, Any], default_step: str) -> BotOutcome:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from opentelemetry import trace
 
 from ghl_real_estate_ai.bots.cma import CompsSource
@@ -35,6 +35,7 @@ from ghl_real_estate_ai.bots.dialogue import (
     sent_texts,
     turn_language,
 )
+from ghl_real_estate_ai.bots.graph import BotGraph
 from ghl_real_estate_ai.bots.intent_decoder import BUYER_WEIGHTS, LeadIntent, PropertyFacts, analyze_lead
 from ghl_real_estate_ai.bots.outbound import Outbound, format_slot, is_affirmative, last_inbound_text
 from ghl_real_estate_ai.bots.runner import (
@@ -48,7 +49,6 @@ from ghl_real_estate_ai.bots.runner import (
     mark_reply,
     next_question,
     read_with_model,
-    run_graph,
     topic_answer,
     understand,
 )
@@ -107,8 +107,8 @@ class SellerBot:
         self.slot_filler = slot_filler
         self.graph = self._build().compile()
 
-    def _build(self) -> StateGraph[SellerState]:
-        graph: StateGraph[SellerState] = StateGraph(SellerState)
+    def _build(self) -> BotGraph[SellerState]:
+        graph = BotGraph(SellerState)
         graph.add_node("analyze_seller_intent", self.analyze_seller_intent)
         graph.add_node("qualify_seller", self.qualify_seller)
         graph.add_node("generate_seller_response", self.generate_seller_response)
@@ -141,7 +141,7 @@ class SellerBot:
         async with async_workflow_span(BOT, "process_seller_conversation", contact_id=contact.contact_id):
             state = conversation_state(SellerState, turn, "seller", "qualifying")
             with replying_in(turn_language(turn.turns, turn.slots)):
-                final = await run_graph(self.graph, state)
+                final = await self.graph.run(state)
             return bot_outcome("seller", final, "qualifying")
 
     # -- nodes -------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conversation_kit import Harness
 
-from ghl_real_estate_ai.bots.runner import conversation_state, run_graph
+from ghl_real_estate_ai.bots.runner import conversation_state
 from ghl_real_estate_ai.bots.state import BotTurn, BuyerState, LeadState, SellerState
 from ghl_real_estate_ai.conversation import Bots
 from ghl_real_estate_ai.storage.base import Contact
@@ -140,6 +140,6 @@ async def test_run_graph_ends_in_the_state_the_whole_state_stream_ends_in(
     schema = {"lead": LeadState, "buyer": BuyerState, "seller": SellerState}[name]
     turn = BotTurn(Contact(contact_id=f"c-{name}"), [_Turn("inbound", text)], event_key=f"evt-{name}")
     state = conversation_state(schema, turn, name, "new")  # type: ignore[type-var]
-    streamed = await run_graph(bot.graph, state)
+    streamed = await bot.graph.run(state)
     assert streamed == await bot.graph.ainvoke(state)
     assert streamed["replies"] or streamed.get("handoff")
