@@ -184,7 +184,8 @@ class AccessLogMiddleware:
         self.logger = logging.getLogger(ACCESS_LOGGER)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not self.logger.isEnabledFor(logging.INFO):
+            # No line would be written (LOG_LEVEL above INFO): nothing to watch or time.
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -208,8 +209,6 @@ class AccessLogMiddleware:
             self._log(scope, seen, (time.perf_counter() - started) * 1000)
 
     def _log(self, scope: Scope, seen: dict[str, Any], duration_ms: float) -> None:
-        if not self.logger.isEnabledFor(logging.INFO):
-            return
         trace_id = span_id = None
         parts = str(seen["trace"] or "").split("-")
         if len(parts) == 4 and len(parts[1]) == 32:

@@ -84,7 +84,19 @@ def _clean(text: str) -> str:
 
 
 def _needs_cleaning(text: str) -> bool:
-    return "\x00" in text or _SURROGATE.search(text) is not None
+    # A surrogate is not ASCII: the regular expression only runs on text that is not.
+    return "\x00" in text or (not text.isascii() and _SURROGATE.search(text) is not None)
+
+
+def _unstorable(value: Any) -> bool:
+    """Whether any key or string in ``value`` needs cleaning (no copy, no path built)."""
+    if isinstance(value, str):
+        return _needs_cleaning(value)
+    if isinstance(value, dict):
+        return any(_needs_cleaning(key) or _unstorable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(item) for item in value)
+    return False
 
 
 def make_storable(value: Any) -> tuple[Any, list[str]]:
@@ -98,6 +110,8 @@ def make_storable(value: Any) -> tuple[Any, list[str]]:
         the dotted paths of the keys and strings that changed (``["body",
         "message.body"]``), empty when none did.
     """
+    if not _unstorable(value):  # the common case: one look at each string, nothing rebuilt
+        return value, []
     changed: list[str] = []
     cleaned = _walk(value, "", changed)
     return cleaned, changed
