@@ -100,7 +100,9 @@ def cases() -> Iterator[tuple[str, Any]]:
                 yield f"read|{asked}|{side}|{text}", _plain(reading)
     for key, turns in _eval_conversations():
         for n in range(1, len(turns) + 1):
-            msgs = [Msg("inbound", body, T0 + timedelta(days=i, minutes=i)) for i, body in enumerate(turns[:n])]
+            msgs = [
+                Msg("inbound", body, T0 + timedelta(days=i, minutes=i)) for i, body in enumerate(turns[:n])
+            ]
             yield f"analyze|{key}|{n}", _plain(analyze_lead(msgs))
             # The same conversation with a bot question before the last message.
             asked = [*msgs[:-1], Msg("outbound", "What budget range are you thinking?", T0), msgs[-1]]
@@ -132,7 +134,8 @@ def test_cached_reading_equals_a_fresh_one(text: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--write"]:
         FIXTURE.write_text(
-            json.dumps({_digest(key): _digest(plain) for key, plain in cases()}, indent=0) + "\n", encoding="utf-8"
+            json.dumps({_digest(key): _digest(plain) for key, plain in cases()}, indent=0) + "\n",
+            encoding="utf-8",
         )
     elif sys.argv[1:2] == ["--dump"]:
         Path(sys.argv[2]).write_text(
