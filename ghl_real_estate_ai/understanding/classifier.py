@@ -26,9 +26,8 @@ import itertools
 import json
 import math
 import re
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +160,27 @@ def features(text: str) -> list[str]:
     return out
 
 
+_WORD_CACHE_SIZE = 50_000
+"""Distinct words whose features :class:`IntentClassifier` remembers (all is forgotten past it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _WordFeatures:
+    """What one word of a message gives :func:`features`, as vocabulary indices (``None``: unknown)."""
+
+    token: str
+    breaks: bool
+    punctuation: bool
+    negator: bool
+    concepts: tuple[str, ...]
+    kept: tuple[int, ...]
+    """``k:`` concept features (the word not negated)."""
+    negated: tuple[int, ...]
+    """``n:`` concept features, then ``n:<word>`` (the word negated)."""
+    word: int | None
+    stem: int | None
+
+
 @dataclass(frozen=True)
 class IntentClassifier:
     """A trained linear model: TF-IDF features -> softmax over :attr:`labels`."""
@@ -172,6 +192,9 @@ class IntentClassifier:
     coef: npt.NDArray[np.float64]
     """Shape (features, labels)."""
     intercept: npt.NDArray[np.float64]
+    _word_features: dict[str, _WordFeatures] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> IntentClassifier:
@@ -204,20 +227,104 @@ class IntentClassifier:
 
     def scores(self, text: str) -> dict[str, float]:
         """Label -> probability for one message (they sum to 1)."""
-        counts = Counter(i for f in features(text) if (i := self.vocabulary.get(f)) is not None)
+        counts = self._feature_counts(text)
         logits = self.intercept.copy()
         if counts:
-            index = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-            tf = np.fromiter(
-                (1.0 + math.log(c) for c in counts.values()), dtype=np.float64, count=len(counts)
-            )
+            index = np.array(list(counts), dtype=np.intp)
+            tf = np.array([1.0 if c == 1 else 1.0 + math.log(c) for c in counts.values()], dtype=np.float64)
             weights = tf * self.idf[index]
             norm = float(np.sqrt(weights @ weights))
             logits += (weights / norm) @ self.coef[index]
         logits -= logits.max()
         exp = np.exp(logits)
         probs = exp / exp.sum()
-        return {label: float(p) for label, p in zip(self.labels, probs, strict=True)}
+        return dict(zip(self.labels, probs.tolist(), strict=True))
+
+    def _feature_counts(self, text: str) -> dict[int, int]:
+        """Vocabulary index -> count of the known :func:`features` of ``text``, in first-seen order.
+
+        The same as counting ``features(text)`` (the order matters: it is the order the
+        weights are summed in), without building the strings that only depend on one word:
+        those are looked up once per word and remembered.
+        """
+        counts: dict[int, int] = {}
+        norm = normalise(text)
+        words: list[str] = []
+        infos: list[_WordFeatures] = []
+        present: set[str] = set()
+        negated = False
+        word_features = self._word_features
+        for raw in _WORD.findall(norm):
+            info = word_features.get(raw)
+            if info is None:
+                info = self._learn_word(raw)
+            token = info.token
+            if not token:
+                continue
+            if info.breaks:
+                negated = False
+                if info.punctuation:
+                    continue
+            words.append(token)
+            infos.append(info)
+            if negated:
+                for i in info.negated:
+                    counts[i] = counts.get(i, 0) + 1
+            else:
+                present.update(info.concepts)
+                for i in info.kept:
+                    counts[i] = counts.get(i, 0) + 1
+            if info.negator:
+                negated = True
+        vocabulary = self.vocabulary
+        if len(present) > 1:
+            ordered = sorted(present)
+            for n, a in enumerate(ordered):
+                for b in ordered[n + 1 :]:
+                    i = vocabulary.get(f"p:{a}+{b}")
+                    if i is not None:
+                        counts[i] = counts.get(i, 0) + 1
+        for info in infos:
+            if info.word is not None:
+                counts[info.word] = counts.get(info.word, 0) + 1
+        for a, b in itertools.pairwise(words):
+            i = vocabulary.get(f"b:{a} {b}")
+            if i is not None:
+                counts[i] = counts.get(i, 0) + 1
+        for info in infos:
+            if info.stem is not None:
+                counts[info.stem] = counts.get(info.stem, 0) + 1
+        tail = "q:?" if "?" in norm else None
+        if tail is not None and (i := vocabulary.get(tail)) is not None:
+            counts[i] = counts.get(i, 0) + 1
+        if not words and (i := vocabulary.get("e:empty")) is not None:
+            counts[i] = counts.get(i, 0) + 1
+        return counts
+
+    def _learn_word(self, raw: str) -> _WordFeatures:
+        """The features one word of :func:`features` gives, as vocabulary indices (remembered)."""
+        token = _DIGIT.sub("0", raw.strip("'"))
+        vocabulary = self.vocabulary
+        concepts = _concepts(token)
+
+        def known(names: Iterable[str]) -> tuple[int, ...]:
+            return tuple(i for name in names if (i := vocabulary.get(name)) is not None)
+
+        info = _WordFeatures(
+            token=token,
+            breaks=token in _BREAKS,
+            punctuation=token in _BREAKS and token in ".!?;,:",
+            negator=token in _NEGATORS,
+            concepts=concepts,
+            kept=known(f"k:{c}" for c in concepts),
+            negated=known([*(f"n:{c}" for c in concepts), f"n:{token}"]),
+            word=vocabulary.get(f"w:{token}"),
+            stem=vocabulary.get(f"s:{token[:5]}") if len(token) > 5 else None,
+        )
+        if len(self._word_features) >= _WORD_CACHE_SIZE:
+            self._word_features.clear()
+        self._word_features[raw] = info
+        return info
 
     def predict(self, text: str) -> str:
         """The most probable label."""

@@ -24,7 +24,7 @@ import calendar
 import re
 from datetime import date, timedelta
 
-from ghl_real_estate_ai.understanding.text import _NUM, _negated, _number, _rx
+from ghl_real_estate_ai.understanding.text import _NUM, _negated, _number, _rx, finditer
 
 _TIMELINE_FIXED: tuple[tuple[re.Pattern[str], int], ...] = (
     (_rx(r"\basap\b", r"\bas soon as possible\b", r"\bright away\b", r"\bimmediately\b", r"\burgent(?:ly)?\b",
@@ -65,17 +65,17 @@ def _duration(text: str) -> tuple[int, int] | None:
             best = (pos, days)
 
     for pattern, days in _TIMELINE_FIXED:
-        for match in pattern.finditer(text):
+        for match in finditer(pattern, text):
             if not _negated(text, match.start()):
                 offer(match.start(), days)
-    for match in _TIMELINE_SPAN.finditer(text):
+    for match in finditer(_TIMELINE_SPAN, text):
         n = _number(match.group("n"))
         upper = _number(match.group("m") or "") or n
         unit = match.group("unit")
         unit = "mes" if unit.startswith("mes") else unit.rstrip("s")
         if upper is not None and not _negated(text, match.start()):
             offer(match.start(), round(upper * _UNIT_DAYS[unit]))
-    for match in _TIMELINE_BARE.finditer(text):
+    for match in finditer(_TIMELINE_BARE, text):
         n = _number(match.group("n") or match.group("n2"))
         upper = _number(match.group("m") or match.group("m2") or "") or n
         unit = (match.group("unit") or match.group("unit2")).rstrip("s")
@@ -213,13 +213,13 @@ def _parse_with_dateparser(fragment: str, today: date) -> date | None:
 def _dated(text: str, today: date) -> list[tuple[int, int, date]]:
     """Every (start, end, target date) the calendar phrases of ``text`` name."""
     found: list[tuple[int, int, date]] = []
-    for match in _HOLIDAYS.finditer(text):
+    for match in finditer(_HOLIDAYS, text):
         name = match.group("name")
         target = _holiday(name, today.year)
         if target < today:
             target = _holiday(name, today.year + 1)
         found.append((match.start(), match.end(), _shift(match.group("pre"), target)))
-    for match in _SEASON.finditer(text):
+    for match in finditer(_SEASON, text):
         month, day = _SEASONS[match.group("name")]
         target = _next_on_or_after(today, month, day)
         pre = match.group("pre")
@@ -232,7 +232,7 @@ def _dated(text: str, today: date) -> list[tuple[int, int, date]]:
         if pre in ("end of", "the end of", "fin de", "finales de"):
             target += timedelta(days=88)
         found.append((match.start(), match.end(), _shift(pre, target)))
-    for match in _PART_OF_MONTH.finditer(text):
+    for match in finditer(_PART_OF_MONTH, text):
         part = match.group("part")
         rel = match.group("rel")
         if rel is not None:
@@ -259,7 +259,7 @@ def _dated(text: str, today: date) -> list[tuple[int, int, date]]:
         else:
             target = _month_end(year, month)
         found.append((match.start(), match.end(), max(target, today)))
-    for match in _DATE_FRAGMENT.finditer(text):
+    for match in finditer(_DATE_FRAGMENT, text):
         frag = match.group("frag")
         pre = match.group("pre")
         if frag in ("may", "mar", "march") and pre is None:

@@ -91,6 +91,7 @@ SHORTHAND: dict[str, str] = {
 Only unambiguous forms are here: "4" (for) and "2" (to) are left alone because
 they are far more often numbers ("4 bedrooms", "2 baths")."""
 
+_SHORTHAND_KEYS = SHORTHAND.keys()
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u00b4": "'"})
 # A token is a run of letters/digits, possibly with inner apostrophes or a "/" ("w/").
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?/?(?:[a-z]+)?")
@@ -129,4 +130,7 @@ def _expand(match: re.Match[str]) -> str:
 @functools.lru_cache(maxsize=4096)
 def normalise(text: str) -> str:
     """:func:`fold`, then texting shorthand spelled out ("b4" -> "before")."""
-    return _TOKEN.sub(_expand, fold(text))
+    folded = fold(text)
+    if _SHORTHAND_KEYS.isdisjoint(_TOKEN.findall(folded)):
+        return folded  # nothing to spell out: the substitution would give the same text
+    return _TOKEN.sub(_expand, folded)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ghl_real_estate_ai.understanding.text import _CLAUSE_BREAK, _affirmed, _negated, _rx
+from ghl_real_estate_ai.understanding.text import _CLAUSE_BREAK, _affirmed, _negated, _rx, finditer, search
 
 _HOME = r"(?:home|house|condo|townhouse|townhome|place|property|properties)"
 _BUY = _rx(
@@ -209,7 +209,7 @@ def _is_opt_out(text: str) -> bool:
     for sentence in re.split(r"[.!?;\n,]+", text):
         if sentence.strip() and _strip_filler(sentence) in _REPLY_STOP_WORDS:
             return True
-    if _OPT_OUT_NEGATIVE.search(text):
+    if search(_OPT_OUT_NEGATIVE, text):
         return True
     return _affirmed(_OPT_OUT_PHRASES, text) is not None
 
@@ -222,7 +222,7 @@ def _sentence_is_question(text: str, pos: int) -> bool:
 
 def _preapproval(text: str) -> bool | None:
     result: bool | None = None
-    for match in _PREAPPROVAL.finditer(text):
+    for match in finditer(_PREAPPROVAL, text):
         if _sentence_is_question(text, match.end()):
             continue
         head_words = re.findall(r"[a-z']+", _CLAUSE_BREAK.split(text[: match.start()])[-1])[-3:]
@@ -238,7 +238,7 @@ def _latest_category(text: str, table: tuple[tuple[str, re.Pattern[str]], ...]) 
     """The category whose match ends last (longest on ties), and whether it is negated."""
     best: tuple[int, int, str, bool] | None = None
     for name, pattern in table:
-        for match in pattern.finditer(text):
+        for match in finditer(pattern, text):
             key = (match.end(), match.end() - match.start())
             if best is None or key > best[:2]:
                 best = (*key, name, _negated(text, match.start()))

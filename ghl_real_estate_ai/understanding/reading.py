@@ -60,7 +60,7 @@ from ghl_real_estate_ai.understanding.quantities import (
     _count,
     _money_category,
 )
-from ghl_real_estate_ai.understanding.text import _CLAUSE_BREAK, _NUM, _affirmed, _negated
+from ghl_real_estate_ai.understanding.text import _CLAUSE_BREAK, _NUM, _affirmed, _negated, finditer, search
 
 __all__ = [
     "ACT_THRESHOLD",
@@ -204,7 +204,7 @@ def _sentence_side(text: str, start: int) -> str:
 
 
 def _money(text: str, found: Reading, asked: str, side: str) -> None:
-    for match in _MONEY.finditer(text):
+    for match in finditer(_MONEY, text):
         amount_read = _amount(
             text, match, thousands=asked in ("budget", "price") or bool(BARE_AMOUNT.match(text))
         )
@@ -321,15 +321,15 @@ def read_message(
     elif found.preapproved is False:
         found.add("not_preapproved")
 
-    for match in _BEDROOMS.finditer(text):
+    for match in finditer(_BEDROOMS, text):
         beds = _count(match.group("n"), 0, 12)
         if beds is not None and not _negated(text, match.start()):
             found.bedrooms = int(beds)
-    for match in _BATHROOMS.finditer(text):
+    for match in finditer(_BATHROOMS, text):
         baths = _count(match.group("n"), 1, 12)
         if baths is not None:
             found.bathrooms = baths
-    for match in _SQFT.finditer(text):
+    for match in finditer(_SQFT, text):
         raw_n = match.group("n")
         size = float(raw_n[:-1]) * 1000 if raw_n.endswith("k") else float(raw_n.replace(",", ""))
         if 200 <= size <= 50_000:
@@ -376,7 +376,7 @@ def read_message(
         found.condition = _NEGATED_CONDITION[name] if negated else name
         found.add("condition")
 
-    address = _ADDRESS.search(raw)
+    address = search(_ADDRESS, raw)
     if address is not None:
         found.property_address = " ".join(address.group().rstrip(".").split())
         found.add("property_address")
@@ -387,7 +387,7 @@ def read_message(
     # Said in plain words ("mom passed and we have to sell her house", "missed 3 payments"):
     # the classifier's red-flag label counts when no phrase of its family did.
     # A phrase of the family that is there but negated ("I'm not in foreclosure") vetoes it.
-    denied = {name for name, pattern in _RED_FLAGS if pattern.search(text) and name not in found.red_flags}
+    denied = {name for name, pattern in _RED_FLAGS if search(pattern, text) and name not in found.red_flags}
     for label in RED_FLAG_LABELS:
         flag, family = _RED_FLAG_FAMILIES[label]
         if flags.get(label, 0.0) >= RED_FLAG_THRESHOLD and not family & (set(found.red_flags) | denied):
@@ -395,7 +395,7 @@ def read_message(
     if found.red_flags:
         found.add("red_flag")
     for name, pattern in _OBJECTIONS:
-        if pattern.search(text) and name not in found.objections:
+        if search(pattern, text) and name not in found.objections:
             found.objections.append(name)
     if found.objections:
         found.add("objection")
@@ -403,7 +403,7 @@ def read_message(
     # Opt-out: the carrier keywords and the clear phrases as rules, the rest ("ya no me
     # escriba", "unsub pls", "lose my number") by the classifier.
     keyword = rules.keyword(text)
-    classified_out = flags.get("opt_out", 0.0) >= INTENT_THRESHOLD and not _KEEP_TEXTING.search(text)
+    classified_out = flags.get("opt_out", 0.0) >= INTENT_THRESHOLD and not search(_KEEP_TEXTING, text)
     found.opt_out = keyword == "opt_out" or _is_opt_out(text) or classified_out
     found.opt_in = not found.opt_out and (
         keyword == "opt_in"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from ghl_real_estate_ai.understanding.text import _affirmed, _rx
+from ghl_real_estate_ai.understanding.text import _affirmed, _rx, finditer, search
 
 __all__ = [
     "OPT_IN_KEYWORDS",
@@ -107,7 +107,7 @@ def property_type(text: str) -> str | None:
     """The kind of home named last in the message."""
     best: tuple[int, str] | None = None
     for name, pattern in _PROPERTY_TYPES:
-        for match in pattern.finditer(text):
+        for match in finditer(pattern, text):
             if best is None or match.start() >= best[0]:
                 best = (match.start(), name)
     return None if best is None else best[1]
@@ -127,7 +127,7 @@ _NO_AGENT = _rx(
 
 def agent_status(text: str) -> str | None:
     """``"no_agent"``/``"has_agent"`` when the message says so."""
-    if _NO_AGENT.search(text):
+    if search(_NO_AGENT, text):
         return "no_agent"
     if _affirmed(_HAS_AGENT, text):
         return "has_agent"
@@ -197,6 +197,6 @@ def question_topic(text: str) -> str | None:
         return None
     questions = [q for q in re.split(r"(?<=[?.!\n])", text) if "?" in q] or [text]
     for name, pattern in _TOPICS:
-        if any(pattern.search(q) for q in questions):
+        if any(search(pattern, q) for q in questions):
             return name
     return "other"

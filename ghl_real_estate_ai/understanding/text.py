@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import Iterator
+from typing import Any
 
 from ghl_real_estate_ai.understanding.normalise import fold
 
@@ -45,11 +48,112 @@ def _negated(text: str, start: int, window: int = 4) -> bool:
 
 def _affirmed(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     """The last match of ``pattern`` in ``text`` that is not negated."""
+    if not may_match(pattern, text):
+        return None
     found = None
     for match in pattern.finditer(text):
         if not _negated(text, match.start()):
             found = match
     return found
+
+
+# Ruling a pattern out before running it: most phrase tables find nothing in most messages, and a
+# pattern that starts with ``\b`` and an alternation is tried at every position of the text, while
+# looking for a few fixed strings is a fast scan. Every match of a pattern contains one of its
+# needles, so a text holding none of them has no match, and skipping the pattern changes nothing.
+_sre: Any = importlib.import_module("re._parser")
+_sre_const: Any = importlib.import_module("re._constants")
+_ZERO_WIDTH = frozenset({_sre_const.AT, _sre_const.ASSERT, _sre_const.ASSERT_NOT})
+_REPEATS = frozenset({_sre_const.MAX_REPEAT, _sre_const.MIN_REPEAT, _sre_const.POSSESSIVE_REPEAT})
+
+
+def _best(options: list[frozenset[str]]) -> frozenset[str] | None:
+    """The most selective of several needle sets each of which every match must hit."""
+    if not options:
+        return None
+    return max(options, key=lambda needles: (min(map(len, needles)), -len(needles)))
+
+
+def _characters(items: Any) -> frozenset[str] | None:
+    """The characters a small class (``\\d``, ``[$.]``, ``[0-9]``) matches, one needle each."""
+    chars: set[str] = set()
+    for op, av in items:
+        if op is _sre_const.LITERAL:
+            chars.add(chr(av))
+        elif op is _sre_const.RANGE and av[1] - av[0] < 10:
+            chars.update(chr(c) for c in range(av[0], av[1] + 1))
+        elif op is _sre_const.CATEGORY and av is _sre_const.CATEGORY_DIGIT:
+            return None  # Unicode digits are more than ten characters
+        else:
+            return None
+    return frozenset(chars) if 0 < len(chars) <= 10 else None
+
+
+def _required(items: Any) -> frozenset[str] | None:
+    """Strings one of which every match of the parsed sequence ``items`` contains (``None``: unknown)."""
+    options: list[frozenset[str]] = []
+    run = ""
+    for op, av in items:
+        if op is _sre_const.LITERAL:
+            run += chr(av)
+            continue
+        if op in _ZERO_WIDTH:
+            continue  # consumes nothing: the characters either side of it are adjacent in the match
+        if run:
+            options.append(frozenset({run}))
+            run = ""
+        found: frozenset[str] | None = None
+        if op is _sre_const.SUBPATTERN:
+            _group, add_flags, _del_flags, sub = av
+            if not add_flags & re.IGNORECASE:
+                found = _required(sub.data)
+        elif op is _sre_const.BRANCH:
+            branches = [_required(branch.data) for branch in av[1]]
+            if all(b is not None for b in branches):
+                found = frozenset().union(*(b for b in branches if b is not None))
+        elif op in _REPEATS and av[0] >= 1:
+            found = _required(av[2].data)
+        elif op is _sre_const.IN:
+            found = _characters(av)
+        if found and "" not in found:
+            options.append(found)
+    if run:
+        options.append(frozenset({run}))
+    return _best(options)
+
+
+def needles(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    """Fixed strings one of which every match of ``pattern`` contains; ``None`` when there are none."""
+    if pattern.flags & re.IGNORECASE:
+        return None
+    found = _required(_sre.parse(pattern.pattern, pattern.flags).data)
+    if not found:
+        return None
+    # One needle inside another makes the longer one redundant: the shorter is found wherever it is.
+    kept = [n for n in found if not any(other != n and other in n for other in found)]
+    return tuple(sorted(kept))
+
+
+_NEEDLES: dict[re.Pattern[str], tuple[str, ...] | None] = {}
+
+
+def may_match(pattern: re.Pattern[str], text: str) -> bool:
+    """False only when ``pattern`` certainly finds nothing in ``text`` (a cheap scan for its needles)."""
+    try:
+        found = _NEEDLES[pattern]
+    except KeyError:
+        found = _NEEDLES[pattern] = needles(pattern)
+    return found is None or any(map(text.__contains__, found))
+
+
+def finditer(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(text)``, skipped when :func:`may_match` rules it out."""
+    return pattern.finditer(text) if may_match(pattern, text) else iter(())
+
+
+def search(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """``pattern.search(text)``, skipped when :func:`may_match` rules it out."""
+    return pattern.search(text) if may_match(pattern, text) else None
 
 
 _NUMBER_WORDS = {
