@@ -268,12 +268,12 @@ class IntentClassifier:
             words.append(token)
             infos.append(info)
             if negated:
-                for i in info.negated:
-                    counts[i] = counts.get(i, 0) + 1
+                for known in info.negated:
+                    counts[known] = counts.get(known, 0) + 1
             else:
                 present.update(info.concepts)
-                for i in info.kept:
-                    counts[i] = counts.get(i, 0) + 1
+                for known in info.kept:
+                    counts[known] = counts.get(known, 0) + 1
             if info.negator:
                 negated = True
         vocabulary = self.vocabulary
@@ -294,8 +294,7 @@ class IntentClassifier:
         for info in infos:
             if info.stem is not None:
                 counts[info.stem] = counts.get(info.stem, 0) + 1
-        tail = "q:?" if "?" in norm else None
-        if tail is not None and (i := vocabulary.get(tail)) is not None:
+        if "?" in norm and (i := vocabulary.get("q:?")) is not None:
             counts[i] = counts.get(i, 0) + 1
         if not words and (i := vocabulary.get("e:empty")) is not None:
             counts[i] = counts.get(i, 0) + 1

@@ -203,12 +203,28 @@ def _strip_filler(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text).split())
 
 
+def _first_words(phrases: frozenset[str]) -> tuple[str, ...]:
+    """The first word of each phrase: :func:`_strip_filler` only removes, so each word it leaves
+    is in the text it was given, and a text none of them is in cannot be stripped to a phrase."""
+    return tuple(sorted({phrase.split()[0] for phrase in phrases}))
+
+
+_STOP_FIRST_WORDS = _first_words(_REPLY_STOP_WORDS)
+_RESUME_FIRST_WORDS = _first_words(_RESUME_WORDS)
+
+
+def _is_resume_word(text: str) -> bool:
+    """The message is nothing but a resume word ("start", "opt in"), fillers aside."""
+    return any(map(text.__contains__, _RESUME_FIRST_WORDS)) and _strip_filler(text) in _RESUME_WORDS
+
+
 def _is_opt_out(text: str) -> bool:
-    if _strip_filler(text) in _REPLY_STOP_WORDS:
-        return True
-    for sentence in re.split(r"[.!?;\n,]+", text):
-        if sentence.strip() and _strip_filler(sentence) in _REPLY_STOP_WORDS:
+    if any(map(text.__contains__, _STOP_FIRST_WORDS)):
+        if _strip_filler(text) in _REPLY_STOP_WORDS:
             return True
+        for sentence in re.split(r"[.!?;\n,]+", text):
+            if sentence.strip() and _strip_filler(sentence) in _REPLY_STOP_WORDS:
+                return True
     if search(_OPT_OUT_NEGATIVE, text):
         return True
     return _affirmed(_OPT_OUT_PHRASES, text) is not None

@@ -38,14 +38,13 @@ from ghl_real_estate_ai.understanding.phrases import (
     _NEGATED_CONDITION,
     _OBJECTIONS,
     _RED_FLAGS,
-    _RESUME_WORDS,
     _SELL,
     _SHOWING,
     _VALUE,
     _is_opt_out,
+    _is_resume_word,
     _latest_category,
     _preapproval,
-    _strip_filler,
 )
 from ghl_real_estate_ai.understanding.places import find_places
 from ghl_real_estate_ai.understanding.quantities import (
@@ -88,6 +87,8 @@ and reading the middle too would cost time without telling more."""
 READ_CACHE_SIZE = 1024
 """Distinct readings :func:`read_message_cached` keeps (the least recently used go first): enough
 for the turns in flight and their conversations' recent messages, bounded whatever the traffic."""
+SENTENCE_CACHE_SIZE = 4096
+"""Sentences whose classifier probabilities :func:`read_message` keeps (least recently used go first)."""
 RED_FLAG_THRESHOLD = 0.75
 """A red-flag label this probable is a red flag even when no phrase of its kind matched."""
 VALUE_PHRASE_PRECISION = 0.9
@@ -265,6 +266,13 @@ def _money(text: str, found: Reading, asked: str, side: str) -> None:
                 found.add("price_expectation")
 
 
+@functools.lru_cache(maxsize=SENTENCE_CACHE_SIZE)
+def _sentence_scores(sentence: str) -> Mapping[str, float]:
+    """The classifier's probabilities for one sentence of a message, remembered: short sentences
+    ("Hi!", "Thanks.", "Is this Jorge?") come back in many messages. Shared: never change it."""
+    return load_classifier().scores(sentence)
+
+
 def read_message(
     raw: str, *, today: date, asked: str = "", known_areas: Sequence[str] = (), side: str = ""
 ) -> Reading:
@@ -291,7 +299,7 @@ def read_message(
     sentences = [part.strip() for part in _SENTENCES.split(raw) if part.strip()]
     flags: dict[str, float] = dict(scores)
     if len(sentences) > 1:
-        per_sentence = [classifier.scores(sentence) for sentence in sentences]
+        per_sentence = [_sentence_scores(sentence) for sentence in sentences]
         flags = {label: max(each[label] for each in per_sentence) for label in scores}
     if _affirmed(_BUY, text):
         found.add("looking_to_buy")
@@ -407,7 +415,7 @@ def read_message(
     found.opt_out = keyword == "opt_out" or _is_opt_out(text) or classified_out
     found.opt_in = not found.opt_out and (
         keyword == "opt_in"
-        or _strip_filler(text) in _RESUME_WORDS
+        or _is_resume_word(text)
         or flags.get("opt_in", 0.0) >= INTENT_THRESHOLD
     )
     found.resume = found.opt_in

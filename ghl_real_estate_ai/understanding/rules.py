@@ -51,11 +51,14 @@ OPT_OUT_KEYWORDS: frozenset[str] = frozenset(
 OPT_IN_KEYWORDS: frozenset[str] = frozenset({"start", "unstop", "subscribe", "resume", "opt in", "optin"})
 """Whole-message opt-in keywords."""
 
+_KEYWORD_FIRST_WORDS = tuple(sorted({k.split()[0] for k in OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS}))
 _KEYWORD_FILLER = re.compile(r"\b(?:please|por favor|now|ya|thanks|thank you)\b|[^\w\s]")
 
 
 def keyword(text: str) -> str | None:
     """``"opt_out"``/``"opt_in"`` when the normalised message is nothing but a carrier keyword."""
+    if not any(map(text.__contains__, _KEYWORD_FIRST_WORDS)):
+        return None  # the filler substitution only removes: no keyword can be left
     bare = " ".join(_KEYWORD_FILLER.sub(" ", text).split())
     if bare in OPT_OUT_KEYWORDS:
         return "opt_out"
