@@ -14,27 +14,48 @@ at the median, and start-up may take at most 1 s to load the classifier.
   JSON weights) on its own, then the gazetteer and dateparser warm-up; for
   ``old`` importing the module and reading the bundled comps' areas.
 
-Exits non-zero if a budget is missed or nothing was measured.
+* CPU per message against a baseline commit (issue 14): the understanding
+  package (and the decoder) of ``--baseline`` are taken out of git into a
+  temporary directory under another package name, and both read the same
+  messages, interleaved message by message in rounds whose order alternates,
+  CPU time (``time.process_time``) summed per side: the bench's webhook texts
+  (each signed with a name of its own, as ``bench/webhook_overhead.py`` sends
+  them), the corpus test split, and every eval conversation through
+  ``analyze_lead`` with cold caches (every turn read). Each text is made unique
+  per round, so only the caches a real stream of distinct messages would hit
+  can help. Both sides' readings must be equal, or the run fails.
 
-Run: ``.venv/bin/python bench/understanding.py [--rounds 5] [--startups 5]``
+Exits non-zero if a budget is missed, nothing was measured, or the baseline
+read a message differently.
+
+Run: ``.venv/bin/python bench/understanding.py [--rounds 5] [--startups 5] [--baseline SHA]``
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
+import importlib
 import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "legacy"))
 
+BASELINE = "5554c93"
+"""main before issue 14's understanding work."""
 P50_BUDGET_MS = 2.0
 LOAD_BUDGET_S = 1.0
 
@@ -79,6 +100,129 @@ def _startup(code: str) -> dict[str, float]:
     return result
 
 
+def _baseline(commit: str, into: Path) -> tuple[ModuleType, ModuleType]:
+    """The baseline's ``understanding.reading`` and ``bots.intent_decoder``, imported as ``h3base``."""
+    package = into / "h3base"
+    (package / "understanding").mkdir(parents=True)
+    (package / "bots").mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "bots" / "__init__.py").write_text("")
+    listing = subprocess.run(
+        ["git", "ls-tree", "--name-only", commit, "ghl_real_estate_ai/understanding/"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    files = [f for f in listing if f.endswith(".py")] + ["ghl_real_estate_ai/bots/intent_decoder.py"]
+    for name in files:
+        source = subprocess.run(
+            ["git", "show", f"{commit}:{name}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        source = source.replace("ghl_real_estate_ai.understanding", "h3base.understanding")
+        target = package / ("bots" if "/bots/" in name else "understanding") / Path(name).name
+        target.write_text(source)
+    (package / "understanding" / "model").symlink_to(ROOT / "ghl_real_estate_ai" / "understanding" / "model")
+    sys.path.insert(0, str(into))
+    return importlib.import_module("h3base.understanding.reading"), importlib.import_module(
+        "h3base.bots.intent_decoder"
+    )
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _webhook_texts() -> tuple[str, ...]:
+    tree = ast.parse((ROOT / "bench" / "webhook_overhead.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "TEXTS" for t in node.targets):
+            texts: tuple[str, ...] = ast.literal_eval(node.value)
+            return texts
+    raise SystemExit("bench/webhook_overhead.py has no TEXTS")
+
+
+def _versus_baseline(commit: str, rounds: int) -> bool:
+    """Print CPU per message here and at ``commit``; False if nothing was measured or a reading differs."""
+    from ghl_real_estate_ai.bots import intent_decoder as new_decoder
+    from ghl_real_estate_ai.understanding import reading as new_reading
+    from ghl_real_estate_ai.understanding.dataset import load_split
+
+    with tempfile.TemporaryDirectory() as tmp:
+        old_reading, old_decoder = _baseline(commit, Path(tmp))
+        new_reading.warm_up()
+        old_reading.warm_up()
+        areas = new_decoder._bundled_areas()
+        today = date(2026, 3, 3)
+        start = datetime(2026, 3, 3, 12, tzinfo=UTC)
+        names = [f"{c}{v}{c2}{v2}" for c in "bdfgkl" for v in "aeiou" for c2 in "mnprst" for v2 in "aeio"]
+        webhook = [
+            f"{t} {names[n % len(names)].capitalize()} here." for n, t in enumerate(_webhook_texts() * 50)
+        ]
+        corpus = [e.text for e in load_split("test")]
+        conversations = []
+        for path in sorted((ROOT / "ghl_real_estate_ai" / "data" / "eval").glob("*.json")):
+            conversations += [
+                c["turns"] for c in json.loads(path.read_text(encoding="utf-8"))["conversations"]
+            ]
+
+        def read(module: ModuleType) -> Callable[[str], Any]:
+            return lambda text: module.read_message(text, today=today, known_areas=areas)
+
+        def analyze(module: ModuleType) -> Callable[[list[str]], Any]:
+            def run(turns: list[str]) -> Any:
+                module.read_message_cached.cache_clear()
+                module_decoder = new_decoder if module is new_reading else old_decoder
+                module_decoder._decode.cache_clear()
+                return module_decoder.analyze_lead(
+                    [Msg("inbound", t, start + timedelta(hours=i)) for i, t in enumerate(turns)]
+                )
+
+            return run
+
+        workloads: list[tuple[str, list[Any], Callable[[ModuleType], Callable[[Any], Any]]]] = [
+            ("webhook texts (read_message)", webhook, read),
+            ("corpus test split (read_message)", corpus, read),
+            ("eval conversations (analyze_lead, cold)", conversations, analyze),
+        ]
+        print(f"CPU per message against {commit}, {rounds} rounds interleaved (process_time):")
+        print(f"  {'':<42}{'before us':>10}{'after us':>10}{'ratio':>8}")
+        ok = True
+        clock = time.process_time
+        for label, items, make in workloads:
+            spent = {"old": 0.0, "new": 0.0}
+            calls = 0
+            sides = {"new": make(new_reading), "old": make(old_reading)}
+            for round_no in range(rounds):
+                tag = f" r{round_no}" if round_no else ""
+                for n, item in enumerate(items):
+                    unique = f"{item}{tag}" if isinstance(item, str) else [f"{t}{tag}" for t in item]
+                    order = ["new", "old"] if (round_no + n) % 2 else ["old", "new"]
+                    results = {}
+                    for side in order:
+                        began = clock()
+                        results[side] = sides[side](unique)
+                        spent[side] += clock() - began
+                    if round_no == 0 and _plain(results["new"]) != _plain(results["old"]):
+                        print(f"error: {label}: the readings differ for {unique!r}", file=sys.stderr)
+                        ok = False
+                    calls += 1
+            if not calls:
+                return False
+            messages = calls if isinstance(items[0], str) else sum(len(c) for c in items) * rounds
+            print(
+                f"  {label:<42}{spent['old'] / messages * 1e6:>10.0f}{spent['new'] / messages * 1e6:>10.0f}"
+                f"{spent['old'] / spent['new']:>7.2f}x"
+            )
+        return ok
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -88,7 +232,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="passes over the test messages")
     parser.add_argument("--startups", type=int, default=5, help="fresh interpreters per decoder")
+    parser.add_argument("--baseline", default=BASELINE, help="commit to compare CPU per message with")
+    parser.add_argument("--baseline-only", action="store_true", help="only the comparison with --baseline")
     args = parser.parse_args()
+
+    if not _versus_baseline(args.baseline, args.rounds):
+        print("error: the baseline comparison failed", file=sys.stderr)
+        return 1
+    if args.baseline_only:
+        return 0
 
     import intent_decoder_0827c71 as legacy
 
