@@ -414,9 +414,7 @@ def read_message(
     classified_out = flags.get("opt_out", 0.0) >= INTENT_THRESHOLD and not search(_KEEP_TEXTING, text)
     found.opt_out = keyword == "opt_out" or _is_opt_out(text) or classified_out
     found.opt_in = not found.opt_out and (
-        keyword == "opt_in"
-        or _is_resume_word(text)
-        or flags.get("opt_in", 0.0) >= INTENT_THRESHOLD
+        keyword == "opt_in" or _is_resume_word(text) or flags.get("opt_in", 0.0) >= INTENT_THRESHOLD
     )
     found.resume = found.opt_in
     if found.opt_out:
