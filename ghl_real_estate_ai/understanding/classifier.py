@@ -228,16 +228,25 @@ class IntentClassifier:
     def scores(self, text: str) -> dict[str, float]:
         """Label -> probability for one message (they sum to 1)."""
         counts = self._feature_counts(text)
-        logits = self.intercept.copy()
+        # The same arithmetic as ``tf * idf``, L2 norm, ``intercept + x @ coef``, softmax, in as few
+        # numpy calls as give the same bits: a tf of 1 leaves the idf as it is, a + b is b + a, and
+        # a square root is correctly rounded in numpy and in math alike.
         if counts:
             index = np.array(list(counts), dtype=np.intp)
-            tf = np.array([1.0 if c == 1 else 1.0 + math.log(c) for c in counts.values()], dtype=np.float64)
-            weights = tf * self.idf[index]
-            norm = float(np.sqrt(weights @ weights))
-            logits += (weights / norm) @ self.coef[index]
+            weights = self.idf[index]
+            if len(counts) != sum(counts.values()):
+                tf = np.array(
+                    [1.0 if c == 1 else 1.0 + math.log(c) for c in counts.values()], dtype=np.float64
+                )
+                weights = tf * weights
+            norm = math.sqrt(float(weights @ weights))
+            logits = (weights / norm) @ self.coef[index]
+            logits += self.intercept
+        else:
+            logits = self.intercept.copy()
         logits -= logits.max()
-        exp = np.exp(logits)
-        probs = exp / exp.sum()
+        probs = np.exp(logits, out=logits)
+        probs /= probs.sum()
         return dict(zip(self.labels, probs.tolist(), strict=True))
 
     def _feature_counts(self, text: str) -> dict[int, int]:
