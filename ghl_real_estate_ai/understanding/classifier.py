@@ -118,10 +118,17 @@ _PREFIX_CONCEPTS: tuple[tuple[str, str], ...] = tuple(
 )
 
 
+# The prefixes by their first letter, in table order: a word is only compared with those it could start with.
+_PREFIXES_BY_LETTER: dict[str, tuple[tuple[str, str], ...]] = {
+    letter: tuple(pc for pc in _PREFIX_CONCEPTS if pc[0][0] == letter)
+    for letter in {p[0] for p, _ in _PREFIX_CONCEPTS}
+}
+
+
 @functools.lru_cache(maxsize=8192)
 def _concepts(word: str) -> tuple[str, ...]:
     found: list[str] = []
-    for prefix, concept in _PREFIX_CONCEPTS:
+    for prefix, concept in _PREFIXES_BY_LETTER.get(word[:1], ()):
         if word.startswith(prefix) and (len(prefix) >= 4 or word == prefix) and concept not in found:
             found.append(concept)
     return tuple(found)
