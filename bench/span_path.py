@@ -15,7 +15,10 @@ rotated) and compared on the median of per-round figures:
 * ``+url``: the URL-template processor too (the production set: conversation, URL
   template, batch);
 * ``+journey``: the production set for a node span that carries a bot type and a
-  temperature (its root's journey is updated when it ends).
+  temperature (its root's journey is updated when it ends);
+* ``fast sdk``, ``fast+url``, ``fast+jrny``: ``sdk``, ``+url`` and ``+journey`` on the
+  provider the set-up builds (``FastTracerProvider``: the SDK's, with a shorter start
+  and attribute path).
 
 Each span is a child of an open root span that carries the contact, as in a webhook.
 It prints microseconds per span and, from ``--webhook-ms`` (the untraced CPU of one
@@ -44,6 +47,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from bench.decorator_overhead import NullExporter
 from ghl_real_estate_ai.observability import attributes as attr
 from ghl_real_estate_ai.observability._batch import BoundedBatchSpanProcessor
+from ghl_real_estate_ai.observability._fastspan import FastTracerProvider
 from ghl_real_estate_ai.observability.journey import ConversationSpanProcessor
 from ghl_real_estate_ai.observability.url_templates import UrlTemplateSpanProcessor
 
@@ -59,9 +63,11 @@ NODE_ATTRIBUTES = {
 class Variant:
     """One provider set-up and the span it makes."""
 
-    def __init__(self, name: str, processors: list[SpanProcessor], attributes: dict[str, str]) -> None:
+    def __init__(
+        self, name: str, processors: list[SpanProcessor], attributes: dict[str, str], *, fast: bool = False
+    ) -> None:
         self.name = name
-        self.provider = TracerProvider()
+        self.provider = FastTracerProvider() if fast else TracerProvider()
         for processor in processors:
             self.provider.add_span_processor(processor)
         self.tracer = self.provider.get_tracer("bench.span_path")
@@ -108,6 +114,9 @@ def variants() -> list[Variant]:
         Variant("+session", [ConversationSpanProcessor(), _batch()], STORE_ATTRIBUTES),
         Variant("+url", production(), STORE_ATTRIBUTES),
         Variant("+journey", production(), NODE_ATTRIBUTES),
+        Variant("fast sdk", [], STORE_ATTRIBUTES, fast=True),
+        Variant("fast+url", production(), STORE_ATTRIBUTES, fast=True),
+        Variant("fast+jrny", production(), NODE_ATTRIBUTES, fast=True),
     ]
 
 

@@ -26,9 +26,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 __all__ = ["BoundedBatchSpanProcessor", "ExportStats"]
@@ -128,9 +127,6 @@ class BoundedBatchSpanProcessor(SpanProcessor):
     def finished(self) -> bool:
         """True once shut down with the worker gone: the counts will not change any more."""
         return self._shutdown and not self._worker.is_alive()
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing to do when a span starts."""
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue a finished span, or count it as dropped when the queue is full."""

@@ -61,6 +61,7 @@ from ghl_real_estate_ai.observability._exporters import (
     redacting,
     resolve_endpoint,
 )
+from ghl_real_estate_ai.observability._fastspan import FastTracerProvider
 from ghl_real_estate_ai.observability.config import DEFAULT_SERVICE_NAME, TracingConfig
 from ghl_real_estate_ai.observability.errors import ObservabilityConfigError
 from ghl_real_estate_ai.observability.journey import ConversationSpanProcessor
@@ -507,7 +508,7 @@ def setup_observability(
             resource = getattr(tracer_provider, "resource", resource)
             sampler_text = "the host provider's"
         else:
-            tracer_provider = TracerProvider(
+            tracer_provider = FastTracerProvider(
                 resource=resource, sampler=chosen_sampler, shutdown_on_exit=False
             )
             tracer_provider.add_span_processor(conversation)

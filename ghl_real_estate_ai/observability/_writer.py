@@ -47,6 +47,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from ghl_real_estate_ai.observability._fastspan import READABLE_FIELDS as _READABLE_FIELDS
+from ghl_real_estate_ai.observability._fastspan import attributes_of, events_of, links_of
+
 __all__ = ["WriterProcessExporter", "encode_batch"]
 
 logger = logging.getLogger("ghl_real_estate_ai.observability.otel_config")
@@ -56,43 +59,54 @@ _SPANS = 0
 _FLUSH = 1
 _KINDS = tuple(SpanKind)
 _CODES = tuple(StatusCode)
+# An enum's .value is a Python-level descriptor call: looked up once per member instead.
+_KIND_VALUES = {kind: kind.value for kind in SpanKind}
+_CODE_VALUES = {code: code.value for code in StatusCode}
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 # --- the app's side ----------------------------------------------------------------
 
 
-def _plain(attributes: Any) -> dict[str, Any]:
-    return dict(attributes) if attributes else {}
+def _plain(owner: Any) -> dict[str, Any]:
+    """The attributes of a span, event or link as a dict marshal takes (the SDK's own dict, not a copy)."""
+    attributes = attributes_of(owner)
+    return attributes if type(attributes) is dict else dict(attributes)
 
 
 def _row(span: ReadableSpan, resource_key: int) -> tuple[Any, ...]:
-    context = span.context
-    parent = span.parent
-    scope = span.instrumentation_scope
-    status = span.status
-    events = span.events
-    links = span.links
+    fields = span.__dict__ if type(span) is ReadableSpan else None
+    if fields is not None and fields.keys() >= _READABLE_FIELDS:
+        # The SDK's own finished span: its fields read directly, not through a property each.
+        context, parent = fields["_context"], fields["_parent"]
+        scope, status = fields["_instrumentation_scope"], fields["_status"]
+        name, kind, start, end = fields["_name"], fields["_kind"], fields["_start_time"], fields["_end_time"]
+    else:
+        context, parent, scope, status = span.context, span.parent, span.instrumentation_scope, span.status
+        name, kind, start, end = span.name, span.kind, span.start_time, span.end_time
+    events = events_of(span)
+    links = links_of(span)
+    # A SpanContext is a tuple: (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid).
     return (
-        context.trace_id if context else 0,
-        context.span_id if context else 0,
-        int(context.trace_flags) if context else 0,
-        parent.span_id if parent else None,
-        parent.is_remote if parent else False,
-        span.name,
-        span.kind.value,
-        span.start_time,
-        span.end_time,
-        status.status_code.value,
+        context[0] if context else 0,
+        context[1] if context else 0,
+        int(context[3]) if context else 0,
+        parent[1] if parent else None,
+        parent[2] if parent else False,
+        name,
+        _KIND_VALUES[kind],
+        start,
+        end,
+        _CODE_VALUES[status.status_code],
         status.description,
-        _plain(span.attributes),
-        [(e.name, e.timestamp, _plain(e.attributes)) for e in events] if events else None,
+        _plain(span),
+        [(e.name, e.timestamp, _plain(e)) for e in events] if events else None,
         [
             (
                 link.context.trace_id,
                 link.context.span_id,
                 int(link.context.trace_flags),
-                _plain(link.attributes),
+                _plain(link),
             )
             for link in links
         ]
@@ -127,7 +141,7 @@ def encode_batch(spans: Sequence[ReadableSpan], resource_keys: dict[int, tuple[R
         if known is None or known[0] is not resource:
             known = (resource, len(resource_keys) + 1)
             resource_keys[id(resource)] = known
-            new_resources.append((known[1], _plain(resource.attributes), resource.schema_url or None))
+            new_resources.append((known[1], dict(resource.attributes), resource.schema_url or None))
         rows.append(_row(span, known[1]))
     try:
         return marshal.dumps((_SPANS, new_resources, rows))

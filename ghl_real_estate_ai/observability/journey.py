@@ -32,13 +32,14 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 
 from ghl_real_estate_ai.observability import attributes as attr
+from ghl_real_estate_ai.observability._fastspan import attributes_of, events_of, put_session
 
 __all__ = ["ConversationSpanProcessor", "format_journey", "journey_of", "start_session"]
 
 _CONTACT_KEYS: Final = (attr.WORKFLOW_CONTACT_ID, attr.HANDOFF_CONTACT_ID)
 _MAX_OPEN_ROOTS: Final = 4096
 # The attributes an ending span can move its root's journey with (besides opt-out/in events).
-_JOURNEY_INPUTS: Final = frozenset({attr.WORKFLOW_BOT_TYPE, attr.WORKFLOW_TEMPERATURE, attr.HANDOFF_OUTCOME})
+_JOURNEY_INPUTS: Final = (attr.WORKFLOW_BOT_TYPE, attr.WORKFLOW_TEMPERATURE, attr.HANDOFF_OUTCOME)
 # How strongly an outcome holds against a later one (a failure is never hidden by a later success).
 _RANK: Final = {"completed": 0, "blocked": 1, "handed_off": 2, "escalated": 3, "opted": 4, "failed": 5}
 
@@ -74,10 +75,11 @@ def format_journey(journey: Mapping[str, str]) -> str:
 
 
 class _Root:
-    __slots__ = ("rank", "span")
+    __slots__ = ("rank", "span", "span_id")
 
     def __init__(self, span: Span) -> None:
         self.span = span
+        self.span_id = span.context.span_id
         self.rank = -1
 
 
@@ -86,7 +88,8 @@ class ConversationSpanProcessor(SpanProcessor):
 
     Runs in ``on_start`` and ``on_end`` of the spans of this process; it exports
     nothing. Roots still open are tracked by trace id (at most 4096 at once, the
-    oldest forgotten first).
+    oldest forgotten first). Both run for every span on the app's thread, so they
+    read the SDK span's attributes and events without its copies (``_fastspan``).
     """
 
     def __init__(self) -> None:
@@ -103,14 +106,14 @@ class ConversationSpanProcessor(SpanProcessor):
                 self._roots[span.context.trace_id] = _Root(span)
             session = None
         else:
-            parent_attributes = getattr(parent, "attributes", None)
-            session = parent_attributes.get(attr.SESSION_ID) if parent_attributes else None
+            session = attributes_of(parent).get(attr.SESSION_ID)
         if session is None:
-            own = span.attributes
+            own = attributes_of(span)
             if own:
                 session = next((own[key] for key in _CONTACT_KEYS if own.get(key)), None)
         if session is not None:
-            span.set_attributes(dict.fromkeys(attr.SESSION_ATTRIBUTES, session))
+            # The value is one of this provider's stored attributes: already clean.
+            put_session(span, dict.fromkeys(attr.SESSION_ATTRIBUTES, session))
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
@@ -119,22 +122,22 @@ class ConversationSpanProcessor(SpanProcessor):
         root = self._roots.get(context.trace_id)
         if root is None:
             return
-        if root.span.context.span_id == context.span_id:
+        if root.span_id == context.span_id:
             with self._lock:
                 self._roots.pop(context.trace_id, None)
             return
-        attributes = span.attributes
-        events = span.events
-        root_events = root.span.events
+        attributes = attributes_of(span)
+        events = events_of(span)
+        root_events = events_of(root.span)
         # Most spans (store, cache, GHL calls) say nothing about the journey: leave at once.
-        if not events and not root_events and (not attributes or _JOURNEY_INPUTS.isdisjoint(attributes)):
+        if not events and not root_events and not any(key in attributes for key in _JOURNEY_INPUTS):
             return
         if not root.span.is_recording():
             return
-        updates = self._journey_updates(attributes or {}, (*events, *root_events), root)
+        updates = self._journey_updates(attributes, (*events, *root_events), root)
         if updates:
             # Node after node repeats the same bot and temperature: only what changed is set.
-            current = root.span.attributes or {}
+            current = attributes_of(root.span)
             changed = {key: value for key, value in updates.items() if current.get(key) != value}
             if changed:
                 root.span.set_attributes(changed)

@@ -40,6 +40,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
+from ghl_real_estate_ai.observability._fastspan import attributes_of, events_of, links_of
+
 __all__ = [
     "CONTENT_KEYS",
     "CONTENT_SUFFIXES",
@@ -213,6 +215,9 @@ _plans: dict[str, int] = {}
 # when full, so memory stays flat whatever the traffic.
 _MAX_CACHED_VALUE: Final = 2048
 _parsed: dict[tuple[int, str], str] = {}
+# Redacted forms of short plain values, for the same reason (only short ones: free text is not kept).
+_MAX_CACHED_TEXT: Final = 64
+_texts: dict[str, str] = {}
 
 
 def _plan(key: str) -> int:
@@ -267,7 +272,16 @@ _PARSERS: Final = {_URL: _redact_url, _QUERY: _redact_query, _SQL: _redact_sql}
 
 def _redact_by_plan(plan: int, value: str) -> str:
     if plan == _TEXT:
-        return redact_text(value)
+        if len(value) > _MAX_CACHED_TEXT:
+            return redact_text(value)
+        # Short values (ids, labels, route names) repeat on span after span: scan each once.
+        cached = _texts.get(value)
+        if cached is None:
+            cached = redact_text(value)
+            if len(_texts) >= _MAX_CACHED:
+                _texts.clear()
+            _texts[value] = cached
+        return cached
     if len(value) > _MAX_CACHED_VALUE:
         return _PARSERS[plan](value)
     cache_key = (plan, value)
@@ -378,22 +392,23 @@ def _redact_span_if_needed(span: ReadableSpan, capture_content: bool) -> Readabl
     Most spans (node names, ids, SQL without literals) hold nothing to redact;
     handing the finished span on as it is saves a copy per span in the export thread.
     """
-    name = span.name if capture_content else redact_text(span.name)
+    name = span.name if capture_content else _redact_by_plan(_TEXT, span.name)
     changed = name != span.name
-    attributes = _redacted_or_none(span.attributes, capture_content)
+    attributes = _redacted_or_none(attributes_of(span), capture_content)
     changed = changed or attributes is not None
     events: list[Event] = []
-    for event in span.events:
-        event_name = event.name if capture_content else redact_text(event.name)
-        event_attributes = _redacted_or_none(event.attributes, capture_content)
+    for event in events_of(span):
+        event_name = event.name if capture_content else _redact_by_plan(_TEXT, event.name)
+        event_attributes = _redacted_or_none(attributes_of(event), capture_content)
         if event_attributes is None and event_name == event.name:
             events.append(event)
         else:
             changed = True
-            events.append(Event(event_name, event_attributes, event.timestamp))
+            kept = event_attributes if event_attributes is not None else attributes_of(event)
+            events.append(Event(event_name, kept, event.timestamp))
     links: list[Link] = []
-    for link in span.links:
-        link_attributes = _redacted_or_none(link.attributes, capture_content)
+    for link in links_of(span):
+        link_attributes = _redacted_or_none(attributes_of(link), capture_content)
         if link_attributes is None:
             links.append(link)
         else:

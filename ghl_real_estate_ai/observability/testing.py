@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from ghl_real_estate_ai.observability import _provider
+from ghl_real_estate_ai.observability._fastspan import FastTracerProvider
 from ghl_real_estate_ai.observability.journey import ConversationSpanProcessor
 from ghl_real_estate_ai.observability.metrics import HistogramTotals, metric_points
 from ghl_real_estate_ai.observability.url_templates import UrlTemplateSpanProcessor
@@ -145,7 +146,7 @@ def capture_spans(
         The :class:`SpanCapture`.
     """
     memory = InMemorySpanExporter()
-    provider = TracerProvider(
+    provider = FastTracerProvider(
         sampler=sampler, resource=resource or Resource.create({"service.name": "enterprisehub-test"})
     )
     # Session keys and the journey, as the real set-up adds them (issue 12).

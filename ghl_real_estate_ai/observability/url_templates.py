@@ -20,7 +20,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Span, SpanProcessor
 from opentelemetry.trace import SpanKind
 
 __all__ = ["URL_TEMPLATE", "UrlTemplateSpanProcessor", "match_url_template", "register_url_templates"]
@@ -78,9 +78,6 @@ class UrlTemplateSpanProcessor(SpanProcessor):
         if template is not None:
             span.set_attribute(URL_TEMPLATE, template)
             span.update_name(f"{span.name} {template}")
-
-    def on_end(self, span: ReadableSpan) -> None:
-        pass
 
     def shutdown(self) -> None:
         pass

@@ -386,3 +386,15 @@ def test_repeated_values_redact_the_same_and_the_caches_stay_bounded() -> None:
     }
     assert len(redaction._plans) <= redaction._MAX_CACHED
     assert len(redaction._parsed) <= redaction._MAX_CACHED
+
+
+def test_an_event_whose_name_is_redacted_keeps_its_attributes(span_capture: SpanCapture) -> None:
+    with tracer.start_as_current_span("clean name") as span:
+        span.add_event(f"mailed {EMAIL}", {"slot.name": "areas", "count": 2})
+    original = span_capture.by_name("clean name")[0]
+    exported = InMemorySpanExporter()
+    RedactingSpanExporter(exported, capture_content=False).export([original])
+    (copy,) = exported.get_finished_spans()
+    (event,) = copy.events
+    assert EMAIL not in event.name
+    assert dict(event.attributes or {}) == {"slot.name": "areas", "count": 2}

@@ -1,0 +1,494 @@
+"""A shorter path through the SDK for the spans a webhook makes (issue 14).
+
+Internal. The SDK's ``Tracer.start_span`` looks the parent up four times (itself,
+the parent-based sampler twice, the conversation processor once more), and every
+attribute set goes through ``_clean_attribute_value``: two abstract-class checks
+for the mapping, one call per value, a lock per key. A webhook makes 19 spans with
+about 300 attribute values, all of them plain strings, numbers and booleans.
+
+:class:`FastTracerProvider` is the SDK's ``TracerProvider`` whose tracers take a
+shorter path for the common case and the SDK's own for everything else:
+
+* a span under a valid parent, with the default parent-based sampler and no links,
+  is started with the parent looked up once and the sampler's decision taken from
+  the parent's flags (what ``ParentBased`` with its default delegates decides);
+  a root span, links, another sampler or a disabled tracer go through the SDK;
+* attribute values that are already clean (``str`` within the length limit,
+  ``bool``, ``int``, ``float``) are stored as they are; anything else is cleaned by
+  the SDK's own function, and a mapping with a key that is not a non-empty ``str``
+  goes through the SDK's path whole (its warnings and dropped counts).
+
+The spans are the SDK's ``Span`` (a subclass adding nothing but the shorter
+methods): processors and exporters get the same ``ReadableSpan`` with the same
+names, attributes, events, ids and flags. The path relies on a few SDK internals
+(``BoundedAttributes._dict``, the tracer's limits and scope); :func:`available`
+checks them once, and without them the provider is the SDK's, unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, cast
+
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
+from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    Span,
+    SpanLimits,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    Tracer,
+    TracerProvider,
+    _Span,
+)
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.util import types
+
+__all__ = [
+    "READABLE_FIELDS",
+    "FastTracerProvider",
+    "attributes_of",
+    "available",
+    "events_of",
+    "links_of",
+    "put_clean",
+    "put_session",
+]
+
+# The SDK's own logger, so a warning about an ended span reads as it always did.
+_sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
+_get_current_span = trace_api.get_current_span
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", None)
+
+
+# Built here field by field instead of through the SDK's constructors (a span's start and
+# end run a hundred lines of them); _check() compares these field sets with what the
+# installed SDK's constructors set, and any difference turns the shorter path off.
+_ATTRIBUTE_FIELDS: Final = frozenset(("_dict", "maxlen", "dropped", "max_value_len", "_lock", "_immutable"))
+_LIST_FIELDS: Final = frozenset(("dropped", "_dq", "_lock"))
+READABLE_FIELDS: Final = frozenset(
+    (
+        "_name", "_context", "_kind", "_instrumentation_info", "_instrumentation_scope", "_parent",
+        "_start_time", "_end_time", "_attributes", "_events", "_links", "_resource", "_status",
+    )
+)  # fmt: skip
+_SPAN_FIELDS: Final = READABLE_FIELDS | {
+    "_sampler", "_trace_config", "_record_exception", "_set_status_on_exception", "_span_processor",
+    "_limits", "_lock", "_record_end_metrics",
+}  # fmt: skip
+_new_object = object.__new__
+_new_lock = threading.Lock
+
+
+def _bounded_attributes(maxlen: int | None, max_value_len: int | None) -> BoundedAttributes:
+    """``BoundedAttributes(maxlen, None, immutable=False, max_value_len=max_value_len)``, built directly."""
+    attributes: BoundedAttributes = _new_object(BoundedAttributes)
+    attributes.__dict__ = {
+        "_dict": {},
+        "maxlen": maxlen,
+        "dropped": 0,
+        "max_value_len": max_value_len,
+        "_lock": _new_lock(),
+        "_immutable": False,
+    }
+    return attributes
+
+
+def _bounded_list(maxlen: int | None) -> BoundedList[Any]:
+    """``BoundedList(maxlen)``, built directly."""
+    bounded: BoundedList[Any] = _new_object(BoundedList)
+    bounded.__dict__ = {"dropped": 0, "_dq": deque(maxlen=maxlen), "_lock": _new_lock()}
+    return bounded
+
+
+def _check() -> bool:
+    try:
+        tracer_fields = ("_span_limits", "_instrumentation_scope", "_tracer_config", "_tracer_metrics")
+        init = Tracer.__init__.__code__
+        reference = _Span("probe", trace_api.INVALID_SPAN_CONTEXT, limits=SpanLimits())
+        return (
+            set(vars(BoundedAttributes(4, None, immutable=False))) == _ATTRIBUTE_FIELDS
+            and set(vars(_bounded_attributes(4, None))) == _ATTRIBUTE_FIELDS
+            and set(vars(BoundedList(1))) == _LIST_FIELDS
+            and set(vars(reference)) == _SPAN_FIELDS
+            and set(vars(ReadableSpan("probe"))) == READABLE_FIELDS
+            and type(reference._attributes) is BoundedAttributes
+            and type(reference._events) is BoundedList
+            and type(reference._links) is BoundedList
+            and reference._trace_config is None
+            and all(name in init.co_names for name in tracer_fields)
+            and _RANDOM is not None
+            and hasattr(_Span, "_add_event")
+            and hasattr(BoundedAttributes, "_setitem_locked")
+            and hasattr(SynchronousMultiSpanProcessor, "_on_ending")
+            and hasattr(SpanProcessor, "_on_ending")
+        )
+    except Exception:  # any surprise: the SDK's path
+        return False
+
+
+_AVAILABLE = _check()
+_UNSET_STATUS: Final = ReadableSpan("probe").status
+
+
+def available() -> bool:
+    """True when the installed SDK has the internals the shorter path relies on."""
+    return _AVAILABLE
+
+
+_SCALARS: Final = frozenset((str, bool, int, float))
+_STR: Final = frozenset((str,))
+
+
+def _clean_mapping(attributes: Mapping[str, Any], max_len: int | None) -> Mapping[str, Any] | None:
+    """``attributes`` as the SDK would store them, or None when a key needs the SDK's path.
+
+    The common case (every key a non-empty ``str``, every value a short ``str``, a
+    ``bool``, an ``int`` or a ``float``) is checked in C and gives ``attributes`` back.
+    """
+    if (
+        _SCALARS.issuperset(map(type, attributes.values()))
+        and _STR.issuperset(map(type, attributes))
+        and "" not in attributes
+        and (max_len is None or not any(type(v) is str and len(v) > max_len for v in attributes.values()))
+    ):
+        return attributes
+    cleaned: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if type(key) is not str or not key:
+            return None
+        kind = type(value)
+        if kind is str:
+            if max_len is not None and len(value) > max_len:
+                value = _clean_attribute_value(value, max_len)
+        elif kind is not bool and kind is not int and kind is not float:
+            value = _clean_attribute_value(value, max_len)
+        cleaned[key] = value
+    return cleaned
+
+
+def put_clean(attributes: BoundedAttributes, items: Mapping[str, Any]) -> None:
+    """Store already clean attributes, as ``BoundedAttributes`` stores ones it cleaned.
+
+    A key set again moves to the end; past ``maxlen`` the oldest are dropped and counted.
+    """
+    maxlen = attributes.maxlen
+    with attributes._lock:
+        stored = attributes._dict
+        if maxlen is not None and len(stored) + len(items) > maxlen:
+            for key, value in items.items():
+                attributes._setitem_locked(key, value)
+            return
+        if stored and not stored.keys().isdisjoint(items):
+            for key in items:
+                stored.pop(key, None)
+        stored.update(items)
+
+
+class _FastSpan(_Span):
+    """The SDK's span with attribute setters that skip cleaning what is already clean."""
+
+    _attributes: BoundedAttributes  # what Span.__init__ stores
+
+    def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        items = _clean_mapping(attributes, self._limits.max_span_attribute_length)
+        if items is None or self._attributes.maxlen == 0:
+            super().set_attributes(attributes)
+            return
+        with self._lock:
+            if self._end_time is not None:
+                _sdk_logger.warning("Setting attribute on ended span.")
+                return
+            put_clean(self._attributes, items)
+
+    def set_attribute(self, key: str, value: types.AnyValue) -> None:
+        kind = type(value)
+        max_len = self._limits.max_span_attribute_length
+        if (
+            type(key) is not str
+            or not key
+            or self._attributes.maxlen == 0
+            or not (
+                kind is bool
+                or kind is int
+                or kind is float
+                or (kind is str and (max_len is None or len(value) <= max_len))  # type: ignore[arg-type]
+            )
+        ):
+            super().set_attribute(key, value)
+            return
+        with self._lock:
+            if self._end_time is not None:
+                _sdk_logger.warning("Setting attribute on ended span.")
+                return
+            stored = self._attributes
+            with stored._lock:
+                found = stored._dict
+                if key in found:
+                    del found[key]
+                elif stored.maxlen is not None and len(found) >= stored.maxlen:
+                    stored._setitem_locked(key, value)  # full: the SDK drops the oldest and counts it
+                    return
+                found[key] = value
+
+    def _readable_span(self) -> ReadableSpan:
+        readable: ReadableSpan = _new_object(ReadableSpan)
+        readable.__dict__ = {
+            "_name": self._name,
+            "_context": self._context,
+            "_kind": self._kind,
+            "_instrumentation_info": self._instrumentation_info,
+            "_instrumentation_scope": self._instrumentation_scope,
+            "_parent": self._parent,
+            "_start_time": self._start_time,
+            "_end_time": self._end_time,
+            "_attributes": self._attributes,
+            "_events": self._events,
+            "_links": self._links,
+            "_resource": self._resource,
+            "_status": self._status,
+        }
+        return readable
+
+    def add_event(
+        self,
+        name: str,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+    ) -> None:
+        limits = self._limits
+        items = _clean_mapping(attributes, limits.max_attribute_length) if attributes else None
+        if (attributes and items is None) or limits.max_event_attributes == 0:
+            super().add_event(name, attributes, timestamp)
+            return
+        bounded = _bounded_attributes(limits.max_event_attributes, limits.max_attribute_length)
+        if items:
+            put_clean(bounded, items)
+        bounded._immutable = True
+        self._add_event(Event(name=name, attributes=bounded, timestamp=timestamp))
+
+
+def _fast_children(sampler: Sampler) -> bool:
+    """True for ``ParentBased(any root)`` with the default delegates: a child follows its parent."""
+    return (
+        isinstance(sampler, ParentBased)
+        and getattr(sampler, "_remote_parent_sampled", None) is ALWAYS_ON
+        and getattr(sampler, "_local_parent_sampled", None) is ALWAYS_ON
+        and getattr(sampler, "_remote_parent_not_sampled", None) is ALWAYS_OFF
+        and getattr(sampler, "_local_parent_not_sampled", None) is ALWAYS_OFF
+    )
+
+
+class _FastTracer(Tracer):
+    """The SDK's tracer with a shorter start for children of a valid parent (see the module docstring)."""
+
+    _fast_children = False
+
+    def start_span(
+        self,
+        name: str,
+        context: context_api.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: types.Attributes = None,
+        links: Sequence[Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace_api.Span:
+        parent = _get_current_span(context).get_span_context()
+        if (
+            links
+            or not self._fast_children
+            or type(parent) is not SpanContext
+            or not parent.is_valid
+            or not self._tracer_config.is_enabled
+        ):
+            return self._sdk_start(
+                name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+            )
+        parent_flags = parent.trace_flags
+        sampled = parent_flags.sampled
+        limits = self._span_limits
+        items: Mapping[str, Any] | None = None
+        if sampled and attributes:
+            items = _clean_mapping(attributes, limits.max_span_attribute_length)
+            if items is None:  # a key only the SDK's path handles as it should
+                args = (attributes, links, start_time, record_exception, set_status_on_exception)
+                return self._sdk_start(name, context, kind, *args)
+        flags = _SAMPLED if sampled else _NOT_SAMPLED
+        if parent_flags.random_trace_id:
+            flags = TraceFlags(flags | _RANDOM)  # type: ignore[operator]
+        span_context = SpanContext(
+            parent.trace_id,
+            self.id_generator.generate_span_id(),
+            is_remote=False,
+            trace_flags=flags,
+            trace_state=parent.trace_state,
+        )
+        decision = Decision.RECORD_AND_SAMPLE if sampled else Decision.DROP
+        record_end_metrics = self._tracer_metrics.start_span(parent, decision)
+        if not sampled:
+            return trace_api.NonRecordingSpan(context=span_context)
+        span: _FastSpan = _new_object(_FastSpan)
+        span.__dict__ = {
+            "_name": name,
+            "_context": span_context,
+            "_kind": kind,
+            "_instrumentation_info": self.instrumentation_info,
+            "_instrumentation_scope": self._instrumentation_scope,
+            "_parent": parent,
+            "_start_time": None,
+            "_end_time": None,
+            "_attributes": _bounded_attributes(limits.max_span_attributes, limits.max_span_attribute_length),
+            "_events": _bounded_list(limits.max_events),
+            "_links": _bounded_list(limits.max_links),
+            "_resource": self.resource,
+            "_status": _UNSET_STATUS,
+            "_sampler": self.sampler,
+            "_trace_config": None,
+            "_record_exception": record_exception,
+            "_set_status_on_exception": set_status_on_exception,
+            "_span_processor": self.span_processor,
+            "_limits": limits,
+            "_lock": _new_lock(),
+            "_record_end_metrics": record_end_metrics,
+        }
+        if items:
+            stored = span._attributes
+            if stored.maxlen == 0:
+                stored._set_items(dict(items))
+            else:
+                put_clean(stored, items)
+        span.start(start_time=start_time, parent_context=context)
+        return span
+
+    def _sdk_start(
+        self,
+        name: str,
+        context: context_api.Context | None,
+        kind: SpanKind,
+        attributes: types.Attributes,
+        links: Sequence[Link] | None,
+        start_time: int | None,
+        record_exception: bool,
+        set_status_on_exception: bool,
+    ) -> trace_api.Span:
+        """The SDK's start (a root span, links, another sampler); the span still gets the shorter setters."""
+        span = super().start_span(
+            name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+        )
+        if type(span) is _Span:
+            span.__class__ = _FastSpan
+        return span
+
+
+class _Processors(SynchronousMultiSpanProcessor):
+    """The SDK's processor list, calling each processor only for the hooks it implements.
+
+    A span's start, ending and end each call every processor; most implement one
+    or two of the three (the batch processor only ``on_end``), and a call to the
+    base class's empty method still costs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._starts: tuple[Any, ...] = ()
+        self._endings: tuple[Any, ...] = ()
+        self._ends: tuple[Any, ...] = ()
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        with self._lock:
+            self._span_processors += (span_processor,)
+            every = self._span_processors
+            self._starts = tuple(p.on_start for p in every if type(p).on_start is not _NO_START)
+            self._endings = tuple(p._on_ending for p in every if type(p)._on_ending is not _NO_ENDING)
+            self._ends = tuple(p.on_end for p in every if type(p).on_end is not _NO_END)
+
+    def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
+        for on_start in self._starts:
+            on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Span) -> None:
+        for on_ending in self._endings:
+            on_ending(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for on_end in self._ends:
+            on_end(span)
+
+
+_NO_START: Final = SpanProcessor.on_start
+_NO_ENDING: Final = SpanProcessor._on_ending
+_NO_END: Final = SpanProcessor.on_end
+
+
+class FastTracerProvider(TracerProvider):
+    """The SDK's ``TracerProvider`` whose tracers take the shorter path (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if _AVAILABLE and len(args) < 4 and kwargs.get("active_span_processor") is None:
+            kwargs["active_span_processor"] = _Processors()
+        super().__init__(*args, **kwargs)
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: types.Attributes = None,
+    ) -> trace_api.Tracer:
+        tracer = super().get_tracer(
+            instrumenting_module_name, instrumenting_library_version, schema_url, attributes
+        )
+        if _AVAILABLE and type(tracer) is Tracer:
+            tracer.__class__ = _FastTracer
+            tracer._fast_children = _fast_children(tracer.sampler)  # type: ignore[attr-defined]
+        return tracer
+
+
+def attributes_of(span: object) -> Mapping[str, Any]:
+    """The attributes of a span, event or link to read: the SDK's own dict when there is one, not a proxy."""
+    stored = getattr(span, "_attributes", None)
+    if type(stored) is BoundedAttributes and _AVAILABLE:
+        return stored._dict
+    return getattr(span, "attributes", None) or {}
+
+
+def _sequence_of(span: Any, stored_name: str, public_name: str) -> Sequence[Any]:
+    stored = getattr(span, stored_name, None)
+    if type(stored) is BoundedList and _AVAILABLE:
+        queue = cast(Any, stored)._dq
+        return tuple(queue) if queue else ()
+    return getattr(span, public_name, None) or ()
+
+
+def events_of(span: ReadableSpan | trace_api.Span) -> Sequence[Event]:
+    """A span's events (a snapshot), without the SDK's locked copy when there are none."""
+    return _sequence_of(span, "_events", "events")
+
+
+def links_of(span: ReadableSpan | trace_api.Span) -> Sequence[Link]:
+    """A span's links (a snapshot), as :func:`events_of`."""
+    return _sequence_of(span, "_links", "links")
+
+
+def put_session(span: trace_api.Span, attributes: Mapping[str, Any]) -> None:
+    """Set attributes read from this or a related span of the same provider (so already clean)."""
+    stored = getattr(span, "_attributes", None)
+    lock = getattr(span, "_lock", None)
+    if type(stored) is BoundedAttributes and _AVAILABLE and lock is not None and stored.maxlen != 0:
+        with lock:
+            if getattr(span, "_end_time", 1) is None:
+                put_clean(stored, attributes)
+                return
+    span.set_attributes(attributes)
