@@ -171,21 +171,35 @@ _WORD_CACHE_SIZE = 50_000
 """Distinct words whose features :class:`IntentClassifier` remembers (all is forgotten past it)."""
 
 
-@dataclass(frozen=True, slots=True)
 class _WordFeatures:
-    """What one word of a message gives :func:`features`, as vocabulary indices (``None``: unknown)."""
+    """What one word of a message gives :func:`features`, as vocabulary indices (``None``: unknown).
 
-    token: str
-    breaks: bool
-    punctuation: bool
-    negator: bool
-    concepts: tuple[str, ...]
-    kept: tuple[int, ...]
-    """``k:`` concept features (the word not negated)."""
-    negated: tuple[int, ...]
-    """``n:`` concept features, then ``n:<word>`` (the word negated)."""
-    word: int | None
-    stem: int | None
+    A plain class with slots: one is made for every word not seen before, and a dataclass's
+    frozen ``__init__`` would cost more than the rest of the word's features.
+    """
+
+    __slots__ = ("breaks", "concepts", "kept", "negated", "negator", "punctuation", "stem", "token", "word")
+
+    def __init__(
+        self,
+        token: str,
+        concepts: tuple[str, ...],
+        kept: tuple[int, ...],
+        negated: tuple[int, ...],
+        word: int | None,
+        stem: int | None,
+    ) -> None:
+        self.token = token
+        self.breaks = token in _BREAKS
+        self.punctuation = self.breaks and token in ".!?;,:"
+        self.negator = token in _NEGATORS
+        self.concepts = concepts
+        self.kept = kept
+        """``k:`` concept features (the word not negated)."""
+        self.negated = negated
+        """``n:`` concept features, then ``n:<word>`` (the word negated)."""
+        self.word = word
+        self.stem = stem
 
 
 @dataclass(frozen=True)
@@ -326,15 +340,12 @@ class IntentClassifier:
             return tuple(i for name in names if (i := vocabulary.get(name)) is not None)
 
         info = _WordFeatures(
-            token=token,
-            breaks=token in _BREAKS,
-            punctuation=token in _BREAKS and token in ".!?;,:",
-            negator=token in _NEGATORS,
-            concepts=concepts,
-            kept=known(f"k:{c}" for c in concepts),
-            negated=known([*(f"n:{c}" for c in concepts), f"n:{token}"]),
-            word=vocabulary.get(f"w:{token}"),
-            stem=vocabulary.get(f"s:{token[:5]}") if len(token) > 5 else None,
+            token,
+            concepts,
+            known(f"k:{c}" for c in concepts),
+            known([*(f"n:{c}" for c in concepts), f"n:{token}"]),
+            vocabulary.get(f"w:{token}"),
+            vocabulary.get(f"s:{token[:5]}") if len(token) > 5 else None,
         )
         if len(self._word_features) >= _WORD_CACHE_SIZE:
             self._word_features.clear()

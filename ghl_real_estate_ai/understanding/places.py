@@ -190,15 +190,23 @@ def find_places(raw: str, known: Sequence[str] = (), places: Gazetteer | None = 
                     hits.append((i, name))
                     matched = size
                     break
-        if not matched and len(words[i]) >= 5:
-            after_listed_place = i > 1 and words[i - 1] in _AND_OR and bool(hits) and hits[-1][0] >= i - 3
-            # "the rancho cucamungo area", "riversid county": a place noun right after the name.
-            before_place_noun = any(w in _PLACE_NOUNS for w in words[i + 1 : i + 3])
-            if after_place_word or short_answer or after_listed_place or before_place_noun:
-                fuzzy = _fuzzy(words, i, places)
-                if fuzzy is not None:
-                    hits.append((i, fuzzy[0]))
-                    matched = fuzzy[1]
+        # A misspelling after a place word, in a bare answer, after "x and"/"x or" with a place x
+        # just before, or before a place noun ("the rancho cucamungo area", "riversid county"):
+        # each looked at only when the earlier ones fail.
+        if (
+            not matched
+            and len(words[i]) >= 5
+            and (
+                after_place_word
+                or short_answer
+                or (i > 1 and words[i - 1] in _AND_OR and bool(hits) and hits[-1][0] >= i - 3)
+                or not _PLACE_NOUNS.isdisjoint(words[i + 1 : i + 3])
+            )
+        ):
+            fuzzy = _fuzzy(words, i, places)
+            if fuzzy is not None:
+                hits.append((i, fuzzy[0]))
+                matched = fuzzy[1]
         i += matched or 1
     found = {fold(name) for _, name in hits}
     # A capitalised name after "in"/"near" that no list has: a neighbourhood, kept as written.

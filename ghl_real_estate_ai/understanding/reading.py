@@ -59,7 +59,15 @@ from ghl_real_estate_ai.understanding.quantities import (
     _count,
     _money_category,
 )
-from ghl_real_estate_ai.understanding.text import _CLAUSE_BREAK, _NUM, _affirmed, _negated, finditer, search
+from ghl_real_estate_ai.understanding.text import (
+    _CLAUSE_BREAK,
+    _NUM,
+    _affirmed,
+    _negated,
+    finditer,
+    may_match,
+    search,
+)
 
 __all__ = [
     "ACT_THRESHOLD",
@@ -317,7 +325,9 @@ def read_message(
     flags: dict[str, float] = dict(scores)
     if len(sentences) > 1:
         per_sentence = [_sentence_scores(sentence) for sentence in sentences]
-        flags = {label: max(each[label] for each in per_sentence) for label in scores}
+        # Every probability dict lists the labels in the classifier's order: column-wise maxima.
+        columns = zip(*(each.values() for each in per_sentence), strict=True)
+        flags = dict(zip(scores, map(max, columns), strict=True))
     if _affirmed(_BUY, text):
         found.add("looking_to_buy")
     if _affirmed(_SELL, text):
@@ -406,13 +416,17 @@ def read_message(
         found.property_address = " ".join(address.group().rstrip(".").split())
         found.add("property_address")
 
-    for name, pattern in _RED_FLAGS:
-        if _affirmed(pattern, text) and name not in found.red_flags:
-            found.red_flags.append(name)
     # Said in plain words ("mom passed and we have to sell her house", "missed 3 payments"):
     # the classifier's red-flag label counts when no phrase of its family did.
     # A phrase of the family that is there but negated ("I'm not in foreclosure") vetoes it.
-    denied = {name for name, pattern in _RED_FLAGS if search(pattern, text) and name not in found.red_flags}
+    denied: set[str] = set()
+    for name, pattern in _RED_FLAGS:
+        if not may_match(pattern, text):
+            continue
+        if _affirmed(pattern, text):
+            found.red_flags.append(name)
+        elif pattern.search(text):
+            denied.add(name)
     for label in RED_FLAG_LABELS:
         flag, family = _RED_FLAG_FAMILIES[label]
         if flags.get(label, 0.0) >= RED_FLAG_THRESHOLD and not family & (set(found.red_flags) | denied):
