@@ -167,7 +167,7 @@ def features(text: str) -> list[str]:
     return out
 
 
-_WORD_CACHE_SIZE = 50_000
+_WORD_CACHE_SIZE = 20_000
 """Distinct words whose features :class:`IntentClassifier` remembers (all is forgotten past it)."""
 
 
