@@ -24,7 +24,7 @@ import calendar
 import re
 from datetime import date, timedelta
 
-from ghl_real_estate_ai.understanding.text import _NUM, _negated, _number, _rx, finditer
+from ghl_real_estate_ai.understanding.text import _NUM, _negated, _number, _rx, finditer, table_may_match
 
 _TIMELINE_FIXED: tuple[tuple[re.Pattern[str], int], ...] = (
     (_rx(r"\basap\b", r"\bas soon as possible\b", r"\bright away\b", r"\bimmediately\b", r"\burgent(?:ly)?\b",
@@ -64,7 +64,7 @@ def _duration(text: str) -> tuple[int, int] | None:
         if best is None or pos >= best[0]:
             best = (pos, days)
 
-    for pattern, days in _TIMELINE_FIXED:
+    for pattern, days in _TIMELINE_FIXED if table_may_match(_TIMELINE_FIXED, text) else ():
         for match in finditer(pattern, text):
             if not _negated(text, match.start()):
                 offer(match.start(), days)

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import re
 
-from ghl_real_estate_ai.understanding.text import _CLAUSE_BREAK, _affirmed, _negated, _rx, finditer, search
+from ghl_real_estate_ai.understanding.text import (
+    _CLAUSE_BREAK,
+    _affirmed,
+    _negated,
+    _rx,
+    finditer,
+    search,
+    table_may_match,
+)
 
 _HOME = r"(?:home|house|condo|townhouse|townhome|place|property|properties)"
 _BUY = _rx(
@@ -252,6 +260,8 @@ def _preapproval(text: str) -> bool | None:
 
 def _latest_category(text: str, table: tuple[tuple[str, re.Pattern[str]], ...]) -> tuple[str, bool] | None:
     """The category whose match ends last (longest on ties), and whether it is negated."""
+    if not table_may_match(table, text):
+        return None
     best: tuple[int, int, str, bool] | None = None
     for name, pattern in table:
         for match in finditer(pattern, text):

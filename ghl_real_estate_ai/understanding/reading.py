@@ -67,6 +67,7 @@ from ghl_real_estate_ai.understanding.text import (
     finditer,
     may_match,
     search,
+    table_may_match,
 )
 
 __all__ = [
@@ -283,6 +284,8 @@ def _read_part(raw: str) -> str:
 
 
 def _objections(text: str) -> list[str]:
+    if not table_may_match(_OBJECTIONS, text):
+        return []
     return [name for name, pattern in _OBJECTIONS if search(pattern, text)]
 
 
@@ -420,7 +423,7 @@ def read_message(
     # the classifier's red-flag label counts when no phrase of its family did.
     # A phrase of the family that is there but negated ("I'm not in foreclosure") vetoes it.
     denied: set[str] = set()
-    for name, pattern in _RED_FLAGS:
+    for name, pattern in _RED_FLAGS if table_may_match(_RED_FLAGS, text) else ():
         if not may_match(pattern, text):
             continue
         if _affirmed(pattern, text):

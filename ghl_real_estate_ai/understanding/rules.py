@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from ghl_real_estate_ai.understanding.text import _affirmed, _rx, finditer, search
+from ghl_real_estate_ai.understanding.text import _affirmed, _rx, finditer, search, table_may_match
 
 __all__ = [
     "OPT_IN_KEYWORDS",
@@ -84,7 +84,7 @@ _PREAPPROVED = re.compile(
 def financing(text: str) -> str | None:
     """The financing kind the message states (the last one named), else "preapproved" if it says so."""
     best: tuple[int, str] | None = None
-    for name, pattern in _FINANCING:
+    for name, pattern in _FINANCING if table_may_match(_FINANCING, text) else ():
         match = _affirmed(pattern, text)
         if match is not None and (best is None or match.start() >= best[0]):
             best = (match.start(), name)
@@ -108,6 +108,8 @@ _PROPERTY_TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 def property_type(text: str) -> str | None:
     """The kind of home named last in the message."""
+    if not table_may_match(_PROPERTY_TYPES, text):
+        return None
     best: tuple[int, str] | None = None
     for name, pattern in _PROPERTY_TYPES:
         for match in finditer(pattern, text):
@@ -150,6 +152,8 @@ _BUYER_FOR = (
 
 def buyer_for(text: str) -> str | None:
     """Who the home is for, when the message says it is not (only) for the contact."""
+    if not table_may_match(_BUYER_FOR, text):
+        return None
     for name, pattern in _BUYER_FOR:
         if _affirmed(pattern, text):
             return name

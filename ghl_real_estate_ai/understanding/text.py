@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ghl_real_estate_ai.understanding.normalise import fold
@@ -166,6 +166,43 @@ def may_match(pattern: re.Pattern[str], text: str) -> bool:
         found = _NEEDLES[pattern]
     except KeyError:
         found = _NEEDLES[pattern] = _needle_check(pattern)
+    if found is None:
+        return True
+    check, any_digit = found
+    if any_digit and not text.isascii():
+        return True
+    if isinstance(check, str):
+        return check in text
+    return check.search(text) is not None
+
+
+_TABLES: dict[int, tuple[object, tuple[str | re.Pattern[str], bool] | None]] = {}
+
+
+def _table_check(table: Sequence[tuple[Any, Any]]) -> tuple[str | re.Pattern[str], bool] | None:
+    fixed: set[str] = set()
+    any_digit = False
+    for row in table:
+        pattern = row[0] if isinstance(row[0], re.Pattern) else row[1]
+        strings = needles(pattern)
+        if strings is None:
+            return None  # this one may match anything: the table must be run
+        fixed.update(n for n in strings if n != _ANY_DIGIT)
+        any_digit = any_digit or _ANY_DIGIT in strings
+    ordered = sorted(fixed)
+    check: str | re.Pattern[str] = (
+        ordered[0] if len(ordered) == 1 else re.compile("|".join(map(re.escape, ordered)))
+    )
+    return check, any_digit
+
+
+def table_may_match(table: Sequence[tuple[Any, Any]], text: str) -> bool:
+    """False only when no pattern of a phrase table (rows of a name or value and a pattern, in either
+    order) can match ``text``: one look for all their needles instead of one per pattern."""
+    cached = _TABLES.get(id(table))
+    if cached is None or cached[0] is not table:
+        cached = _TABLES[id(table)] = (table, _table_check(table))
+    found = cached[1]
     if found is None:
         return True
     check, any_digit = found

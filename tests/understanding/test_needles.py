@@ -88,3 +88,29 @@ def test_objections_of_is_the_reading_s() -> None:
     texts = [e.text for e in load_split("test")] + ["too expensive. just looking, not ready " * 200]
     for text in texts:
         assert objections_of(text) == read_message(text, today=date(2026, 3, 3)).objections
+
+
+def test_no_shipped_table_is_skipped_where_one_of_its_patterns_matches() -> None:
+    from ghl_real_estate_ai.understanding import dates, phrases, rules
+    from ghl_real_estate_ai.understanding.text import table_may_match
+
+    tables = [
+        phrases._RED_FLAGS,
+        phrases._OBJECTIONS,
+        phrases._MOTIVES,
+        phrases._CONDITIONS,
+        rules._FINANCING,
+        rules._PROPERTY_TYPES,
+        rules._BUYER_FOR,
+        dates._TIMELINE_FIXED,
+    ]
+    texts = [normalise(e.text) for split in ("train", "test") for e in load_split(split)]
+    hits = 0
+    for table in tables:
+        patterns = [row[0] if isinstance(row[0], re.Pattern) else row[1] for row in table]
+        for text in texts:
+            if any(p.search(text) for p in patterns):
+                assert table_may_match(table, text), text
+                hits += 1
+    assert hits > 500
+    assert not table_may_match(phrases._RED_FLAGS, "hello there")
