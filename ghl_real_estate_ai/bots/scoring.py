@@ -35,6 +35,7 @@ from typing import Literal
 
 from ghl_real_estate_ai.bots.cma import CMAResult
 from ghl_real_estate_ai.bots.intent_decoder import LeadIntent, Turn, analyze_lead
+from ghl_real_estate_ai.understanding.reading import objections_of
 
 __all__ = [
     "CONDITION_SCORES",
@@ -252,8 +253,8 @@ def _objections_handled(turns: Sequence[Turn], intent: LeadIntent) -> float | No
     raised = 0
     handled = 0
     for index, turn in enumerate(inbound):
-        single = analyze_lead([turn], known_areas=())
-        if not single.objections:
+        # The objections of one message are all analyze_lead([turn]) would be asked for here.
+        if not objections_of(turn.body or ""):
             continue
         raised += 1
         # Handled: the contact kept talking afterwards, with substance, and did not opt out.

@@ -118,10 +118,17 @@ _PREFIX_CONCEPTS: tuple[tuple[str, str], ...] = tuple(
 )
 
 
+# The prefixes by their first letter, in table order: a word is only compared with those it could start with.
+_PREFIXES_BY_LETTER: dict[str, tuple[tuple[str, str], ...]] = {
+    letter: tuple(pc for pc in _PREFIX_CONCEPTS if pc[0][0] == letter)
+    for letter in {p[0] for p, _ in _PREFIX_CONCEPTS}
+}
+
+
 @functools.lru_cache(maxsize=8192)
 def _concepts(word: str) -> tuple[str, ...]:
     found: list[str] = []
-    for prefix, concept in _PREFIX_CONCEPTS:
+    for prefix, concept in _PREFIXES_BY_LETTER.get(word[:1], ()):
         if word.startswith(prefix) and (len(prefix) >= 4 or word == prefix) and concept not in found:
             found.append(concept)
     return tuple(found)
@@ -228,16 +235,25 @@ class IntentClassifier:
     def scores(self, text: str) -> dict[str, float]:
         """Label -> probability for one message (they sum to 1)."""
         counts = self._feature_counts(text)
-        logits = self.intercept.copy()
+        # The same arithmetic as ``tf * idf``, L2 norm, ``intercept + x @ coef``, softmax, in as few
+        # numpy calls as give the same bits: a tf of 1 leaves the idf as it is, a + b is b + a, and
+        # a square root is correctly rounded in numpy and in math alike.
         if counts:
             index = np.array(list(counts), dtype=np.intp)
-            tf = np.array([1.0 if c == 1 else 1.0 + math.log(c) for c in counts.values()], dtype=np.float64)
-            weights = tf * self.idf[index]
-            norm = float(np.sqrt(weights @ weights))
-            logits += (weights / norm) @ self.coef[index]
+            weights = self.idf[index]
+            if len(counts) != sum(counts.values()):
+                tf = np.array(
+                    [1.0 if c == 1 else 1.0 + math.log(c) for c in counts.values()], dtype=np.float64
+                )
+                weights = tf * weights
+            norm = math.sqrt(float(weights @ weights))
+            logits = (weights / norm) @ self.coef[index]
+            logits += self.intercept
+        else:
+            logits = self.intercept.copy()
         logits -= logits.max()
-        exp = np.exp(logits)
-        probs = exp / exp.sum()
+        probs = np.exp(logits, out=logits)
+        probs /= probs.sum()
         return dict(zip(self.labels, probs.tolist(), strict=True))
 
     def _feature_counts(self, text: str) -> dict[int, int]:

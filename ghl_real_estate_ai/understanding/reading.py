@@ -69,6 +69,7 @@ __all__ = [
     "SELLER_MOTIVES",
     "Reading",
     "asked_about",
+    "objections_of",
     "read_message",
     "read_message_cached",
 ]
@@ -266,6 +267,23 @@ def _money(text: str, found: Reading, asked: str, side: str) -> None:
                 found.add("price_expectation")
 
 
+def _read_part(raw: str) -> str:
+    """The part of a message that is read (:data:`MAX_READ_CHARS`)."""
+    if len(raw) > MAX_READ_CHARS:
+        return raw[: MAX_READ_CHARS - 1000] + "\n" + raw[-1000:]
+    return raw
+
+
+def _objections(text: str) -> list[str]:
+    return [name for name, pattern in _OBJECTIONS if search(pattern, text)]
+
+
+def objections_of(raw: str) -> list[str]:
+    """The objections one message raises: :attr:`Reading.objections` of :func:`read_message`, which
+    depend on the text alone, without reading the rest."""
+    return _objections(normalise(_read_part(raw)))
+
+
 @functools.lru_cache(maxsize=SENTENCE_CACHE_SIZE)
 def _sentence_scores(sentence: str) -> Mapping[str, float]:
     """The classifier's probabilities for one sentence of a message, remembered: short sentences
@@ -285,8 +303,7 @@ def read_message(
         known_areas: area names to recognise besides the gazetteer's.
         side: "buyer"/"seller" when the conversation so far leans one way, else "".
     """
-    if len(raw) > MAX_READ_CHARS:
-        raw = raw[: MAX_READ_CHARS - 1000] + "\n" + raw[-1000:]
+    raw = _read_part(raw)
     text = normalise(raw)
     found = Reading()
     classifier = load_classifier()
@@ -402,9 +419,7 @@ def read_message(
             found.red_flags.append(flag)
     if found.red_flags:
         found.add("red_flag")
-    for name, pattern in _OBJECTIONS:
-        if search(pattern, text) and name not in found.objections:
-            found.objections.append(name)
+    found.objections = _objections(text)
     if found.objections:
         found.add("objection")
 

@@ -64,6 +64,8 @@ def _affirmed(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
 _sre: Any = importlib.import_module("re._parser")
 _sre_const: Any = importlib.import_module("re._constants")
 _ZERO_WIDTH = frozenset({_sre_const.AT, _sre_const.ASSERT, _sre_const.ASSERT_NOT})
+_ANY_DIGIT = "\x00any digit"
+"""A needle no text holds: where a pattern's needles include it, a text that is not ASCII may match."""
 _REPEATS = frozenset({_sre_const.MAX_REPEAT, _sre_const.MIN_REPEAT, _sre_const.POSSESSIVE_REPEAT})
 
 
@@ -83,10 +85,13 @@ def _characters(items: Any) -> frozenset[str] | None:
         elif op is _sre_const.RANGE and av[1] - av[0] < 10:
             chars.update(chr(c) for c in range(av[0], av[1] + 1))
         elif op is _sre_const.CATEGORY and av is _sre_const.CATEGORY_DIGIT:
-            return None  # Unicode digits are more than ten characters
+            # Any Unicode digit: the ten ASCII ones stand for them in ASCII text, and
+            # may_match lets every other text through (the _ANY_DIGIT needle).
+            chars.update("0123456789")
+            chars.add(_ANY_DIGIT)
         else:
             return None
-    return frozenset(chars) if 0 < len(chars) <= 10 else None
+    return frozenset(chars) if 0 < len(chars - {_ANY_DIGIT}) <= 10 else None
 
 
 def _required(items: Any) -> frozenset[str] | None:
@@ -130,11 +135,15 @@ def needles(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
     if not found:
         return None
     # One needle inside another makes the longer one redundant: the shorter is found wherever it is.
-    kept = [n for n in found if not any(other != n and other in n for other in found)]
+    kept = [
+        n
+        for n in found
+        if n == _ANY_DIGIT or not any(other not in (n, _ANY_DIGIT) and other in n for other in found)
+    ]
     return tuple(sorted(kept))
 
 
-_NEEDLES: dict[re.Pattern[str], tuple[str, ...] | None] = {}
+_NEEDLES: dict[re.Pattern[str], tuple[tuple[str, ...], bool] | None] = {}
 
 
 def may_match(pattern: re.Pattern[str], text: str) -> bool:
@@ -142,8 +151,15 @@ def may_match(pattern: re.Pattern[str], text: str) -> bool:
     try:
         found = _NEEDLES[pattern]
     except KeyError:
-        found = _NEEDLES[pattern] = needles(pattern)
-    return found is None or any(map(text.__contains__, found))
+        strings = needles(pattern)
+        found = _NEEDLES[pattern] = (
+            None if strings is None else (tuple(n for n in strings if n != _ANY_DIGIT), _ANY_DIGIT in strings)
+        )
+    if found is None:
+        return True
+    if found[1] and not text.isascii():
+        return True
+    return any(map(text.__contains__, found[0]))
 
 
 def finditer(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
