@@ -220,6 +220,45 @@ async def test_httpx_client_span_and_propagated_context() -> None:
     )
 
 
+async def _client_span_of_a_post() -> ReceivedSpan:
+    with OTLPGrpcReceiver() as collector, OTLPHttpReceiver() as target:
+        setup_observability(settings(), exporter_type="otlp", endpoint=collector.endpoint)
+        with tracer.start_as_current_span("ghl.call"):
+            async with httpx.AsyncClient() as client:
+                body = trace_service_pb2.ExportTraceServiceRequest().SerializeToString()
+                headers = {"content-type": "application/x-protobuf"}
+                response = await client.post(f"{target.endpoint}/v1/traces", content=body, headers=headers)
+        assert response.status_code == 200
+        flush_observability()
+        spans = collector.wait_for(lambda spans: len(spans) >= 2)
+    (client_span,) = [s for s in spans if s.kind is SpanKind.CLIENT]
+    return client_span
+
+
+async def test_httpx_headers_are_not_copied_when_none_is_captured() -> None:
+    """The instrumentation's per-call header copy is skipped; the CLIENT span keeps its attributes."""
+    from opentelemetry.instrumentation import httpx as instrumentation
+
+    from ghl_real_estate_ai.observability import _autoinstrument
+
+    client_span = await _client_span_of_a_post()
+    assert instrumentation._normalize_headers is _autoinstrument._no_headers
+    attributes = client_span.attributes
+    assert attributes.get("http.response.status_code", attributes.get("http.status_code")) == 200
+    assert not [key for key in client_span.attributes if ".header." in key]
+
+
+async def test_httpx_headers_asked_for_are_still_captured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.instrumentation import httpx as instrumentation
+
+    from ghl_real_estate_ai.observability import _autoinstrument
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST", "content-type")
+    client_span = await _client_span_of_a_post()
+    assert instrumentation._normalize_headers is not _autoinstrument._no_headers
+    assert list(client_span.attributes["http.request.header.content_type"]) == ["application/x-protobuf"]
+
+
 def test_instrument_libraries_reports_what_it_instrumented() -> None:
     """setup instruments httpx, asyncpg and redis; a second call finds nothing left to do."""
     setup_observability(settings(), exporter_type="none")
