@@ -164,12 +164,24 @@ def _known_keys(known: tuple[str, ...]) -> tuple[dict[tuple[str, ...], str], fro
     return keys, frozenset(key[0] for key in keys if key)
 
 
+_SHARED_SIZE = 1024
+"""Texts whose places :func:`find_places` remembers for reads the known areas cannot change."""
+_SHARED: dict[str, tuple[str, ...]] = {}
+
+
 def find_places(raw: str, known: Sequence[str] = (), places: Gazetteer | None = None) -> list[str]:
     """Places named in ``raw``, in the order named (a name named twice counts where it was last)."""
+    shared = places is None
     places = places or gazetteer()
     text = fold(raw)
     words = [w.strip(".'") for w in _WORD.findall(text.replace("-", " "))]
     known_keys, known_starts = _known_keys(tuple(known))
+    # Known areas whose first word is not in the text match nothing here (a match starts at one of
+    # its words): the result is the one without them, remembered for every such read of the text
+    # (a message is looked at without them for its language, and with the comps' areas for its facts).
+    common = shared and known_starts.isdisjoint(words)
+    if common and (remembered := _SHARED.get(raw)) is not None:
+        return list(remembered)
     longest = max(places.longest, *(len(k) for k in known_keys), 1)
     hits: list[tuple[int, str]] = []
     # A bare answer ("redlands or yucaipa"): misspellings count without a place word.
@@ -226,4 +238,8 @@ def find_places(raw: str, known: Sequence[str] = (), places: Gazetteer | None = 
         if name in ordered:
             ordered.remove(name)
         ordered.append(name)
+    if common:
+        if len(_SHARED) >= _SHARED_SIZE:
+            _SHARED.clear()
+        _SHARED[raw] = tuple(ordered)
     return ordered
