@@ -34,6 +34,9 @@ _NON_NEGATING = re.compile(
 )
 
 
+_LETTERS = re.compile(r"[a-z']+")
+
+
 def _negated(text: str, start: int, window: int = 4) -> bool:
     # The clause a negator must share with the phrase is short: looking back a bounded stretch keeps
     # a long message linear (a check per match over the whole head would be quadratic).
@@ -41,8 +44,9 @@ def _negated(text: str, start: int, window: int = 4) -> bool:
     breaks = list(_CLAUSE_BREAK.finditer(head))
     if breaks:
         head = head[breaks[-1].end() :]
-    head = _NON_NEGATING.sub(" ", head)
-    words = re.findall(r"[a-z']+", head)[-window:]
+    if may_match(_NON_NEGATING, head):
+        head = _NON_NEGATING.sub(" ", head)
+    words = _LETTERS.findall(head)[-window:]
     return any(w in _NEGATORS for w in words)
 
 
