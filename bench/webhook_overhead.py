@@ -132,9 +132,6 @@ def _free_port() -> int:
 
 def _serve_app(port: int) -> None:
     """Child mode: the real app under uvicorn, configured by the environment (as in production)."""
-    import uvicorn
-
-    from ghl_real_estate_ai.api.serving import server_options
     from ghl_real_estate_ai.app import create_app
     from ghl_real_estate_ai.integrations.ghl.sandbox import get_sandbox_state
     from ghl_real_estate_ai.observability.otel_config import export_stats
@@ -153,25 +150,12 @@ def _serve_app(port: int) -> None:
         print(json.dumps({"exported": stats.exported, "dropped": stats.dropped}), flush=True)
 
     app.shutdown = shutdown_then_stats  # type: ignore[method-assign]
-    options = server_options()  # uvloop and httptools, as `jorge serve` runs it
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        workers=1,
-        log_level="warning",
-        access_log=False,
-        loop=options["loop"],
-        http=options["http"],
-    )
+    _run_uvicorn(app, port)
 
 
 def _serve_bare(port: int) -> None:
     """Child mode: a bare FastAPI JSON route, the yardstick of acceptance 2."""
-    import uvicorn
     from fastapi import FastAPI
-
-    from ghl_real_estate_ai.api.serving import server_options
 
     bare = FastAPI()
 
@@ -179,17 +163,17 @@ def _serve_bare(port: int) -> None:
     async def route(body: dict[str, Any]) -> dict[str, Any]:
         return {"status": "processed", "event_id": len(body)}
 
-    options = server_options()  # the same loop and parser as the app's server: a fair yardstick
-    uvicorn.run(
-        bare,
-        host="127.0.0.1",
-        port=port,
-        workers=1,
-        log_level="warning",
-        access_log=False,
-        loop=options["loop"],
-        http=options["http"],
-    )
+    _run_uvicorn(bare, port)  # the same loop and parser as the app's server: a fair yardstick
+
+
+def _run_uvicorn(app: Any, port: int) -> None:
+    """Serve ``app`` as `jorge serve` does (uvloop and httptools, one worker), quietly."""
+    import uvicorn
+
+    from ghl_real_estate_ai.api.serving import server_options
+
+    options: dict[str, Any] = {"workers": 1, "log_level": "warning", "access_log": False}
+    uvicorn.run(app, host="127.0.0.1", port=port, **options, **server_options())
 
 
 def _serve_receiver() -> None:

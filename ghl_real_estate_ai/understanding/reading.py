@@ -99,6 +99,10 @@ READ_CACHE_SIZE = 1024
 for the turns in flight and their conversations' recent messages, bounded whatever the traffic."""
 SENTENCE_CACHE_SIZE = 4096
 """Sentences whose classifier probabilities :func:`read_message` keeps (least recently used go first)."""
+SENTENCE_CACHE_CHARS = 40
+"""Only sentences this short are remembered: "Hi!", "Thanks.", "Is this Jorge?" come back in many
+messages, a longer one hardly ever, and remembering it would only flatter a benchmark that sends
+the same texts again."""
 RED_FLAG_THRESHOLD = 0.75
 """A red-flag label this probable is a red flag even when no phrase of its kind matched."""
 VALUE_PHRASE_PRECISION = 0.9
@@ -295,10 +299,16 @@ def objections_of(raw: str) -> list[str]:
     return _objections(normalise(_read_part(raw)))
 
 
-@functools.lru_cache(maxsize=SENTENCE_CACHE_SIZE)
 def _sentence_scores(sentence: str) -> Mapping[str, float]:
-    """The classifier's probabilities for one sentence of a message, remembered: short sentences
-    ("Hi!", "Thanks.", "Is this Jorge?") come back in many messages. Shared: never change it."""
+    """The classifier's probabilities for one sentence of a message; a short one is remembered
+    (see :data:`SENTENCE_CACHE_CHARS`). Shared: never change it."""
+    if len(sentence) <= SENTENCE_CACHE_CHARS:
+        return _short_sentence_scores(sentence)
+    return load_classifier().scores(sentence)
+
+
+@functools.lru_cache(maxsize=SENTENCE_CACHE_SIZE)
+def _short_sentence_scores(sentence: str) -> Mapping[str, float]:
     return load_classifier().scores(sentence)
 
 
