@@ -170,11 +170,16 @@ def may_match(pattern: re.Pattern[str], text: str) -> bool:
         found = _NEEDLES[pattern]
     except KeyError:
         found = _NEEDLES[pattern] = _needle_check(pattern)
+    return _holds_needle(found, text)
+
+
+def _holds_needle(found: tuple[str | re.Pattern[str], bool] | None, text: str) -> bool:
+    """False only when ``text`` holds none of the needles ``found`` (None: no needles, may match)."""
     if found is None:
         return True
     check, any_digit = found
     if any_digit and not text.isascii():
-        return True
+        return True  # ``\d`` matches any Unicode digit, which no ASCII needle stands for
     if isinstance(check, str):
         return check in text
     return check.search(text) is not None
@@ -207,14 +212,7 @@ def table_may_match(table: Sequence[tuple[Any, Any]], text: str) -> bool:
     if cached is None or cached[0] is not table:
         cached = _TABLES[id(table)] = (table, _table_check(table))
     found = cached[1]
-    if found is None:
-        return True
-    check, any_digit = found
-    if any_digit and not text.isascii():
-        return True
-    if isinstance(check, str):
-        return check in text
-    return check.search(text) is not None
+    return _holds_needle(found, text)
 
 
 def finditer(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
