@@ -345,3 +345,28 @@ async def test_a_durable_write_queued_when_the_store_closes_is_refused(sqlite_ur
     await store.close()
     with pytest.raises(StorageUnavailableError, match="not open"):
         await writing
+
+
+@pytest.mark.parametrize("when", ["before it ran", "while it syncs"])
+async def test_writers_of_a_cancelled_sync_get_a_storage_error_not_a_cancellation(
+    sqlite_url: str, when: str
+) -> None:
+    store = open_store(sqlite_url)
+    await store.open()
+    try:
+        assert isinstance(store, SQLiteStore)
+        writing = asyncio.ensure_future(store.record_webhook_event(**_intake(1)))  # type: ignore[arg-type]
+        # The store has no hook for these internal moments: each loop turn checks them once.
+        while store._durable_syncer is None:  # noqa: ASYNC110 - queued: the syncer exists
+            await asyncio.sleep(0)
+        syncer = store._durable_syncer
+        if when == "while it syncs":
+            while not (store._conn_lock.locked() or writing.done()):  # noqa: ASYNC110 - holds the connection
+                await asyncio.sleep(0)
+        syncer.cancel()
+        with pytest.raises(StorageUnavailableError, match="stopped before the write was synced"):
+            await asyncio.wait_for(writing, 30)
+        assert not writing.cancelled()
+        assert store._durable_syncer is None
+    finally:
+        await store.close()
