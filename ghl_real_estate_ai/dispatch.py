@@ -88,6 +88,7 @@ async def drain_contact(
     wait: float = TRY_LOCK_SECONDS,
     order_window: timedelta = ORDER_WINDOW,
     not_before: datetime | None = None,
+    claim: int | None = None,
     clock: Callable[[], datetime] = _utcnow,
 ) -> dict[int, ProcessOutcome]:
     """Process the contact's ``received`` events in ``dateAdded`` order while holding its lock.
@@ -102,6 +103,9 @@ async def drain_contact(
         order_window: the settling time of an event (see :func:`settles_at`).
         not_before: wait until then before asking for the lock (the caller's own
             event's :func:`settles_at`); the wait holds nothing.
+        claim: the caller's own event, settled by ``not_before``: when it is the contact's
+            only ``received`` event, the round trip that takes the lock claims it too
+            (one round trip fewer than claiming it after; on PostgreSQL one statement fewer too).
         clock: the current time, against which events settle (the worker passes its own).
 
     Returns:
@@ -119,12 +123,19 @@ async def drain_contact(
         # just ended may still read a hair before ``not_before``).
         now = clock() if not_before is None else max(clock(), not_before)
         try:
-            async with store.unit_of_work() as uow, store.contact_lock(contact_id, timeout=wait):
-                # The release reads the contact's events again in its own batch.
-                uow.recheck, uow.rechecked = contact_id, None
-                await _drain_locked(
-                    store, processor, contact_id, max_attempts, outcomes, tried, order_window, now
-                )
+            async with store.unit_of_work() as uow:
+                # The caller's own event has settled: when nothing else of the contact waits,
+                # it is the one to process first, and the lock's round trip claims it.
+                uow.claim = claim if not tried else None
+                try:
+                    async with store.contact_lock(contact_id, timeout=wait):
+                        # The release reads the contact's events again in its own batch.
+                        uow.recheck, uow.rechecked = contact_id, None
+                        await _drain_locked(
+                            store, processor, contact_id, max_attempts, outcomes, tried, order_window, now
+                        )
+                finally:
+                    uow.claim = uow.claimed = None
         except LockTimeoutError:
             logger.debug("contact %s is being drained by another holder", contact_id)
             return outcomes

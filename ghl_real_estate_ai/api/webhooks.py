@@ -326,7 +326,12 @@ async def _store_and_process(
             window = timedelta(milliseconds=request.app.state.settings.contact_order_window_ms)
             settled = settles_at(inserted.event, window) if inserted.event is not None else None
             outcomes = await drain_contact(
-                store, processor, message.contact_id, order_window=window, not_before=settled
+                store,
+                processor,
+                message.contact_id,
+                order_window=window,
+                not_before=settled,
+                claim=inserted.event_id if settled is not None else None,
             )
             outcome = outcomes.get(inserted.event_id, "queued")
         elif await store.claim_webhook_event(inserted.event_id):

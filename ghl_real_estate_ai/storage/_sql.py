@@ -272,6 +272,12 @@ class UnitOfWork:
     """The contact's ``received`` events read with the lock, in ``dateAdded`` order (served once)."""
     circuits: dict[str, Circuit] | None = None
     """Every location's outbox circuit, read with the lock (None: unknown, or written since)."""
+    claim: int | None = None
+    """An event to claim in the round trip that takes the next contact lock, when it is then
+    the contact's only ``received`` event (see ``claimed``); taken by that lock, used once."""
+    claimed: int | None = None
+    """The ``claim`` event, when the lock claimed it: ``claim_webhook_event`` answers for it from
+    memory, once."""
     recheck: str | None = None
     """A contact whose ``received`` events are read again as its lock is released (see ``rechecked``)."""
     rechecked: list[WebhookEvent] | None = None
@@ -392,8 +398,9 @@ PREFETCH_HANDOFFS = timedelta(days=1)
 PREFETCH_EVENTS = 20
 """``received`` events of the locked contact read with the lock (what one drain takes)."""
 
-_SINCE_ARG = 5
-"""Where the handoffs' ``since`` sits in the arguments of :func:`prefetch_sql`."""
+_SINCE_ARG = -3
+"""Where the handoffs' ``since`` sits in the arguments of :func:`prefetch_sql` (from the end: a
+claim's arguments may come before them, see :func:`prefetch_claim_sql`)."""
 _EVENTS_IN_ORDER = "ORDER BY CASE WHEN date_added IS NULL THEN 1 ELSE 0 END, date_added, id"
 
 # The columns of each table read with a contact's lock; JSON ones are nested as JSON.
@@ -458,6 +465,27 @@ _PREFETCH_TABLES: dict[str, tuple[str, tuple[str, ...], frozenset[str]]] = {
 
 
 _PENDING_EVENTS = _PREFETCH_TABLES["events"][0]
+
+CLAIM_ALONE = """UPDATE webhook_events SET status = 'processing', attempts = attempts + 1, updated_at = ?
+    WHERE id = ? AND contact_id = ? AND status = 'received'
+      AND NOT EXISTS (SELECT 1 FROM webhook_events AS other
+                      WHERE other.contact_id = ? AND other.status = 'received' AND other.id <> ?)"""
+"""Claim an event with its contact's lock (``UnitOfWork.claim``): only when no other
+``received`` event of the contact could come first. Arguments: :meth:`SQLStore._lock_claim`."""
+
+
+@lru_cache(maxsize=2)
+def prefetch_claim_sql(dialect: Dialect) -> str:
+    """:func:`prefetch_sql` that also claims an event (:data:`CLAIM_ALONE`), in ONE statement.
+
+    A data-modifying CTE (PostgreSQL): the reads see the rows as they were before the
+    claim, and a ``claimed`` row says that it was made. Its arguments are the claim's,
+    then the prefetch's.
+    """
+    return (
+        f"WITH claimed AS ({CLAIM_ALONE} RETURNING id) {prefetch_sql(dialect)}"
+        " UNION ALL SELECT 'claimed' AS kind, row_to_json(t) AS body FROM claimed AS t"
+    )
 
 
 @lru_cache(maxsize=2)
@@ -972,17 +1000,24 @@ class SQLStore(ReliabilityQueries, ABC):
             ) = saved
 
     def _enter_contact(
-        self, contact_id: str, prefetched: tuple[Step, Sequence[dict[str, Any]]] | None = None
+        self,
+        contact_id: str,
+        prefetched: tuple[Step, Sequence[dict[str, Any]]] | None = None,
+        claimed: int | None = None,
     ) -> None:
         """Serve ``contact_id``'s rows from memory from now on (the caller holds its lock).
 
         Args:
             contact_id: the locked contact.
             prefetched: the step of :meth:`_prefetch_step` and its rows, when the backend read them.
+            claimed: the event the lock's round trip claimed (see ``UnitOfWork.claim``), when
+                the backend claimed it in a statement of its own; one claimed in the prefetch
+                statement (:func:`prefetch_claim_sql`) is read from its rows.
         """
         uow = self._uow.get()
         if uow is None:
             return
+        uow.claimed = claimed
         uow.contact_id = contact_id
         uow.contact, uow.contact_known = None, False
         uow.messages, uow.messages_complete = None, False
@@ -1004,14 +1039,28 @@ class SQLStore(ReliabilityQueries, ABC):
         uow.handoffs = sorted(handoffs, key=lambda h: (h.created_at, h.id))
         uow.handoffs_since = step.rows[0][_SINCE_ARG]
         uow.events = _event_order([_webhook_event(r) for r in read.get("events", [])])
+        for row in read.get("claimed", ()):
+            uow.claimed = int(row["id"])
         uow.circuits = {
             r["location_id"]: Circuit(int(r["failures"]), r["next_probe_at"])
             for r in read.get("circuits", [])
         }
 
-    def _prefetch_step(self, contact_id: str) -> Step:
+    def _lock_claim(self, contact_id: str) -> tuple[Any, ...] | None:
+        """The arguments of :data:`CLAIM_ALONE` for the unit of work's ``claim``, or None; taken once."""
+        uow = self._uow.get()
+        if uow is None or uow.claim is None:
+            return None
+        event_id, uow.claim = uow.claim, None
+        return (_now(), event_id, contact_id, contact_id, event_id)
+
+    def _prefetch_step(self, contact_id: str, claim: tuple[Any, ...] | None = None) -> Step:
         """What every locked turn reads first, in ONE statement: the contact, its newest messages,
-        its slots, its handoffs of the last day and its ``received`` events (see :func:`prefetch_sql`)."""
+        its slots, its handoffs of the last day and its ``received`` events (see :func:`prefetch_sql`).
+
+        With ``claim`` (:meth:`_lock_claim`'s arguments) the statement also claims that
+        event (:func:`prefetch_claim_sql`, PostgreSQL only).
+        """
         since = _now() - PREFETCH_HANDOFFS
         args = (
             contact_id,
@@ -1024,6 +1073,8 @@ class SQLStore(ReliabilityQueries, ABC):
             PREFETCH_EVENTS,
         )
         assert args[_SINCE_ARG] is since
+        if claim is not None:
+            return Step(prefetch_claim_sql(self.dialect), ((*claim, *args),))
         return Step(prefetch_sql(self.dialect), (args,))
 
     async def _flush_and_release(
@@ -1281,6 +1332,10 @@ class SQLStore(ReliabilityQueries, ABC):
             stale_before: also take over an event stuck in ``processing`` since
                 before this time (its worker died).
         """
+        uow = self._uow.get()
+        if stale_before is None and uow is not None and uow.claimed == event_id:
+            uow.claimed = None  # claimed with the contact's lock (see UnitOfWork.claim)
+            return True
         sql = """UPDATE webhook_events SET status = 'processing', attempts = attempts + 1, updated_at = ?
                  WHERE id = ? AND status IN ('received', 'failed') RETURNING id"""
         args: tuple[Any, ...] = (_now(), event_id)

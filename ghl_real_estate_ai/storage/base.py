@@ -195,7 +195,9 @@ class Store(Protocol):
 
         Yields the unit of work: setting its ``recheck`` to a contact whose lock is held
         inside has that contact's ``received`` events read in the lock's release batch,
-        into ``rechecked`` (None until then).
+        into ``rechecked`` (None until then). Setting its ``claim`` to an event has the
+        next contact lock claim it in the round trip that takes the lock, when it is then
+        the contact's only ``received`` event; ``claim_webhook_event`` answers for it then.
         """
 
     def contact_lock(self, contact_id: str, timeout: float = 30.0) -> AbstractAsyncContextManager[None]:

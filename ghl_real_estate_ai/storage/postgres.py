@@ -44,6 +44,7 @@ from opentelemetry.trace import TracerProvider
 
 from ghl_real_estate_ai.errors import StorageError, StorageUnavailableError
 from ghl_real_estate_ai.storage._sql import (
+    CLAIM_ALONE,
     Backoff,
     SQLStore,
     Step,
@@ -51,6 +52,7 @@ from ghl_real_estate_ai.storage._sql import (
     Unit,
     describe_statement,
     plan_statements,
+    prefetch_sql,
 )
 from ghl_real_estate_ai.storage.schema import MIGRATIONS, SCHEMA_LOCK_KEY, Migration, bootstrap_sql
 
@@ -471,8 +473,11 @@ class PostgresStore(SQLStore):
         """
         loop = asyncio.get_running_loop()
         backoff = Backoff()
-        prefetch = self._prefetch_step(contact_id)
-        with self._spans.operation([_TRY_LOCK, prefetch.sql]):
+        claim = self._lock_claim(contact_id)
+        prefetch = self._prefetch_step(contact_id, claim)
+        # The span names what is done (the claim and the reads), not the one statement they ride in.
+        done = [_TRY_LOCK, *([CLAIM_ALONE] if claim else []), prefetch_sql(self.dialect)]
+        with self._spans.operation(done):
             # Polling pg_try_advisory_lock keeps the one lock connection free for
             # other contacts and honours the timeout exactly.
             while not await self._lock_call(_TRY_LOCK, key):

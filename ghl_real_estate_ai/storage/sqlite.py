@@ -48,6 +48,7 @@ from opentelemetry.trace import TracerProvider
 from ghl_real_estate_ai.errors import StorageError, StorageUnavailableError
 from ghl_real_estate_ai.storage._spans import Timed, now_ns
 from ghl_real_estate_ai.storage._sql import (
+    CLAIM_ALONE,
     Backoff,
     SQLStore,
     Step,
@@ -65,6 +66,10 @@ _T = TypeVar("_T")
 _JSON_COLUMNS = frozenset({"tags", "state", "payload", "response", "trace_context", "value"})
 _TRACED_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE"})
 _WRITES_INSERT = "INSERT INTO jorge_writes (kind, args) VALUES "
+_CLAIM_WITH_LEASE = (
+    f"{CLAIM_ALONE} AND EXISTS (SELECT 1 FROM locks WHERE name = ? AND owner = ?) RETURNING id"
+)
+"""The claim that rides with the lease (see ``UnitOfWork.claim``): made only by the lease's owner."""
 _ARG = re.compile(r"\?")
 _QUOTED = re.compile(r"'(?:[^']|'')*'")
 # Built once: json.dumps with any option builds a new encoder per call.
@@ -652,8 +657,8 @@ class SQLiteStore(SQLStore):
         renewable before it ran out).
         """
         token = secrets.token_hex(16)
-        prefetched = await self._take_lease(contact_id, name, token, deadline, error)
-        self._enter_contact(contact_id, prefetched)
+        read, rows, claimed = await self._take_lease(contact_id, name, token, deadline, error)
+        self._enter_contact(contact_id, (read, rows), claimed)
         lost = asyncio.Event()
         renewer = asyncio.create_task(self._renew_lease(name, token, lost), name=f"lease {name}")
         release = Step("DELETE FROM locks WHERE name = ? AND owner = ?", ((name, token),))
@@ -674,9 +679,15 @@ class SQLiteStore(SQLStore):
 
     async def _take_lease(
         self, contact_id: str, name: str, token: str, deadline: float, error: Exception
-    ) -> tuple[Step, list[dict[str, Any]]]:
+    ) -> tuple[Step, list[dict[str, Any]], int | None]:
+        """Take the lease, read the contact's rows and claim the unit of work's ``claim``: one round trip.
+
+        Returns:
+            The prefetch step, its rows, and the event claimed (or None).
+        """
         loop = asyncio.get_running_loop()
         backoff = Backoff()
+        claim = self._lock_claim(contact_id)
         while True:
             now = datetime.now(UTC)
             lease = Step(
@@ -688,9 +699,16 @@ class SQLiteStore(SQLStore):
             )
             # The reads ride along: a taken lease costs them nothing more than the wait.
             read = self._prefetch_step(contact_id)
-            taken, rows = await self.flush(lease, read)
-            if taken:
-                return read, rows
+            if claim is None:
+                taken, rows = await self.flush(lease, read)
+                if taken:
+                    return read, rows, None
+            else:
+                # After the read (which sees the event still received), and only for the lease's owner.
+                claiming = Step(_CLAIM_WITH_LEASE, ((*claim, name, token),))
+                taken, rows, claimed = await self.flush(lease, read, claiming)
+                if taken:
+                    return read, rows, int(claimed[0]["id"]) if claimed else None
             if loop.time() >= deadline:
                 raise error
             await backoff.sleep(deadline)
