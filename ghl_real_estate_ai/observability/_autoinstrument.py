@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ghl_real_estate_ai.observability import _provider
+from ghl_real_estate_ai.observability import _leanhttp, _provider
 from ghl_real_estate_ai.observability._exporters import Problems
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def deactivate() -> None:
             _uninstrument_one_app(app)
         done = list(_instrumentors)
         _instrumentors.clear()
+        _leanhttp.uninstall()
     for name, instrumentor in done:
         try:
             instrumentor.uninstrument()
@@ -153,6 +154,7 @@ def skip_unused_header_copies() -> bool:
 
 def _instrument_libraries(problems: Problems) -> list[tuple[str, Any]]:
     skip_unused_header_copies()
+    _leanhttp.install()
     done: list[tuple[str, Any]] = []
     switch = _provider.install()
     for name, factory in _instrumentor_factories():
@@ -191,6 +193,7 @@ def instrument_libraries() -> list[str]:
 def _instrument_one_app(app: FastAPI) -> None:
     if app in _instrumented_apps:
         return
+    _leanhttp.install()
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.instrumentation.propagators import (
         TraceResponsePropagator,

@@ -135,6 +135,10 @@ class _SwitchTracer(Tracer):
             self._generation = _generation
         return self._tracer
 
+    def children_follow_parent(self) -> bool:
+        """True when the current SDK tracer samples a child as its parent is (default ``ParentBased``)."""
+        return getattr(self._current(), "_fast_children", False) is True
+
     def start_span(
         self,
         name: str,
