@@ -78,6 +78,12 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"))
 _COMPACT_FINITE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
+_CHECKPOINT_EVERY = 128
+"""Calls on the connection between two checkpoints of its write-ahead log. A webhook makes
+about 10 of them and writes about 40 pages: about every 500 pages, where SQLite's own
+checkpoint (turned off, see ``_checkpoint``) comes every 1,000."""
+
+
 def _sync_file(path: str) -> None:
     """``fsync`` the file at ``path``: what was written to it is on disk when this returns."""
     fd = os.open(path, os.O_RDONLY)
@@ -214,6 +220,11 @@ class SQLiteStore(SQLStore):
         """The write-ahead log's path when the file is in WAL mode: durable writes sync it (_sync_group)."""
         self.wal_syncs = 0
         """How many times the write-ahead log was synced for durable writes."""
+        self.checkpoints = 0
+        """How many times the write-ahead log was checkpointed (see _checkpoint)."""
+        self._calls_since_checkpoint = 0
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
 
     # --- life cycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -267,6 +278,9 @@ class SQLiteStore(SQLStore):
         if str(mode[0]).lower() == "wal":
             [main] = await conn.execute_fetchall("SELECT file FROM pragma_database_list WHERE name = 'main'")
             self._wal_file = f"{main[0]}-wal"  # where SQLite keeps it: next to the file it opened
+            # Copying the log into the file (and syncing both) is done by _checkpoint in a
+            # thread; SQLite's own would run inside a commit, on the event loop.
+            await conn.execute_fetchall("PRAGMA wal_autocheckpoint = 0")
         await conn.execute_fetchall("PRAGMA foreign_keys = ON")
         # WAL with synchronous=NORMAL: every commit survives a crash of the app; only a
         # power loss or OS crash can undo the last ones, and the commit that must survive
@@ -302,11 +316,47 @@ class SQLiteStore(SQLStore):
                 raise
 
     async def close(self) -> None:
-        """Close the connection (waits for a running transaction); safe to call twice."""
+        """Close the connection (waits for a running transaction and checkpoint); safe to call twice."""
         async with self._conn_lock:
+            if self._checkpointer is not None:
+                await asyncio.wait({self._checkpointer})  # a thread: it cannot be cancelled
+                self._checkpointer = None
+            checkpoint_conn, self._checkpoint_conn = self._checkpoint_conn, None
+            if checkpoint_conn is not None:
+                checkpoint_conn.close()
             conn, self._conn = self._conn, None
             if conn is not None:
                 await conn.close()
+
+    def _count_call(self) -> None:
+        """Every ``_CHECKPOINT_EVERY`` calls on the connection, checkpoint the log in a thread."""
+        self._calls_since_checkpoint += 1
+        if self._calls_since_checkpoint < _CHECKPOINT_EVERY or self._wal_file is None:
+            return
+        if self._checkpointer is not None and not self._checkpointer.done():
+            return
+        self._calls_since_checkpoint = 0
+        # A context of its own: the caller's span and unit of work are not the checkpoint's.
+        self._checkpointer = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(self._checkpoint), name="sqlite checkpoint", context=contextvars.Context()
+        )
+
+    def _checkpoint(self) -> None:
+        """Copy the write-ahead log into the file, in a thread, on a connection of its own.
+
+        ``PASSIVE``: it waits for no reader or writer, and the app's writers keep appending
+        to the log meanwhile. With ``synchronous = NORMAL`` SQLite syncs the log before it
+        copies it and the file after. Failing is harmless (the log is copied next time).
+        """
+        try:
+            conn = self._checkpoint_conn
+            if conn is None:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._checkpoint_conn = conn
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.checkpoints += 1
+        except sqlite3.Error as exc:
+            logger.warning("the write-ahead log of %s could not be checkpointed: %s", self.safe_url, exc)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; StorageUnavailableError when the store is closed or the file is gone."""
@@ -528,6 +578,7 @@ class SQLiteStore(SQLStore):
         leave nothing behind when it fails (a failed statement or a rolled-back batch).
         """
         raw = conn._conn
+        self._count_call()
         if inline:
             try:
                 return work(raw)
