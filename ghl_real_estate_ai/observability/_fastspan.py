@@ -47,6 +47,7 @@ from opentelemetry.sdk.trace import (
     TracerProvider,
     _Span,
 )
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
@@ -55,6 +56,7 @@ from opentelemetry.util import types
 __all__ = [
     "READABLE_FIELDS",
     "FastTracerProvider",
+    "ReservableIds",
     "attributes_of",
     "available",
     "events_of",
@@ -432,6 +434,39 @@ _NO_ENDING: Final = SpanProcessor._on_ending
 _NO_END: Final = SpanProcessor.on_end
 
 
+class ReservableIds(IdGenerator):
+    """The provider's id generator, able to hand out a root span's trace id before the span starts.
+
+    The server middleware of :mod:`._leanhttp` takes the trace id of a request's root
+    span with :meth:`reserve_trace_id` to ask the sampler whether the request will be
+    sampled; the next root span started on this thread gets that id. Every id still
+    comes from the wrapped generator, and each is used once.
+    """
+
+    def __init__(self, inner: IdGenerator) -> None:
+        self.inner = inner
+        self.generate_span_id = inner.generate_span_id  # type: ignore[method-assign]
+        self.is_trace_id_random = inner.is_trace_id_random  # type: ignore[method-assign]
+        self._reserved = threading.local()
+
+    def generate_span_id(self) -> int:
+        return self.inner.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        reserved: int | None = getattr(self._reserved, "trace_id", None)
+        if reserved is not None:
+            self._reserved.trace_id = None
+            return reserved
+        return self.inner.generate_trace_id()
+
+    def reserve_trace_id(self) -> int:
+        """The trace id the next root span started on this thread will get."""
+        reserved: int | None = getattr(self._reserved, "trace_id", None)
+        if reserved is None:
+            reserved = self._reserved.trace_id = self.inner.generate_trace_id()
+        return reserved
+
+
 class FastTracerProvider(TracerProvider):
     """The SDK's ``TracerProvider`` whose tracers take the shorter path (see the module docstring)."""
 
@@ -439,6 +474,8 @@ class FastTracerProvider(TracerProvider):
         if _AVAILABLE and len(args) < 4 and kwargs.get("active_span_processor") is None:
             kwargs["active_span_processor"] = _Processors()
         super().__init__(*args, **kwargs)
+        if _AVAILABLE and isinstance(self.id_generator, IdGenerator):
+            self.id_generator = ReservableIds(self.id_generator)  # type: ignore[assignment]
 
     def get_tracer(
         self,
