@@ -60,6 +60,7 @@ __all__ = [
     "attributes_of",
     "available",
     "events_of",
+    "has_events",
     "links_of",
     "put_clean",
     "put_session",
@@ -92,17 +93,25 @@ _new_object = object.__new__
 _new_lock = threading.Lock
 
 
-def _bounded_attributes(maxlen: int | None, max_value_len: int | None) -> BoundedAttributes:
-    """``BoundedAttributes(maxlen, None, immutable=False, max_value_len=max_value_len)``, built directly."""
+def _bounded_attributes(
+    maxlen: int | None, max_value_len: int | None, items: Mapping[str, Any] | None = None
+) -> BoundedAttributes:
+    """``BoundedAttributes(maxlen, None, immutable=False, max_value_len=max_value_len)``, built directly.
+
+    ``items`` (already clean) are stored as :func:`put_clean` would store them.
+    """
     attributes: BoundedAttributes = _new_object(BoundedAttributes)
+    fits = not items or maxlen is None or len(items) <= maxlen
     attributes.__dict__ = {
-        "_dict": {},
+        "_dict": dict(items) if items and fits else {},
         "maxlen": maxlen,
         "dropped": 0,
         "max_value_len": max_value_len,
         "_lock": _new_lock(),
         "_immutable": False,
     }
+    if not fits:
+        put_clean(attributes, items)  # type: ignore[arg-type]  # past maxlen: the oldest dropped, counted
     return attributes
 
 
@@ -215,25 +224,19 @@ class _FastSpan(_Span):
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         kind = type(value)
-        max_len = self._limits.max_span_attribute_length
-        if (
-            type(key) is not str
-            or not key
-            or self._attributes.maxlen == 0
-            or not (
-                kind is bool
-                or kind is int
-                or kind is float
-                or (kind is str and (max_len is None or len(value) <= max_len))  # type: ignore[arg-type]
-            )
-        ):
+        if kind is str:
+            max_len = self._limits.max_span_attribute_length
+            clean = max_len is None or len(value) <= max_len  # type: ignore[arg-type]
+        else:
+            clean = kind is bool or kind is int or kind is float
+        stored = self._attributes
+        if not clean or type(key) is not str or not key or stored.maxlen == 0:
             super().set_attribute(key, value)
             return
         with self._lock:
             if self._end_time is not None:
                 _sdk_logger.warning("Setting attribute on ended span.")
                 return
-            stored = self._attributes
             with stored._lock:
                 found = stored._dict
                 if key in found:
@@ -273,9 +276,7 @@ class _FastSpan(_Span):
         if (attributes and items is None) or limits.max_event_attributes == 0:
             super().add_event(name, attributes, timestamp)
             return
-        bounded = _bounded_attributes(limits.max_event_attributes, limits.max_attribute_length)
-        if items:
-            put_clean(bounded, items)
+        bounded = _bounded_attributes(limits.max_event_attributes, limits.max_attribute_length, items)
         bounded._immutable = True
         self._add_event(Event(name=name, attributes=bounded, timestamp=timestamp))
 
@@ -341,6 +342,7 @@ class _FastTracer(Tracer):
         record_end_metrics = self._tracer_metrics.start_span(parent, decision)
         if not sampled:
             return trace_api.NonRecordingSpan(context=span_context)
+        fill = limits.max_span_attributes != 0
         span: _FastSpan = _new_object(_FastSpan)
         span.__dict__ = {
             "_name": name,
@@ -351,7 +353,9 @@ class _FastTracer(Tracer):
             "_parent": parent,
             "_start_time": None,
             "_end_time": None,
-            "_attributes": _bounded_attributes(limits.max_span_attributes, limits.max_span_attribute_length),
+            "_attributes": _bounded_attributes(
+                limits.max_span_attributes, limits.max_span_attribute_length, items if fill else None
+            ),
             "_events": _bounded_list(limits.max_events),
             "_links": _bounded_list(limits.max_links),
             "_resource": self.resource,
@@ -365,12 +369,8 @@ class _FastTracer(Tracer):
             "_lock": _new_lock(),
             "_record_end_metrics": record_end_metrics,
         }
-        if items:
-            stored = span._attributes
-            if stored.maxlen == 0:
-                stored._set_items(dict(items))
-            else:
-                put_clean(stored, items)
+        if items and not fill:
+            span._attributes._set_items(dict(items))  # maxlen 0: the SDK counts every one dropped
         span.start(start_time=start_time, parent_context=context)
         return span
 
@@ -507,6 +507,14 @@ def _sequence_of(span: Any, stored_name: str, public_name: str) -> Sequence[Any]
         queue = cast(Any, stored)._dq
         return tuple(queue) if queue else ()
     return getattr(span, public_name, None) or ()
+
+
+def has_events(span: object) -> bool:
+    """Whether a span has events, without copying them."""
+    stored = getattr(span, "_events", None)
+    if type(stored) is BoundedList and _AVAILABLE:
+        return bool(cast(Any, stored)._dq)
+    return bool(getattr(span, "events", None))
 
 
 def events_of(span: ReadableSpan | trace_api.Span) -> Sequence[Event]:

@@ -6,10 +6,10 @@ to pay, each replaced only where the result is the same:
 * **The ASGI header getter.** The server middleware looks request headers up
   about ten times per request (host, user agent, ``traceparent``, ``tracestate``,
   ``baggage``, ``content-length``...), and its getter decodes every header of the
-  request on each lookup to compare names. :class:`_LeanASGIGetter` compares the
-  raw ASCII names instead (ASGI gives them lowercased) and decodes only what it
-  returns; a name that is not ASCII is compared the instrumentation's own way, so
-  the answers are the same list of the same strings.
+  request on each lookup to compare names. ``_LeanASGIGetter`` indexes the names
+  of a header list once (decoded and lowercased as the instrumentation compares
+  them) and serves the next lookups in an equal list from that index, decoding
+  only the values it returns: the same list of the same strings.
 * **The request's URL parsed again.** The client instrumentation reads a request's
   URL as ``httpx.URL(str(request.url))``, a second parse of a URL httpx already
   parsed (about 15 us); the request's own (immutable) URL is used instead.
@@ -76,7 +76,7 @@ _httpx_instrumentation: Any = None
 
 
 def installed() -> tuple[str, ...]:
-    """The shorter paths in place: ``asgi-getter``, ``server-unsampled``, ``httpx-url``, ``httpx-unsampled``."""
+    """The shorter paths in place (``asgi-getter``, ``server-unsampled``, ``httpx-url``...)."""
     names = []
     for _, name, _ in _replaced:
         if name == "asgi_getter":
@@ -101,26 +101,30 @@ def _lean_getter_class(module: Any) -> type | None:
     decode: Callable[[Any], str] = found
 
     class _LeanASGIGetter(base):  # type: ignore[misc, valid-type]
-        """The instrumentation's ``ASGIGetter``, decoding only the headers it returns."""
+        """The instrumentation's ``ASGIGetter``, reading a request's header names once.
+
+        The middleware looks up a dozen names in the same headers: the first lookup
+        indexes them (by the lowercased decoded name the instrumentation compares),
+        later ones on an equal header list use that index. Values are decoded when
+        returned, as the instrumentation decodes only the values it returns.
+        """
+
+        _index: tuple[tuple[Any, ...], dict[str, list[Any]]] | None = None
 
         def get(self, carrier: dict[str, Any], key: str) -> list[str] | None:
             headers = carrier.get("headers")
             if not headers:
                 return None
-            lowered = key.lower()
-            if not lowered.isascii():
-                return super().get(carrier, key)  # type: ignore[no-any-return]
-            wanted = lowered.encode()
-            decoded: list[str] = []
-            for raw_key, raw_value in headers:
-                if type(raw_key) is bytes and raw_key.isascii():
-                    # ASCII bytes lower and decode to what the instrumentation compares.
-                    if raw_key.lower() != wanted:
-                        continue
-                elif decode(raw_key).lower() != lowered:
-                    continue
-                decoded.append(decode(raw_value))
-            return decoded or None
+            snapshot = tuple(headers)
+            index = self._index
+            if index is None or index[0] != snapshot:
+                table: dict[str, list[Any]] = {}
+                for raw_key, raw_value in snapshot:
+                    table.setdefault(decode(raw_key).lower(), []).append(raw_value)
+                index = (snapshot, table)
+                self._index = index
+            found = index[1].get(key.lower())
+            return [decode(raw) for raw in found] if found else None
 
     return _LeanASGIGetter
 

@@ -75,6 +75,23 @@ def test_the_asgi_getter_answers_as_the_instrumentation_does() -> None:
                 assert _outcome(lean, carrier, key) == _outcome(own, carrier, key), (headers, key)
 
 
+def test_the_asgi_getter_reads_a_changed_header_list_again() -> None:
+    lean_class = _leanhttp._lean_getter_class(asgi_instrumentation)
+    assert lean_class is not None
+    lean = lean_class()
+    headers: list[Any] = [(b"host", b"a.example"), (b"x-n", b"1")]
+    carrier = {"headers": headers}
+    assert lean.get(carrier, "x-n") == ["1"]
+    headers[1] = (b"x-n", b"2")  # the same list, changed in place
+    assert lean.get(carrier, "x-n") == ["2"]
+    headers.append((b"x-n", b"3"))
+    assert lean.get(carrier, "X-N") == ["2", "3"]
+    first = lean.get(carrier, "host")
+    assert first is not None
+    first.append("mine")  # a caller's list is its own
+    assert lean.get(carrier, "host") == ["a.example"]
+
+
 def test_setup_installs_the_shorter_paths_and_shutdown_removes_them() -> None:
     own_getter = asgi_instrumentation.asgi_getter
     own_wrapper = HTTPXClientInstrumentor._handle_async_request_wrapper
