@@ -30,6 +30,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import re
 import secrets
 import sqlite3
@@ -75,6 +76,15 @@ _QUOTED = re.compile(r"'(?:[^']|'')*'")
 # Built once: json.dumps with any option builds a new encoder per call.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 _COMPACT_FINITE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def _sync_file(path: str) -> None:
+    """``fsync`` the file at ``path``: what was written to it is on disk when this returns."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _json_arg() -> Callable[[re.Match[str]], str]:
@@ -200,6 +210,10 @@ class SQLiteStore(SQLStore):
         self._durable_queue: list[tuple[str, list[Any], asyncio.Future[list[sqlite3.Row]]]] = []
         """Durable writes waiting for the next group commit (see _durable_one)."""
         self._durable_syncer: asyncio.Task[None] | None = None
+        self._wal_file: str | None = None
+        """The write-ahead log's path when the file is in WAL mode: durable writes sync it (_sync_group)."""
+        self.wal_syncs = 0
+        """How many times the write-ahead log was synced for durable writes."""
 
     # --- life cycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -242,13 +256,17 @@ class SQLiteStore(SQLStore):
         delay = 0.01
         while True:
             try:
-                await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+                [mode] = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
                 break
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() >= deadline:
                     raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
+        self._wal_file = None
+        if str(mode[0]).lower() == "wal":
+            [main] = await conn.execute_fetchall("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            self._wal_file = f"{main[0]}-wal"  # where SQLite keeps it: next to the file it opened
         await conn.execute_fetchall("PRAGMA foreign_keys = ON")
         # WAL with synchronous=NORMAL: every commit survives a crash of the app; only a
         # power loss or OS crash can undo the last ones, and the commit that must survive
@@ -378,13 +396,13 @@ class SQLiteStore(SQLStore):
             return await self._batch(self._require_conn(), steps, begin=True)
 
     async def _durable_one(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
-        """Run one write with ``synchronous = FULL``: on disk before the call returns.
+        """Run one write that is on disk before the call returns (it survives a power loss).
 
-        Group commit: the disk wait (0.7 to 7 ms on this machine, day by day) would otherwise
-        hold the connection once per webhook. Writes that arrive while a group is being
-        synced wait for the next sync, which commits them all in one transaction, each in
-        its own savepoint: one disk wait per group, and a write that fails fails alone.
-        The sync runs in aiosqlite's thread, never on the event loop.
+        Group commit: writes that arrive while a group is being synced wait for the next
+        sync, which commits them all in one transaction, each in its own savepoint: one
+        disk wait per group, and a write that fails fails alone. The disk wait (0.7 to 7 ms
+        on this machine, day by day) happens in a thread, with the connection free for
+        the other statements meanwhile (see :meth:`_sync_group`).
         """
         params = [_encode(a) for a in args]
         self._require_conn()
@@ -448,9 +466,22 @@ class SQLiteStore(SQLStore):
     async def _sync_group(
         self, group: Sequence[tuple[str, list[Any]]]
     ) -> list[list[sqlite3.Row] | sqlite3.Error]:
-        def synced(raw: sqlite3.Connection) -> list[list[sqlite3.Row] | sqlite3.Error]:
+        """Commit ``group`` in one transaction (each write in its own savepoint), then sync it to disk.
+
+        In WAL mode the commit itself does not wait for the disk (``synchronous = NORMAL``):
+        its frames are written to the log, and the log is then synced (``fsync``) in a
+        thread, with the connection free for everyone else meanwhile. That is what
+        ``synchronous = FULL`` does at a WAL commit, without holding the connection for
+        the disk's wait (0.7 to 7 ms on this machine). Frames are appended in order and a
+        checkpoint syncs the log before it copies it, so the sync covers this commit.
+        Without WAL (a file system that refuses it) the commit is made with ``FULL``.
+        """
+        full = self._wal_file is None
+
+        def committed(raw: sqlite3.Connection) -> list[list[sqlite3.Row] | sqlite3.Error]:
             results: list[list[sqlite3.Row] | sqlite3.Error] = []
-            raw.execute("PRAGMA synchronous = FULL")
+            if full:
+                raw.execute("PRAGMA synchronous = FULL")
             try:
                 raw.execute("BEGIN IMMEDIATE")
                 try:
@@ -468,13 +499,21 @@ class SQLiteStore(SQLStore):
                         raw.execute("ROLLBACK")
                     raise
             finally:
-                raw.execute("PRAGMA synchronous = NORMAL")
+                if full:
+                    raw.execute("PRAGMA synchronous = NORMAL")
             return results
 
         async with self._conn_lock:
             conn = self._require_conn()
             self.stats.round_trips += 1
-            return await self._call(conn, synced, inline=False)
+            results = await self._call(conn, committed, inline=not full)
+        if self._wal_file is not None:
+            try:
+                await asyncio.to_thread(_sync_file, self._wal_file)
+            except OSError as exc:
+                raise self._unavailable(f"the write-ahead log could not be synced: {exc}") from None
+            self.wal_syncs += 1
+        return results
 
     async def _call(
         self, conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], _T], *, inline: bool = True

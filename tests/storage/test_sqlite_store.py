@@ -7,6 +7,7 @@ import json
 import sqlite3
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -296,7 +297,7 @@ def _intake(n: int) -> dict[str, object]:
 
 
 async def test_webhooks_arriving_together_are_synced_to_disk_in_one_group(sqlite_url: str) -> None:
-    """Concurrent intakes share one synchronous=FULL commit, and each gets its own row back."""
+    """Concurrent intakes share one transaction and one sync of the log, and each gets its own row back."""
     store = open_store(sqlite_url)
     await store.open()
     sent: list[str] = []
@@ -305,16 +306,78 @@ async def test_webhooks_arriving_together_are_synced_to_disk_in_one_group(sqlite
         store._conn._conn.set_trace_callback(lambda sql: sent.append(" ".join(sql.split())[:40]))
         inserted = await asyncio.gather(*(store.record_webhook_event(**_intake(n)) for n in range(20)))  # type: ignore[arg-type]
         store._conn._conn.set_trace_callback(None)
+        syncs = store.wal_syncs
         stored = await store._sql("SELECT webhook_id FROM webhook_events ORDER BY id")
     finally:
         await store.close()
     assert sorted(i.event_id for i in inserted) == list(range(1, 21))
     assert not any(i.duplicate for i in inserted)
     assert [r["webhook_id"] for r in stored] == [f"wh-{n}" for n in range(20)]
-    synced = sent[sent.index("PRAGMA synchronous = FULL") : sent.index("PRAGMA synchronous = NORMAL") + 1]
-    assert sent.count("PRAGMA synchronous = FULL") == 1
-    assert synced[1] == "BEGIN IMMEDIATE" and synced[-2] == "COMMIT"
-    assert sum(s.startswith("INSERT INTO webhook_events") for s in synced) == 20
+    group = sent[sent.index("BEGIN IMMEDIATE") : sent.index("COMMIT") + 1]
+    assert sent.count("BEGIN IMMEDIATE") == 1 and sent.count("COMMIT") == 1
+    assert sum(s.startswith("INSERT INTO webhook_events") for s in group) == 20
+    assert syncs == 1
+
+
+async def test_a_durable_write_returns_after_its_commit_was_synced_to_disk(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log is synced after the commit (the row is there for another connection) and before the
+    write returns; the connection serves other statements while the disk is waited for."""
+    from ghl_real_estate_ai.storage import sqlite as sqlite_module
+
+    store = open_store(sqlite_url)
+    await store.open()
+    assert isinstance(store, SQLiteStore) and store._wal_file is not None
+    real_sync = sqlite_module._sync_file
+    seen: list[tuple[str, list[str], bool]] = []
+    may_sync = threading.Event()
+
+    def sync_file(path: str) -> None:  # the real sync, once the test has looked around
+        reader = sqlite3.connect(store.path)
+        try:
+            rows = [r[0] for r in reader.execute("SELECT webhook_id FROM webhook_events")]
+        finally:
+            reader.close()
+        seen.append((path, rows, writing.done()))
+        may_sync.wait(30)
+        real_sync(path)
+
+    monkeypatch.setattr(sqlite_module, "_sync_file", sync_file)
+    try:
+        writing = asyncio.ensure_future(store.record_webhook_event(**_intake(1)))  # type: ignore[arg-type]
+        while not seen:  # noqa: ASYNC110 - the sync is waiting in its thread
+            await asyncio.sleep(0.001)
+        # Meanwhile the connection is free: another statement runs at once.
+        assert await asyncio.wait_for(store._sql("SELECT 1 AS one"), 30) == [{"one": 1}]
+        assert not writing.done()
+        may_sync.set()
+        inserted = await asyncio.wait_for(writing, 30)
+    finally:
+        may_sync.set()
+        await store.close()
+    assert inserted.event_id == 1
+    assert seen == [(store._wal_file, ["wh-1"], False)]
+    assert store._wal_file.endswith("jorge.db-wal")
+
+
+async def test_without_a_write_ahead_log_a_durable_write_commits_with_synchronous_full(
+    sqlite_url: str,
+) -> None:
+    store = open_store(sqlite_url)
+    await store.open()
+    sent: list[str] = []
+    try:
+        assert isinstance(store, SQLiteStore) and store._conn is not None
+        store._wal_file = None  # as on a file system that refuses WAL
+        store._conn._conn.set_trace_callback(lambda sql: sent.append(" ".join(sql.split())[:40]))
+        inserted = await store.record_webhook_event(**_intake(1))  # type: ignore[arg-type]
+        store._conn._conn.set_trace_callback(None)
+    finally:
+        await store.close()
+    assert inserted.event_id == 1 and store.wal_syncs == 0
+    full, normal = sent.index("PRAGMA synchronous = FULL"), sent.index("PRAGMA synchronous = NORMAL")
+    assert full < sent.index("BEGIN IMMEDIATE") < sent.index("COMMIT") < normal
 
 
 async def test_a_durable_write_that_fails_fails_alone_in_its_group(sqlite_url: str) -> None:
@@ -349,8 +412,19 @@ async def test_a_durable_write_queued_when_the_store_closes_is_refused(sqlite_ur
 
 @pytest.mark.parametrize("when", ["before it ran", "while it syncs"])
 async def test_writers_of_a_cancelled_sync_get_a_storage_error_not_a_cancellation(
-    sqlite_url: str, when: str
+    sqlite_url: str, when: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from ghl_real_estate_ai.storage import sqlite as sqlite_module
+
+    real_sync = sqlite_module._sync_file
+    syncing, may_sync = threading.Event(), threading.Event()
+
+    def sync_file(path: str) -> None:
+        syncing.set()
+        may_sync.wait(30)
+        real_sync(path)
+
+    monkeypatch.setattr(sqlite_module, "_sync_file", sync_file)
     store = open_store(sqlite_url)
     await store.open()
     try:
@@ -361,12 +435,13 @@ async def test_writers_of_a_cancelled_sync_get_a_storage_error_not_a_cancellatio
             await asyncio.sleep(0)
         syncer = store._durable_syncer
         if when == "while it syncs":
-            while not (store._conn_lock.locked() or writing.done()):  # noqa: ASYNC110 - holds the connection
-                await asyncio.sleep(0)
+            while not syncing.is_set():  # noqa: ASYNC110 - committed, its log being synced
+                await asyncio.sleep(0.001)
         syncer.cancel()
         with pytest.raises(StorageUnavailableError, match="stopped before the write was synced"):
             await asyncio.wait_for(writing, 30)
         assert not writing.cancelled()
         assert store._durable_syncer is None
     finally:
+        may_sync.set()
         await store.close()
