@@ -27,6 +27,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, TracerProvider
 
 from ghl_real_estate_ai.errors import CacheError, LockTimeoutError
+from ghl_real_estate_ai.observability._instrument import unsampled_parent
+
+_INTERNAL = SpanKind.INTERNAL
 
 __all__ = ["MemoryCache"]
 
@@ -125,7 +128,10 @@ class MemoryCache:
     async def get(self, key: str) -> Any | None:
         """The value, or None when missing or expired."""
         state = self._state()
-        span = self._tracer.start_span("cache.get", kind=SpanKind.INTERNAL)
+        # Under an unsampled parent the span would record nothing and is never current: none at all.
+        span = (
+            trace.INVALID_SPAN if unsampled_parent() else self._tracer.start_span("cache.get", kind=_INTERNAL)
+        )
         try:
             text = self._live(state, key)
             if span.is_recording():
@@ -137,7 +143,9 @@ class MemoryCache:
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` (JSON-serialisable) for ``ttl`` seconds, or until deleted."""
         state = self._state()
-        span = self._tracer.start_span("cache.set", kind=SpanKind.INTERNAL)
+        span = (
+            trace.INVALID_SPAN if unsampled_parent() else self._tracer.start_span("cache.set", kind=_INTERNAL)
+        )
         try:
             if span.is_recording():
                 span.set_attribute("cache.backend", "memory")

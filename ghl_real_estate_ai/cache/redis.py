@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ghl_real_estate_ai.errors import CacheError, LockTimeoutError
+from ghl_real_estate_ai.observability._instrument import unsampled_parent
 
 __all__ = ["RedisCache"]
 
@@ -133,6 +134,12 @@ class RedisCache:
             return suppress_instrumentation()
         return nullcontext() if span is None else trace.use_span(span, end_on_exit=False)
 
+    def _operation_span(self, name: str) -> Span:
+        """The operation's span; none under an unsampled parent unless command spans hang under it."""
+        if not self.trace_commands and unsampled_parent():
+            return trace.INVALID_SPAN
+        return self._tracer.start_span(name, kind=SpanKind.INTERNAL)
+
     def _error(self, exc: BaseException, what: str) -> CacheError:
         if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
             return CacheError(f"cannot reach Redis at REDIS_URL={self.safe_url!r}: {_cause(exc)}")
@@ -190,7 +197,7 @@ class RedisCache:
     async def get(self, key: str) -> Any | None:
         """The value, or None when missing or expired."""
         client = self._require()
-        span = self._tracer.start_span("cache.get", kind=SpanKind.INTERNAL)
+        span = self._operation_span("cache.get")
         try:
             with self._commands(span):
                 text = await client.get(self.namespace + key)
@@ -215,7 +222,7 @@ class RedisCache:
             raise CacheError(f"cannot cache {key!r}: its value is not JSON-serialisable ({exc})") from None
         px = None if ttl is None else _millis(ttl)
         client = self._require()
-        span = self._tracer.start_span("cache.set", kind=SpanKind.INTERNAL)
+        span = self._operation_span("cache.set")
         try:
             if span.is_recording():
                 span.set_attribute("cache.backend", "redis")

@@ -47,6 +47,7 @@ from opentelemetry.sdk.trace import (
     TracerProvider,
     _Span,
 )
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
@@ -55,9 +56,11 @@ from opentelemetry.util import types
 __all__ = [
     "READABLE_FIELDS",
     "FastTracerProvider",
+    "ReservableIds",
     "attributes_of",
     "available",
     "events_of",
+    "has_events",
     "links_of",
     "put_clean",
     "put_session",
@@ -90,17 +93,25 @@ _new_object = object.__new__
 _new_lock = threading.Lock
 
 
-def _bounded_attributes(maxlen: int | None, max_value_len: int | None) -> BoundedAttributes:
-    """``BoundedAttributes(maxlen, None, immutable=False, max_value_len=max_value_len)``, built directly."""
+def _bounded_attributes(
+    maxlen: int | None, max_value_len: int | None, items: Mapping[str, Any] | None = None
+) -> BoundedAttributes:
+    """``BoundedAttributes(maxlen, None, immutable=False, max_value_len=max_value_len)``, built directly.
+
+    ``items`` (already clean) are stored as :func:`put_clean` would store them.
+    """
     attributes: BoundedAttributes = _new_object(BoundedAttributes)
+    fits = not items or maxlen is None or len(items) <= maxlen
     attributes.__dict__ = {
-        "_dict": {},
+        "_dict": dict(items) if items and fits else {},
         "maxlen": maxlen,
         "dropped": 0,
         "max_value_len": max_value_len,
         "_lock": _new_lock(),
         "_immutable": False,
     }
+    if not fits:
+        put_clean(attributes, items)  # type: ignore[arg-type]  # past maxlen: the oldest dropped, counted
     return attributes
 
 
@@ -213,25 +224,19 @@ class _FastSpan(_Span):
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         kind = type(value)
-        max_len = self._limits.max_span_attribute_length
-        if (
-            type(key) is not str
-            or not key
-            or self._attributes.maxlen == 0
-            or not (
-                kind is bool
-                or kind is int
-                or kind is float
-                or (kind is str and (max_len is None or len(value) <= max_len))  # type: ignore[arg-type]
-            )
-        ):
+        if kind is str:
+            max_len = self._limits.max_span_attribute_length
+            clean = max_len is None or len(value) <= max_len  # type: ignore[arg-type]
+        else:
+            clean = kind is bool or kind is int or kind is float
+        stored = self._attributes
+        if not clean or type(key) is not str or not key or stored.maxlen == 0:
             super().set_attribute(key, value)
             return
         with self._lock:
             if self._end_time is not None:
                 _sdk_logger.warning("Setting attribute on ended span.")
                 return
-            stored = self._attributes
             with stored._lock:
                 found = stored._dict
                 if key in found:
@@ -271,9 +276,7 @@ class _FastSpan(_Span):
         if (attributes and items is None) or limits.max_event_attributes == 0:
             super().add_event(name, attributes, timestamp)
             return
-        bounded = _bounded_attributes(limits.max_event_attributes, limits.max_attribute_length)
-        if items:
-            put_clean(bounded, items)
+        bounded = _bounded_attributes(limits.max_event_attributes, limits.max_attribute_length, items)
         bounded._immutable = True
         self._add_event(Event(name=name, attributes=bounded, timestamp=timestamp))
 
@@ -339,6 +342,7 @@ class _FastTracer(Tracer):
         record_end_metrics = self._tracer_metrics.start_span(parent, decision)
         if not sampled:
             return trace_api.NonRecordingSpan(context=span_context)
+        fill = limits.max_span_attributes != 0
         span: _FastSpan = _new_object(_FastSpan)
         span.__dict__ = {
             "_name": name,
@@ -349,7 +353,9 @@ class _FastTracer(Tracer):
             "_parent": parent,
             "_start_time": None,
             "_end_time": None,
-            "_attributes": _bounded_attributes(limits.max_span_attributes, limits.max_span_attribute_length),
+            "_attributes": _bounded_attributes(
+                limits.max_span_attributes, limits.max_span_attribute_length, items if fill else None
+            ),
             "_events": _bounded_list(limits.max_events),
             "_links": _bounded_list(limits.max_links),
             "_resource": self.resource,
@@ -363,12 +369,8 @@ class _FastTracer(Tracer):
             "_lock": _new_lock(),
             "_record_end_metrics": record_end_metrics,
         }
-        if items:
-            stored = span._attributes
-            if stored.maxlen == 0:
-                stored._set_items(dict(items))
-            else:
-                put_clean(stored, items)
+        if items and not fill:
+            span._attributes._set_items(dict(items))  # maxlen 0: the SDK counts every one dropped
         span.start(start_time=start_time, parent_context=context)
         return span
 
@@ -432,6 +434,39 @@ _NO_ENDING: Final = SpanProcessor._on_ending
 _NO_END: Final = SpanProcessor.on_end
 
 
+class ReservableIds(IdGenerator):
+    """The provider's id generator, able to hand out a root span's trace id before the span starts.
+
+    The server middleware of :mod:`._leanhttp` takes the trace id of a request's root
+    span with :meth:`reserve_trace_id` to ask the sampler whether the request will be
+    sampled; the next root span started on this thread gets that id. Every id still
+    comes from the wrapped generator, and each is used once.
+    """
+
+    def __init__(self, inner: IdGenerator) -> None:
+        self.inner = inner
+        self.generate_span_id = inner.generate_span_id  # type: ignore[method-assign]
+        self.is_trace_id_random = inner.is_trace_id_random  # type: ignore[method-assign]
+        self._reserved = threading.local()
+
+    def generate_span_id(self) -> int:
+        return self.inner.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        reserved: int | None = getattr(self._reserved, "trace_id", None)
+        if reserved is not None:
+            self._reserved.trace_id = None
+            return reserved
+        return self.inner.generate_trace_id()
+
+    def reserve_trace_id(self) -> int:
+        """The trace id the next root span started on this thread will get."""
+        reserved: int | None = getattr(self._reserved, "trace_id", None)
+        if reserved is None:
+            reserved = self._reserved.trace_id = self.inner.generate_trace_id()
+        return reserved
+
+
 class FastTracerProvider(TracerProvider):
     """The SDK's ``TracerProvider`` whose tracers take the shorter path (see the module docstring)."""
 
@@ -439,6 +474,8 @@ class FastTracerProvider(TracerProvider):
         if _AVAILABLE and len(args) < 4 and kwargs.get("active_span_processor") is None:
             kwargs["active_span_processor"] = _Processors()
         super().__init__(*args, **kwargs)
+        if _AVAILABLE and isinstance(self.id_generator, IdGenerator):
+            self.id_generator = ReservableIds(self.id_generator)  # type: ignore[assignment]
 
     def get_tracer(
         self,
@@ -470,6 +507,14 @@ def _sequence_of(span: Any, stored_name: str, public_name: str) -> Sequence[Any]
         queue = cast(Any, stored)._dq
         return tuple(queue) if queue else ()
     return getattr(span, public_name, None) or ()
+
+
+def has_events(span: object) -> bool:
+    """Whether a span has events, without copying them."""
+    stored = getattr(span, "_events", None)
+    if type(stored) is BoundedList and _AVAILABLE:
+        return bool(cast(Any, stored)._dq)
+    return bool(getattr(span, "events", None))
 
 
 def events_of(span: ReadableSpan | trace_api.Span) -> Sequence[Event]:

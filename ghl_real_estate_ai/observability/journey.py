@@ -32,7 +32,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 
 from ghl_real_estate_ai.observability import attributes as attr
-from ghl_real_estate_ai.observability._fastspan import attributes_of, events_of, put_session
+from ghl_real_estate_ai.observability._fastspan import attributes_of, events_of, has_events, put_session
 
 __all__ = ["ConversationSpanProcessor", "format_journey", "journey_of", "start_session"]
 
@@ -95,6 +95,7 @@ class ConversationSpanProcessor(SpanProcessor):
     def __init__(self) -> None:
         self._roots: dict[int, _Root] = {}
         self._lock = threading.Lock()
+        self._session: tuple[object, dict[str, Any]] = (None, {})
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         parent = trace_api.get_current_span(parent_context)
@@ -112,8 +113,12 @@ class ConversationSpanProcessor(SpanProcessor):
             if own:
                 session = next((own[key] for key in _CONTACT_KEYS if own.get(key)), None)
         if session is not None:
-            # The value is one of this provider's stored attributes: already clean.
-            put_session(span, dict.fromkeys(attr.SESSION_ATTRIBUTES, session))
+            # The value is one of this provider's stored attributes: already clean. Spans of
+            # one conversation share the (never modified) mapping of their session keys.
+            keys = self._session
+            if keys[0] != session or type(keys[0]) is not type(session):
+                keys = self._session = (session, dict.fromkeys(attr.SESSION_ATTRIBUTES, session))
+            put_session(span, keys[1])
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
@@ -127,14 +132,16 @@ class ConversationSpanProcessor(SpanProcessor):
                 self._roots.pop(context.trace_id, None)
             return
         attributes = attributes_of(span)
-        events = events_of(span)
-        root_events = events_of(root.span)
         # Most spans (store, cache, GHL calls) say nothing about the journey: leave at once.
-        if not events and not root_events and not any(key in attributes for key in _JOURNEY_INPUTS):
+        if (
+            attributes.keys().isdisjoint(_JOURNEY_INPUTS)
+            and not has_events(span)
+            and not has_events(root.span)
+        ):
             return
         if not root.span.is_recording():
             return
-        updates = self._journey_updates(attributes, (*events, *root_events), root)
+        updates = self._journey_updates(attributes, (*events_of(span), *events_of(root.span)), root)
         if updates:
             # Node after node repeats the same bot and temperature: only what changed is set.
             current = attributes_of(root.span)

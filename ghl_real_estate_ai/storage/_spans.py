@@ -23,12 +23,15 @@ the connection pool's housekeeping is never traced.
 
 from __future__ import annotations
 
+import contextvars
 import re
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
+from types import TracebackType
+from typing import Any, cast
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
@@ -100,6 +103,67 @@ def _sampled_parent() -> bool:
     return context.is_valid and context.trace_flags.sampled
 
 
+@lru_cache(maxsize=1024)
+def _operation_shape(
+    system: str, statements: tuple[str, ...], name: str | None
+) -> tuple[str, tuple[tuple[str, str | int], ...]]:
+    """The span name and attributes of an operation: the same statements always give the same."""
+    summaries = [summarize(sql) for sql in statements]
+    tables = {describe_statement(sql)[1] for sql in statements}
+    if len(summaries) == 1:
+        verb, table = describe_statement(statements[0])
+    else:
+        verb, table = "BATCH", (tables.pop() if len(tables) == 1 else None)
+    attributes: dict[str, str | int] = {
+        DB_SYSTEM: system,
+        DB_OPERATION: verb,
+        DB_QUERY_SUMMARY: " ".join(summaries),
+    }
+    if table:
+        attributes[DB_COLLECTION] = table
+    if len(summaries) > 1:
+        attributes[DB_BATCH_SIZE] = len(summaries)
+    return name or (f"{verb} {table}" if table else verb), tuple(attributes.items())
+
+
+class _Operation:
+    """The context manager of :meth:`StoreSpans.operation` (a class: a generator-based one costs more)."""
+
+    __slots__ = ("_name", "_span", "_spans", "_statements", "_token")
+
+    def __init__(self, spans: StoreSpans, statements: Sequence[str], name: str | None) -> None:
+        self._spans = spans
+        self._statements = statements
+        self._name = name
+        self._span: Span | None = None
+        self._token: object = None
+
+    def __enter__(self) -> Span | None:
+        if not _sampled_parent():
+            return None
+        spans = self._spans
+        span_name, attributes = _operation_shape(spans.system, tuple(self._statements), self._name)
+        span = spans.tracer.start_span(span_name, kind=SpanKind.CLIENT, attributes=dict(attributes))
+        self._span = span
+        self._token = context_api.attach(trace.set_span_in_context(span))
+        return span
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        span = self._span
+        if span is None:
+            return
+        self._span = None
+        try:
+            if exc is not None:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        finally:
+            context_api.detach(cast("contextvars.Token[Any]", self._token))
+            span.end()
+
+
 @dataclass(slots=True)
 class Timed:
     """When one statement of a batch ran (``time.time_ns`` values), for opt-in statement spans."""
@@ -127,42 +191,14 @@ class StoreSpans:
         """Whether an operation started now gets a span (inside a sampled trace)."""
         return _sampled_parent()
 
-    @contextmanager
-    def operation(self, statements: Sequence[str], name: str | None = None) -> Iterator[Span | None]:
+    def operation(
+        self, statements: Sequence[str], name: str | None = None
+    ) -> AbstractContextManager[Span | None]:
         """A span around one store operation sending ``statements``; current while it runs.
 
         Yields None (and costs nothing more) outside a sampled trace.
         """
-        if not _sampled_parent():
-            yield None
-            return
-        summaries = [summarize(sql) for sql in statements]
-        tables = {describe_statement(sql)[1] for sql in statements}
-        if len(summaries) == 1:
-            verb, table = describe_statement(statements[0])
-        else:
-            verb, table = "BATCH", (tables.pop() if len(tables) == 1 else None)
-        attributes: dict[str, str | int] = {
-            DB_SYSTEM: self.system,
-            DB_OPERATION: verb,
-            DB_QUERY_SUMMARY: " ".join(summaries),
-        }
-        if table:
-            attributes[DB_COLLECTION] = table
-        if len(summaries) > 1:
-            attributes[DB_BATCH_SIZE] = len(summaries)
-        span_name = name or (f"{verb} {table}" if table else verb)
-        span = self.tracer.start_span(span_name, kind=SpanKind.CLIENT, attributes=attributes)
-        token = context_api.attach(trace.set_span_in_context(span))
-        try:
-            yield span
-        except BaseException as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
-        finally:
-            context_api.detach(token)
-            span.end()
+        return _Operation(self, statements, name)
 
     def statement_spans(self, timed: Sequence[Timed]) -> None:
         """Opt-in: one span per statement already run, under the current operation span."""

@@ -3,6 +3,9 @@
 * the ASGI header getter returns the same answers as the instrumentation's own;
 * an httpx call under an unsampled parent builds no attributes, yet sends the same
   propagation headers (a new span id of the same trace, not sampled) and records nothing;
+* a request the sampler drops gets the same non-recording server span (the sampler's
+  decision on the trace id the span gets), the same ``traceresponse`` header and no
+  attribute building; a sampled one gets the instrumentation's SERVER span;
 * a sampled call, a request hook or a configured exclusion take the instrumentation's own path;
 * shutdown puts the instrumentations' own functions back.
 """
@@ -13,16 +16,21 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry import trace
+from fastapi import FastAPI
+from opentelemetry import baggage, trace
 from opentelemetry.instrumentation import asgi as asgi_instrumentation
+from opentelemetry.instrumentation import fastapi as fastapi_instrumentation
 from opentelemetry.instrumentation import httpx as httpx_instrumentation
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler, TraceIdRatioBased
 from opentelemetry.trace import SpanKind
 
 from ghl_real_estate_ai.observability import _leanhttp
 from ghl_real_estate_ai.observability.otel_config import (
+    fastapi_native_telemetry_off,
     flush_observability,
+    instrument_app,
     setup_observability,
     shutdown_observability,
 )
@@ -67,12 +75,30 @@ def test_the_asgi_getter_answers_as_the_instrumentation_does() -> None:
                 assert _outcome(lean, carrier, key) == _outcome(own, carrier, key), (headers, key)
 
 
+def test_the_asgi_getter_reads_a_changed_header_list_again() -> None:
+    lean_class = _leanhttp._lean_getter_class(asgi_instrumentation)
+    assert lean_class is not None
+    lean = lean_class()
+    headers: list[Any] = [(b"host", b"a.example"), (b"x-n", b"1")]
+    carrier = {"headers": headers}
+    assert lean.get(carrier, "x-n") == ["1"]
+    headers[1] = (b"x-n", b"2")  # the same list, changed in place
+    assert lean.get(carrier, "x-n") == ["2"]
+    headers.append((b"x-n", b"3"))
+    assert lean.get(carrier, "X-N") == ["2", "3"]
+    first = lean.get(carrier, "host")
+    assert first is not None
+    first.append("mine")  # a caller's list is its own
+    assert lean.get(carrier, "host") == ["a.example"]
+
+
 def test_setup_installs_the_shorter_paths_and_shutdown_removes_them() -> None:
     own_getter = asgi_instrumentation.asgi_getter
     own_wrapper = HTTPXClientInstrumentor._handle_async_request_wrapper
     own_extract = httpx_instrumentation._extract_parameters
+    own_middleware = fastapi_instrumentation.OpenTelemetryMiddleware
     setup_observability(settings(), exporter_type="none")
-    assert set(_leanhttp.installed()) == {"asgi-getter", "httpx-unsampled", "httpx-url"}
+    assert set(_leanhttp.installed()) == {"asgi-getter", "httpx-unsampled", "httpx-url", "server-unsampled"}
     assert type(asgi_instrumentation.asgi_getter) is not asgi_instrumentation.ASGIGetter
     assert HTTPXClientInstrumentor._handle_async_request_wrapper is _leanhttp._lean_async_request
     shutdown_observability()
@@ -80,6 +106,7 @@ def test_setup_installs_the_shorter_paths_and_shutdown_removes_them() -> None:
     assert asgi_instrumentation.asgi_getter is own_getter
     assert HTTPXClientInstrumentor._handle_async_request_wrapper is own_wrapper
     assert httpx_instrumentation._extract_parameters is own_extract
+    assert fastapi_instrumentation.OpenTelemetryMiddleware is own_middleware
 
 
 def test_a_request_s_parameters_are_read_as_the_instrumentation_reads_them() -> None:
@@ -191,3 +218,125 @@ async def test_an_excluded_url_is_left_alone_under_an_unsampled_parent(
             response = await client.get("/contacts/c1")
     # No traceparent and no child span, as the instrumentation does for an excluded URL.
     assert response.text == f" {root.get_span_context().span_id:016x}"
+
+
+# --- the server span -----------------------------------------------------------------------------
+
+
+def _server_app() -> FastAPI:
+    app = FastAPI(**fastapi_native_telemetry_off())
+
+    @app.post("/hooks/{name}")
+    async def hook(name: str) -> dict[str, Any]:
+        current = trace.get_current_span()
+        context = current.get_span_context()
+        return {
+            "trace_id": f"{context.trace_id:032x}",
+            "span_id": f"{context.span_id:016x}",
+            "recording": current.is_recording(),
+            "baggage": baggage.get_baggage("tenant"),
+        }
+
+    instrument_app(app)
+    return app
+
+
+def _count_request_attributes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = asgi_instrumentation.collect_request_attributes
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(asgi_instrumentation, "collect_request_attributes", counting)
+    return calls
+
+
+async def test_a_dropped_request_gets_its_non_recording_span_and_traceresponse_without_the_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    setup_observability(settings(), exporter_type="none", sample_rate=0.0, span_exporters=[exporter])
+    built = _count_request_attributes(monkeypatch)
+    app = _server_app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
+        response = await client.post("/hooks/a", headers={"baggage": "tenant=t1"})
+    flush_observability()
+    assert response.status_code == 200
+    assert exporter.get_finished_spans() == ()
+    assert built == []
+    seen = response.json()
+    assert seen["recording"] is False
+    assert seen["baggage"] == "t1"  # the request's extracted context is current, as on the full path
+    assert response.headers["traceresponse"] == f"00-{seen['trace_id']}-{seen['span_id']}-02"
+    assert response.headers["access-control-expose-headers"] == "traceresponse"
+
+
+async def test_an_unsampled_caller_s_trace_continues_unsampled(monkeypatch: pytest.MonkeyPatch) -> None:
+    setup_observability(settings(), exporter_type="none", sample_rate=0.5)
+    built = _count_request_attributes(monkeypatch)
+    app = _server_app()
+    caller_trace, caller_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
+        response = await client.post(
+            "/hooks/a", headers={"traceparent": f"00-{caller_trace}-{caller_span}-00"}
+        )
+    seen = response.json()
+    assert built == []
+    assert (seen["trace_id"], seen["recording"]) == (caller_trace, False)
+    assert seen["span_id"] != caller_span
+    assert response.headers["traceresponse"] == f"00-{caller_trace}-{seen['span_id']}-00"
+
+
+async def test_every_request_is_sampled_as_the_ratio_sampler_decides_on_its_trace_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    setup_observability(settings(), exporter_type="none", sample_rate=0.5, span_exporters=[exporter])
+    built = _count_request_attributes(monkeypatch)
+    ratio = TraceIdRatioBased(0.5)
+    app = _server_app()
+    sampled: list[str] = []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
+        for _ in range(40):
+            response = await client.post("/hooks/a")
+            seen = response.json()
+            trace_id = int(seen["trace_id"], 16)
+            expected = trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < ratio.bound
+            assert seen["recording"] is expected
+            assert response.headers["traceresponse"].endswith("-03" if expected else "-02")
+            if expected:
+                sampled.append(seen["trace_id"])
+    flush_observability()
+    spans = exporter.get_finished_spans()
+    assert 0 < len(sampled) < 40
+    assert sorted(f"{s.context.trace_id:032x}" for s in spans) == sorted(sampled)
+    assert len(built) == len(sampled)  # attributes only for the requests that record
+    server = spans[0]
+    assert server.name == "POST /hooks/{name}"
+    assert server.kind is SpanKind.SERVER
+    assert (server.attributes or {})["http.route"] == "/hooks/{name}"
+
+
+async def test_a_sampler_of_its_own_takes_the_full_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's sampler sees each request's name and attributes, as the SDK gives them."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    class Recording(Sampler):
+        def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kw: Any) -> Any:
+            attributes = args[1] if len(args) > 1 else kw.get("attributes")
+            seen.append((name, dict(attributes or {})))
+            return ALWAYS_OFF.should_sample(parent_context, trace_id, name)
+
+        def get_description(self) -> str:
+            return "Recording"
+
+    setup_observability(settings(), exporter_type="none", sampler=Recording())
+    app = _server_app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
+        response = await client.post("/hooks/a")
+    assert response.json()["recording"] is False
+    ((name, attributes),) = seen
+    assert name == "POST /hooks/{name}"
+    assert attributes["http.route"] == "/hooks/{name}"
