@@ -36,6 +36,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
@@ -225,6 +226,9 @@ class SQLiteStore(SQLStore):
         self._calls_since_checkpoint = 0
         self._checkpointer: asyncio.Task[None] | None = None
         self._checkpoint_conn: sqlite3.Connection | None = None
+        self._disk: ThreadPoolExecutor | None = None
+        """Threads of its own for the disk's waits (log syncs, checkpoints): the loop's default
+        executor is the app's, and these must never queue behind its work (or it behind them)."""
 
     # --- life cycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -324,6 +328,9 @@ class SQLiteStore(SQLStore):
             checkpoint_conn, self._checkpoint_conn = self._checkpoint_conn, None
             if checkpoint_conn is not None:
                 checkpoint_conn.close()
+            disk, self._disk = self._disk, None
+            if disk is not None:
+                disk.shutdown(wait=False)  # a sync still running ends on its own
             conn, self._conn = self._conn, None
             if conn is not None:
                 await conn.close()
@@ -338,8 +345,14 @@ class SQLiteStore(SQLStore):
         self._calls_since_checkpoint = 0
         # A context of its own: the caller's span and unit of work are not the checkpoint's.
         self._checkpointer = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(self._checkpoint), name="sqlite checkpoint", context=contextvars.Context()
+            self._on_disk_thread(self._checkpoint), name="sqlite checkpoint", context=contextvars.Context()
         )
+
+    async def _on_disk_thread(self, work: Callable[..., None], *args: Any) -> None:
+        """Run ``work(*args)`` on one of the store's own threads (see ``_disk``)."""
+        if self._disk is None:
+            self._disk = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-disk")
+        await asyncio.get_running_loop().run_in_executor(self._disk, work, *args)
 
     def _checkpoint(self) -> None:
         """Copy the write-ahead log into the file, in a thread, on a connection of its own.
@@ -559,7 +572,7 @@ class SQLiteStore(SQLStore):
             results = await self._call(conn, committed, inline=not full)
         if self._wal_file is not None:
             try:
-                await asyncio.to_thread(_sync_file, self._wal_file)
+                await self._on_disk_thread(_sync_file, self._wal_file)
             except OSError as exc:
                 raise self._unavailable(f"the write-ahead log could not be synced: {exc}") from None
             self.wal_syncs += 1
