@@ -15,9 +15,10 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from ghl_real_estate_ai.dispatch import drain_contact, settles_at
-from ghl_real_estate_ai.integrations.ghl.webhook import InboundMessage, parse_webhook
+from ghl_real_estate_ai.integrations.ghl.webhook import InboundMessage
 from ghl_real_estate_ai.storage import Store
 from ghl_real_estate_ai.storage.base import WebhookEvent
+from tests.webhook_events import store_inbound
 
 HOUR = timedelta(hours=1)
 BOUND = 60.0  # seconds: a failure bound, far below the hour a wrong wait would take
@@ -34,27 +35,7 @@ class Recorder:
 
 
 async def _store_event(store: Store, n: int, date_added: datetime | None) -> WebhookEvent:
-    data: dict[str, object] = {
-        "type": "InboundMessage",
-        "locationId": "loc",
-        "contactId": "window-1",
-        "body": f"message {n}",
-        "messageId": f"m{n}",
-        "webhookId": f"w{n}",
-    }
-    if date_added is not None:
-        data["dateAdded"] = date_added.isoformat()
-    message = parse_webhook(data)
-    inserted = await store.record_webhook_event(
-        webhook_id=message.webhook_id,
-        message_id=message.message_id,
-        event_type=message.type,
-        contact_id=message.contact_id,
-        payload=data,
-        date_added=message.date_added,
-    )
-    assert inserted.event is not None
-    return inserted.event
+    return await store_inbound(store, "window-1", n, date_added)
 
 
 def _event(received_at: datetime, date_added: datetime | None) -> WebhookEvent:
@@ -94,7 +75,7 @@ async def test_a_message_older_than_the_window_is_processed_at_once(store: Store
         BOUND,
     )
     assert outcomes == {event.id: "processed"}
-    assert recorder.seen == ["m1"]
+    assert recorder.seen == ["window-1-m1"]
 
 
 async def test_a_holder_leaves_an_unsettled_event_instead_of_waiting_for_it(store: Store) -> None:
@@ -118,10 +99,10 @@ async def test_an_unsettled_event_blocks_the_later_written_ones_behind_it(store:
     assert settles_at(late, HOUR) == late.received_at  # older than the window: settled at once
     recorder = Recorder()
     await asyncio.wait_for(drain_contact(store, recorder, "window-1", order_window=HOUR), BOUND)
-    assert recorder.seen == ["m2", "m3"]  # written order, not stored order
+    assert recorder.seen == ["window-1-m2", "window-1-m3"]  # written order, not stored order
 
     # A fresh message written between two settled ones (in dateAdded order) holds them back.
     await _store_event(store, 4, now - HOUR / 2)  # written 30 min ago: settles in 30 min
     await _store_event(store, 5, now - timedelta(minutes=10))
     await asyncio.wait_for(drain_contact(store, recorder, "window-1", order_window=HOUR), BOUND)
-    assert recorder.seen == ["m2", "m3"]
+    assert recorder.seen == ["window-1-m2", "window-1-m3"]

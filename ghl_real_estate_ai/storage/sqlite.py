@@ -36,6 +36,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
@@ -76,6 +77,12 @@ _QUOTED = re.compile(r"'(?:[^']|'')*'")
 # Built once: json.dumps with any option builds a new encoder per call.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 _COMPACT_FINITE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+_CHECKPOINT_EVERY = 128
+"""Calls on the connection between two checkpoints of its write-ahead log. A webhook makes
+about 10 of them and writes about 40 pages: about every 500 pages, where SQLite's own
+checkpoint (turned off, see ``_checkpoint``) comes every 1,000."""
 
 
 def _sync_file(path: str) -> None:
@@ -214,6 +221,14 @@ class SQLiteStore(SQLStore):
         """The write-ahead log's path when the file is in WAL mode: durable writes sync it (_sync_group)."""
         self.wal_syncs = 0
         """How many times the write-ahead log was synced for durable writes."""
+        self.checkpoints = 0
+        """How many times the write-ahead log was checkpointed (see _checkpoint)."""
+        self._calls_since_checkpoint = 0
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self._disk: ThreadPoolExecutor | None = None
+        """Threads of its own for the disk's waits (log syncs, checkpoints): the loop's default
+        executor is the app's, and these must never queue behind its work (or it behind them)."""
 
     # --- life cycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -267,6 +282,9 @@ class SQLiteStore(SQLStore):
         if str(mode[0]).lower() == "wal":
             [main] = await conn.execute_fetchall("SELECT file FROM pragma_database_list WHERE name = 'main'")
             self._wal_file = f"{main[0]}-wal"  # where SQLite keeps it: next to the file it opened
+            # Copying the log into the file (and syncing both) is done by _checkpoint in a
+            # thread; SQLite's own would run inside a commit, on the event loop.
+            await conn.execute_fetchall("PRAGMA wal_autocheckpoint = 0")
         await conn.execute_fetchall("PRAGMA foreign_keys = ON")
         # WAL with synchronous=NORMAL: every commit survives a crash of the app; only a
         # power loss or OS crash can undo the last ones, and the commit that must survive
@@ -302,11 +320,56 @@ class SQLiteStore(SQLStore):
                 raise
 
     async def close(self) -> None:
-        """Close the connection (waits for a running transaction); safe to call twice."""
+        """Close the connection (waits for a running transaction and checkpoint); safe to call twice."""
         async with self._conn_lock:
+            if self._checkpointer is not None:
+                await asyncio.wait({self._checkpointer})  # a thread: it cannot be cancelled
+                self._checkpointer = None
+            checkpoint_conn, self._checkpoint_conn = self._checkpoint_conn, None
+            if checkpoint_conn is not None:
+                checkpoint_conn.close()
+            disk, self._disk = self._disk, None
+            if disk is not None:
+                disk.shutdown(wait=False)  # a sync still running ends on its own
             conn, self._conn = self._conn, None
             if conn is not None:
                 await conn.close()
+
+    def _count_call(self) -> None:
+        """Every ``_CHECKPOINT_EVERY`` calls on the connection, checkpoint the log in a thread."""
+        self._calls_since_checkpoint += 1
+        if self._calls_since_checkpoint < _CHECKPOINT_EVERY or self._wal_file is None:
+            return
+        if self._checkpointer is not None and not self._checkpointer.done():
+            return
+        self._calls_since_checkpoint = 0
+        # A context of its own: the caller's span and unit of work are not the checkpoint's.
+        self._checkpointer = asyncio.get_running_loop().create_task(
+            self._on_disk_thread(self._checkpoint), name="sqlite checkpoint", context=contextvars.Context()
+        )
+
+    async def _on_disk_thread(self, work: Callable[..., None], *args: Any) -> None:
+        """Run ``work(*args)`` on one of the store's own threads (see ``_disk``)."""
+        if self._disk is None:
+            self._disk = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-disk")
+        await asyncio.get_running_loop().run_in_executor(self._disk, work, *args)
+
+    def _checkpoint(self) -> None:
+        """Copy the write-ahead log into the file, in a thread, on a connection of its own.
+
+        ``PASSIVE``: it waits for no reader or writer, and the app's writers keep appending
+        to the log meanwhile. With ``synchronous = NORMAL`` SQLite syncs the log before it
+        copies it and the file after. Failing is harmless (the log is copied next time).
+        """
+        try:
+            conn = self._checkpoint_conn
+            if conn is None:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._checkpoint_conn = conn
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.checkpoints += 1
+        except sqlite3.Error as exc:
+            logger.warning("the write-ahead log of %s could not be checkpointed: %s", self.safe_url, exc)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; StorageUnavailableError when the store is closed or the file is gone."""
@@ -509,7 +572,7 @@ class SQLiteStore(SQLStore):
             results = await self._call(conn, committed, inline=not full)
         if self._wal_file is not None:
             try:
-                await asyncio.to_thread(_sync_file, self._wal_file)
+                await self._on_disk_thread(_sync_file, self._wal_file)
             except OSError as exc:
                 raise self._unavailable(f"the write-ahead log could not be synced: {exc}") from None
             self.wal_syncs += 1
@@ -528,6 +591,7 @@ class SQLiteStore(SQLStore):
         leave nothing behind when it fails (a failed statement or a rolled-back batch).
         """
         raw = conn._conn
+        self._count_call()
         if inline:
             try:
                 return work(raw)

@@ -17,34 +17,12 @@ import pytest
 
 from ghl_real_estate_ai.dispatch import drain_contact, settles_at
 from ghl_real_estate_ai.errors import LockTimeoutError
-from ghl_real_estate_ai.integrations.ghl.webhook import InboundMessage, parse_webhook
+from ghl_real_estate_ai.integrations.ghl.webhook import InboundMessage
 from ghl_real_estate_ai.storage import Store, open_store
 from ghl_real_estate_ai.storage.base import WebhookEvent
+from tests.webhook_events import store_inbound
 
 BOUND = 60.0  # seconds: a failure bound only
-
-
-async def _stored(store: Store, contact_id: str, n: int, written: datetime) -> WebhookEvent:
-    data: dict[str, object] = {
-        "type": "InboundMessage",
-        "locationId": "loc",
-        "contactId": contact_id,
-        "body": f"message {n}",
-        "messageId": f"{contact_id}-m{n}",
-        "webhookId": f"{contact_id}-w{n}",
-        "dateAdded": written.isoformat(),
-    }
-    message = parse_webhook(data)
-    inserted = await store.record_webhook_event(
-        webhook_id=message.webhook_id,
-        message_id=message.message_id,
-        event_type=message.type,
-        contact_id=message.contact_id,
-        payload=data,
-        date_added=message.date_added,
-    )
-    assert inserted.event is not None
-    return inserted.event
 
 
 async def _status(store: Store, event_id: int) -> tuple[str, int]:
@@ -54,7 +32,7 @@ async def _status(store: Store, event_id: int) -> tuple[str, int]:
 
 
 async def test_the_lock_claims_the_event_when_it_is_the_only_one_waiting(store: Store) -> None:
-    event = await _stored(store, "c1", 1, datetime.now(UTC) - timedelta(hours=1))
+    event = await store_inbound(store, "c1", 1, datetime.now(UTC) - timedelta(hours=1))
     async with store.unit_of_work(), store.contact_lock("c0"):
         pass  # SQLite teaches its connection the release's writes once
     before = store.stats.snapshot()
@@ -79,8 +57,8 @@ async def test_the_lock_claims_the_event_when_it_is_the_only_one_waiting(store: 
 
 async def test_the_lock_leaves_the_event_when_an_earlier_one_waits(store: Store) -> None:
     now = datetime.now(UTC)
-    first = await _stored(store, "c2", 1, now - timedelta(hours=2))
-    mine = await _stored(store, "c2", 2, now - timedelta(hours=1))
+    first = await store_inbound(store, "c2", 1, now - timedelta(hours=2))
+    mine = await store_inbound(store, "c2", 2, now - timedelta(hours=1))
     async with store.unit_of_work() as uow:
         uow.claim = mine.id
         async with store.contact_lock("c2"):
@@ -94,7 +72,7 @@ async def test_the_lock_leaves_the_event_when_an_earlier_one_waits(store: Store)
 
 
 async def test_a_lock_not_taken_claims_nothing(database_url: str, store: Store) -> None:
-    event = await _stored(store, "c3", 1, datetime.now(UTC) - timedelta(hours=1))
+    event = await store_inbound(store, "c3", 1, datetime.now(UTC) - timedelta(hours=1))
     other = open_store(database_url, pool_size=2)  # another process's store on the same database
     await other.open()
     try:
@@ -120,9 +98,9 @@ class _Recorder:
 async def test_a_drain_claims_its_own_event_with_the_lock_and_keeps_the_order(store: Store) -> None:
     now = datetime.now(UTC)
     window = timedelta(0)
-    await _stored(store, "warm", 1, now - timedelta(minutes=5))
+    await store_inbound(store, "warm", 1, now - timedelta(minutes=5))
     await drain_contact(store, _Recorder(), "warm", order_window=window)  # SQLite learns the writes once
-    alone = await _stored(store, "c4", 1, now - timedelta(minutes=5))
+    alone = await store_inbound(store, "c4", 1, now - timedelta(minutes=5))
     recorder = _Recorder()
     before = store.stats.snapshot()
     outcomes = await asyncio.wait_for(
@@ -138,7 +116,7 @@ async def test_a_drain_claims_its_own_event_with_the_lock_and_keeps_the_order(st
 
     # The same drain without the claim sends one statement more (PostgreSQL) or as many (SQLite,
     # where the claim is a statement of the lock's batch): never fewer.
-    again = await _stored(store, "c5", 1, now - timedelta(minutes=5))
+    again = await store_inbound(store, "c5", 1, now - timedelta(minutes=5))
     before = store.stats.snapshot()
     await asyncio.wait_for(drain_contact(store, _Recorder(), "c5", order_window=window), BOUND)
     claimed_after = store.stats.snapshot().statements - before.statements
@@ -146,8 +124,8 @@ async def test_a_drain_claims_its_own_event_with_the_lock_and_keeps_the_order(st
     assert await _status(store, again.id) == ("processed", 1)
 
     # An earlier message still waiting is processed first, the caller's own after it.
-    earlier = await _stored(store, "c6", 1, now - timedelta(minutes=9))
-    mine = await _stored(store, "c6", 2, now - timedelta(minutes=5))
+    earlier = await store_inbound(store, "c6", 1, now - timedelta(minutes=9))
+    mine = await store_inbound(store, "c6", 2, now - timedelta(minutes=5))
     recorder = _Recorder()
     outcomes = await asyncio.wait_for(
         drain_contact(

@@ -380,6 +380,38 @@ async def test_without_a_write_ahead_log_a_durable_write_commits_with_synchronou
     assert full < sent.index("BEGIN IMMEDIATE") < sent.index("COMMIT") < normal
 
 
+async def test_the_write_ahead_log_is_checkpointed_in_a_thread_not_in_a_commit(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's own checkpoint runs inside a commit, on the event loop; the store's runs in a thread."""
+    from ghl_real_estate_ai.storage import sqlite as sqlite_module
+
+    threads: list[int] = []
+    real_checkpoint = SQLiteStore._checkpoint
+
+    def checkpoint(self: SQLiteStore) -> None:
+        threads.append(threading.get_ident())
+        real_checkpoint(self)
+
+    monkeypatch.setattr(SQLiteStore, "_checkpoint", checkpoint)
+    store = open_store(sqlite_url)
+    await store.open()
+    try:
+        assert isinstance(store, SQLiteStore) and store._wal_file is not None
+        assert await store._sql("PRAGMA wal_autocheckpoint") == [{"wal_autocheckpoint": 0}]
+        for n in range(sqlite_module._CHECKPOINT_EVERY * 2):
+            await store.upsert_contact(Contact(f"c-{n}"))
+        assert store._checkpointer is not None
+        await asyncio.wait_for(store._checkpointer, 30)
+        assert store.checkpoints >= 1
+        written = await store._sql("SELECT COUNT(*) AS n FROM contacts")
+    finally:
+        await store.close()
+    assert threads and threading.get_ident() not in threads
+    assert written == [{"n": sqlite_module._CHECKPOINT_EVERY * 2}]
+    assert store._checkpoint_conn is None  # closed with the store
+
+
 async def test_a_durable_write_that_fails_fails_alone_in_its_group(sqlite_url: str) -> None:
     store = open_store(sqlite_url)
     await store.open()
