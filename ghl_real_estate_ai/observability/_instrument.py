@@ -243,13 +243,18 @@ def unsampled_parent() -> bool:
     return context.is_valid and not context.trace_flags.sampled
 
 
-def begin(spec: NodeSpec, tracer: Tracer | None, state: Mapping[str, Any] | None) -> Span | None:
-    """Start the node span (``None`` when tracing is off or the parent is unsampled).
+def begin(
+    spec: NodeSpec, tracer: Tracer | None, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> Span | None:
+    """Start the node span of a call with ``args`` and ``kwargs`` (``None`` when tracing is off
+    or the parent is unsampled).
 
-    The caller makes it current. Attributes are only built for a span that records.
+    The caller makes it current. The state is looked for, and attributes built, only for a
+    span that records.
     """
     if tracer is None or unsampled_parent():
         return None
+    state = find_state(args, kwargs)
     attributes = spec.static_attributes
     if state is not None:
         dynamic = _state_attributes(spec, state)
@@ -318,7 +323,7 @@ def _wrap_coroutine(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..., Any
         tracer, metrics_on = tracing_state()
         if tracer is None and not metrics_on:
             return await fn(*args, **kwargs)
-        span = begin(spec, tracer, find_state(args, kwargs))
+        span = begin(spec, tracer, args, kwargs)
         token = context_api.attach(trace_api.set_span_in_context(span)) if span is not None else None
         started = perf_counter()
         try:
@@ -342,7 +347,7 @@ def _wrap_function(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..., Any]
         tracer, metrics_on = tracing_state()
         if tracer is None and not metrics_on:
             return fn(*args, **kwargs)
-        span = begin(spec, tracer, find_state(args, kwargs))
+        span = begin(spec, tracer, args, kwargs)
         token = context_api.attach(trace_api.set_span_in_context(span)) if span is not None else None
         started = perf_counter()
         try:
@@ -365,7 +370,7 @@ def _wrap_async_generator(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..
     # consumer holds an item, so the context is attached around every resume.
     @functools.wraps(fn)
     async def node(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        span = begin(spec, active_tracer(), find_state(args, kwargs))
+        span = begin(spec, active_tracer(), args, kwargs)
         ctx = trace_api.set_span_in_context(span) if span is not None else None
         inner: AsyncGenerator[Any, Any] = fn(*args, **kwargs)
         started = perf_counter()
@@ -415,7 +420,7 @@ def _wrap_async_generator(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..
 def _wrap_generator(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def node(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        span = begin(spec, active_tracer(), find_state(args, kwargs))
+        span = begin(spec, active_tracer(), args, kwargs)
         ctx = trace_api.set_span_in_context(span) if span is not None else None
         inner: Generator[Any, Any, Any] = fn(*args, **kwargs)
         started = perf_counter()

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from operator import attrgetter
 from typing import Any
 
 from opentelemetry import context as context_api
@@ -155,6 +156,27 @@ def _inert(instrument: object) -> bool:
     )
 
 
+_backing = attrgetter("_real_instrument")
+
+
+def _metrics_inert(middleware: Any) -> bool:
+    """True while none of the middleware's metric instruments records anything.
+
+    Its instruments are sorted once: no-op ones never record, a proxy records once a
+    global meter provider is set (checked on every call), anything else always records.
+    """
+    proxies = middleware.__dict__.get("_lean_proxies")
+    if proxies is None:
+        found = [getattr(middleware, name, 1) for name in _SERVER_INSTRUMENTS]
+        proxies = (
+            tuple(i for i in found if i is not None and not type(i).__name__.startswith("NoOp"))
+            if all(_inert(i) for i in found)
+            else False
+        )
+        middleware._lean_proxies = proxies
+    return proxies is not False and not any(map(_backing, proxies))
+
+
 def _unsampled_server_span(
     middleware: Any, scope: dict[str, Any]
 ) -> tuple[trace_api.Span, context_api.Context] | None:
@@ -175,7 +197,7 @@ def _unsampled_server_span(
         or not middleware.exclude_receive_span
         or not middleware.exclude_send_span
         or type(middleware.tracer) is not _provider._SwitchTracer
-        or not all(_inert(getattr(middleware, name, 1)) for name in _SERVER_INSTRUMENTS)
+        or not _metrics_inert(middleware)
     ):
         return None
     tracer: Any = middleware.tracer._current()

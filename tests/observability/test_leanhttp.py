@@ -340,3 +340,24 @@ async def test_a_sampler_of_its_own_takes_the_full_path(monkeypatch: pytest.Monk
     ((name, attributes),) = seen
     assert name == "POST /hooks/{name}"
     assert attributes["http.route"] == "/hooks/{name}"
+
+
+async def test_a_meter_provider_set_later_gets_the_middleware_s_metrics_again() -> None:
+    """The instrumentation's metrics go to the global meter provider: once one is set, every
+    request takes the middleware's own path (which records them), dropped or not."""
+    from opentelemetry.metrics._internal.instrument import _ProxyHistogram
+
+    setup_observability(settings(), exporter_type="none", sample_rate=0.0)
+    app = _server_app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
+        await client.post("/hooks/a")
+        middleware = app.middleware_stack.app  # type: ignore[union-attr]
+        assert _leanhttp._metrics_inert(middleware)
+        proxy = middleware.duration_histogram_old
+        assert isinstance(proxy, _ProxyHistogram)
+        proxy._real_instrument = object()  # what setting a global meter provider does to the proxy
+        try:
+            assert not _leanhttp._metrics_inert(middleware)
+        finally:
+            proxy._real_instrument = None
+        assert _leanhttp._metrics_inert(middleware)

@@ -155,3 +155,24 @@ async def test_a_webhook_whose_trace_is_not_sampled_costs_tracing_nothing_but_it
         p for p in points["jorge.workflow.node.duration"] if p.attributes.get("node_name") == "analyze_intent"
     ]
     assert sum(p.count for p in lead_nodes) >= len(WEBHOOK_TEXTS)
+
+
+async def test_the_state_is_not_even_looked_for_under_an_unsampled_parent(monkeypatch: Any) -> None:
+    looked: list[int] = []
+    real = _instrument.find_state
+
+    def counting(args: Any, kwargs: Any) -> Any:
+        looked.append(1)
+        return real(args, kwargs)
+
+    monkeypatch.setattr(_instrument, "find_state", counting)
+    with capture_spans(sampler=ParentBased(TraceIdRatioBased(0.0))) as capture:
+        with capture.provider.get_tracer("test").start_as_current_span("webhook"):
+            assert await analyze_intent({"contact_id": "c1"}) == {"temperature": "warm"}
+        assert looked == []
+    with capture_spans() as capture:
+        with capture.provider.get_tracer("test").start_as_current_span("webhook"):
+            await analyze_intent({"contact_id": "c1"})
+        assert looked == [1]
+        (node,) = capture.by_name("lead_bot.analyze_intent")
+        assert (node.attributes or {})["workflow.contact_id"] == "c1"
