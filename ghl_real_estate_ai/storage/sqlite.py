@@ -86,8 +86,11 @@ checkpoint (turned off, see ``_checkpoint``) comes every 1,000."""
 
 
 def _sync_file(path: str) -> None:
-    """``fsync`` the file at ``path``: what was written to it is on disk when this returns."""
-    fd = os.open(path, os.O_RDONLY)
+    """``fsync`` the file at ``path``: what was written to it is on disk when this returns.
+
+    Opened for writing though nothing is written: Windows' ``fsync`` refuses a read-only descriptor.
+    """
+    fd = os.open(path, os.O_RDWR)
     try:
         os.fsync(fd)
     finally:
