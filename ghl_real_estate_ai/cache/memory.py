@@ -24,12 +24,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, TracerProvider
+from opentelemetry.trace import Span, SpanKind, TracerProvider
 
 from ghl_real_estate_ai.errors import CacheError, LockTimeoutError
 from ghl_real_estate_ai.observability._instrument import unsampled_parent
-
-_INTERNAL = SpanKind.INTERNAL
 
 __all__ = ["MemoryCache"]
 
@@ -125,13 +123,16 @@ class MemoryCache:
             for k in stale:
                 del state.entries[k]
 
+    def _operation_span(self, name: str) -> Span:
+        """The operation's span; none under an unsampled parent (it would record nothing, never current)."""
+        if unsampled_parent():
+            return trace.INVALID_SPAN
+        return self._tracer.start_span(name, kind=SpanKind.INTERNAL)
+
     async def get(self, key: str) -> Any | None:
         """The value, or None when missing or expired."""
         state = self._state()
-        # Under an unsampled parent the span would record nothing and is never current: none at all.
-        span = (
-            trace.INVALID_SPAN if unsampled_parent() else self._tracer.start_span("cache.get", kind=_INTERNAL)
-        )
+        span = self._operation_span("cache.get")
         try:
             text = self._live(state, key)
             if span.is_recording():
@@ -143,9 +144,7 @@ class MemoryCache:
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` (JSON-serialisable) for ``ttl`` seconds, or until deleted."""
         state = self._state()
-        span = (
-            trace.INVALID_SPAN if unsampled_parent() else self._tracer.start_span("cache.set", kind=_INTERNAL)
-        )
+        span = self._operation_span("cache.set")
         try:
             if span.is_recording():
                 span.set_attribute("cache.backend", "memory")

@@ -805,16 +805,11 @@ class SQLiteStore(SQLStore):
             )
             # The reads ride along: a taken lease costs them nothing more than the wait.
             read = self._prefetch_step(contact_id)
-            if claim is None:
-                taken, rows = await self.flush(lease, read)
-                if taken:
-                    return read, rows, None
-            else:
-                # After the read (which sees the event still received), and only for the lease's owner.
-                claiming = Step(_CLAIM_WITH_LEASE, ((*claim, name, token),))
-                taken, rows, claimed = await self.flush(lease, read, claiming)
-                if taken:
-                    return read, rows, int(claimed[0]["id"]) if claimed else None
+            # The claim after the read (which sees the event still received), only for the lease's owner.
+            claiming = () if claim is None else (Step(_CLAIM_WITH_LEASE, ((*claim, name, token),)),)
+            taken, rows, *claimed = await self.flush(lease, read, *claiming)
+            if taken:
+                return read, rows, int(claimed[0][0]["id"]) if claimed and claimed[0] else None
             if loop.time() >= deadline:
                 raise error
             await backoff.sleep(deadline)
