@@ -12,7 +12,8 @@ shorter path for the common case and the SDK's own for everything else:
 * a span under a valid parent, with the default parent-based sampler and no links,
   is started with the parent looked up once and the sampler's decision taken from
   the parent's flags (what ``ParentBased`` with its default delegates decides);
-  a root span, links, another sampler or a disabled tracer go through the SDK;
+  a root span without links asks the sampler as the SDK does and is built the same
+  way; links, a child under another sampler or a disabled tracer go through the SDK;
 * attribute values that are already clean (``str`` within the length limit,
   ``bool``, ``int``, ``float``) are stored as they are; anything else is cleaned by
   the SDK's own function, and a mapping with a key that is not a non-empty ``str``
@@ -38,6 +39,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
 from opentelemetry.sdk.trace import (
     Event,
+    EventBase,
     ReadableSpan,
     Span,
     SpanLimits,
@@ -140,6 +142,8 @@ def _check() -> bool:
             and all(name in init.co_names for name in tracer_fields)
             and _RANDOM is not None
             and hasattr(_Span, "_add_event")
+            and hasattr(_Span, "_add_link")
+            and "record_end_metrics" in _Span.__init__.__code__.co_varnames
             and hasattr(BoundedAttributes, "_setitem_locked")
             and hasattr(SynchronousMultiSpanProcessor, "_on_ending")
             and hasattr(SpanProcessor, "_on_ending")
@@ -183,9 +187,21 @@ def _clean_mapping(attributes: Mapping[str, Any], max_len: int | None) -> Mappin
             if max_len is not None and len(value) > max_len:
                 value = _clean_attribute_value(value, max_len)
         elif kind is not bool and kind is not int and kind is not float:
-            value = _clean_attribute_value(value, max_len)
+            value = _clean_sequence(value, max_len)
         cleaned[key] = value
     return cleaned
+
+
+def _clean_sequence(value: Any, max_len: int | None) -> Any:
+    """A list or tuple of clean scalars as the SDK stores it (a tuple); anything else through the SDK."""
+    kind = type(value)
+    if (
+        (kind is list or kind is tuple)
+        and _SCALARS.issuperset(map(type, value))
+        and (max_len is None or not any(type(v) is str and len(v) > max_len for v in value))
+    ):
+        return value if kind is tuple else tuple(value)
+    return _clean_attribute_value(value, max_len)
 
 
 def put_clean(attributes: BoundedAttributes, items: Mapping[str, Any]) -> None:
@@ -227,8 +243,13 @@ class _FastSpan(_Span):
         if kind is str:
             max_len = self._limits.max_span_attribute_length
             clean = max_len is None or len(value) <= max_len  # type: ignore[arg-type]
+        elif kind is bool or kind is int or kind is float:
+            clean = True
+        elif kind is list or kind is tuple:
+            value = _clean_sequence(value, self._limits.max_span_attribute_length)
+            clean = True
         else:
-            clean = kind is bool or kind is int or kind is float
+            clean = False
         stored = self._attributes
         if not clean or type(key) is not str or not key or stored.maxlen == 0:
             super().set_attribute(key, value)
@@ -245,6 +266,23 @@ class _FastSpan(_Span):
                     stored._setitem_locked(key, value)  # full: the SDK drops the oldest and counts it
                     return
                 found[key] = value
+
+    def _add_event(self, event: EventBase) -> None:
+        self._append("_events", self._limits.max_events, event, "_add_event")
+
+    def _add_link(self, link: Link) -> None:
+        self._append("_links", self._limits.max_links, link, "_add_link")
+
+    def _append(self, field: str, maxlen: int | None, item: Any, caller: str) -> None:
+        """What the SDK's ``_add_event``/``_add_link`` do, making the list on the first item."""
+        with self._lock:
+            if self._end_time is None:
+                stored = self.__dict__[field]
+                if type(stored) is tuple:
+                    stored = self.__dict__[field] = _bounded_list(maxlen)
+                stored.append(item)
+                return
+        _sdk_logger.warning("Tried calling %s on an ended span.", caller)
 
     def _readable_span(self) -> ReadableSpan:
         readable: ReadableSpan = _new_object(ReadableSpan)
@@ -309,39 +347,69 @@ class _FastTracer(Tracer):
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
         parent = _get_current_span(context).get_span_context()
-        if (
-            links
-            or not self._fast_children
-            or type(parent) is not SpanContext
-            or not parent.is_valid
-            or not self._tracer_config.is_enabled
-        ):
+        if links or type(parent) is not SpanContext or not self._tracer_config.is_enabled:
             return self._sdk_start(
                 name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
             )
-        parent_flags = parent.trace_flags
-        sampled = parent_flags.sampled
         limits = self._span_limits
+        if not parent.is_valid:  # a root: the sampler decides, as in the SDK's start
+            trace_id = self.id_generator.generate_trace_id()
+            result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
+            decision = result.decision
+            sampled = decision is Decision.RECORD_AND_SAMPLE
+            recording = sampled or decision is Decision.RECORD_ONLY
+            attributes = result.attributes
+            trace_state = result.trace_state
+            random_id = self.id_generator.is_trace_id_random()
+            span_parent: SpanContext | None = None
+        elif self._fast_children:  # a child follows its parent's flags (ParentBased, default delegates)
+            parent_flags = parent.trace_flags
+            trace_id = parent.trace_id
+            recording = sampled = parent_flags.sampled
+            decision = Decision.RECORD_AND_SAMPLE if sampled else Decision.DROP
+            trace_state = parent.trace_state
+            random_id = parent_flags.random_trace_id
+            span_parent = parent
+        else:
+            return self._sdk_start(
+                name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+            )
         items: Mapping[str, Any] | None = None
-        if sampled and attributes:
+        if recording and attributes:
             items = _clean_mapping(attributes, limits.max_span_attribute_length)
-            if items is None:  # a key only the SDK's path handles as it should
-                args = (attributes, links, start_time, record_exception, set_status_on_exception)
-                return self._sdk_start(name, context, kind, *args)
         flags = _SAMPLED if sampled else _NOT_SAMPLED
-        if parent_flags.random_trace_id:
+        if random_id:
             flags = TraceFlags(flags | _RANDOM)  # type: ignore[operator]
         span_context = SpanContext(
-            parent.trace_id,
+            trace_id,
             self.id_generator.generate_span_id(),
             is_remote=False,
             trace_flags=flags,
-            trace_state=parent.trace_state,
+            trace_state=trace_state,
         )
-        decision = Decision.RECORD_AND_SAMPLE if sampled else Decision.DROP
-        record_end_metrics = self._tracer_metrics.start_span(parent, decision)
-        if not sampled:
+        record_end_metrics = self._tracer_metrics.start_span(span_parent, decision)
+        if not recording:
             return trace_api.NonRecordingSpan(context=span_context)
+        if attributes and items is None:  # a key only the SDK's cleaning handles as it should
+            sdk_span = _FastSpan(
+                name=name,
+                context=span_context,
+                parent=span_parent,
+                sampler=self.sampler,
+                resource=self.resource,
+                attributes=attributes,
+                span_processor=self.span_processor,
+                kind=kind,
+                links=(),
+                instrumentation_info=self.instrumentation_info,
+                record_exception=record_exception,
+                set_status_on_exception=set_status_on_exception,
+                limits=limits,
+                instrumentation_scope=self._instrumentation_scope,
+                record_end_metrics=record_end_metrics,
+            )
+            sdk_span.start(start_time=start_time, parent_context=context)
+            return sdk_span
         fill = limits.max_span_attributes != 0
         span: _FastSpan = _new_object(_FastSpan)
         span.__dict__ = {
@@ -350,14 +418,14 @@ class _FastTracer(Tracer):
             "_kind": kind,
             "_instrumentation_info": self.instrumentation_info,
             "_instrumentation_scope": self._instrumentation_scope,
-            "_parent": parent,
+            "_parent": span_parent,
             "_start_time": None,
             "_end_time": None,
             "_attributes": _bounded_attributes(
                 limits.max_span_attributes, limits.max_span_attribute_length, items if fill else None
             ),
-            "_events": _bounded_list(limits.max_events),
-            "_links": _bounded_list(limits.max_links),
+            "_events": (),  # made on the first event (_add_event): most spans have none
+            "_links": (),  # made on the first add_link(): links at the start take the SDK's path
             "_resource": self.resource,
             "_status": _UNSET_STATUS,
             "_sampler": self.sampler,
@@ -503,6 +571,8 @@ def attributes_of(span: object) -> Mapping[str, Any]:
 
 def _sequence_of(span: Any, stored_name: str, public_name: str) -> Sequence[Any]:
     stored = getattr(span, stored_name, None)
+    if type(stored) is tuple:  # none yet (a span of ours) or made by hand
+        return stored
     if type(stored) is BoundedList and _AVAILABLE:
         queue = cast(Any, stored)._dq
         return tuple(queue) if queue else ()
@@ -512,6 +582,8 @@ def _sequence_of(span: Any, stored_name: str, public_name: str) -> Sequence[Any]
 def has_events(span: object) -> bool:
     """Whether a span has events, without copying them."""
     stored = getattr(span, "_events", None)
+    if type(stored) is tuple:
+        return bool(stored)
     if type(stored) is BoundedList and _AVAILABLE:
         return bool(cast(Any, stored)._dq)
     return bool(getattr(span, "events", None))

@@ -21,7 +21,15 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcesso
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 
 from ghl_real_estate_ai.observability import _fastspan, _lifecycle
@@ -57,6 +65,8 @@ def _fields(span: ReadableSpan) -> tuple[Any, ...]:
         span.dropped_attributes,
         [(e.name, e.timestamp, list((e.attributes or {}).items())) for e in span.events],
         [(link.context, dict(link.attributes or {})) for link in span.links],
+        span.dropped_events,
+        span.dropped_links,
         span.status.status_code,
         span.status.description,
         span.instrumentation_scope,
@@ -113,13 +123,75 @@ def test_a_webhook_shaped_trace_is_the_same_field_for_field() -> None:
     assert fast == sdk
 
 
-def test_the_children_really_took_the_short_path() -> None:
+def test_roots_and_children_really_took_the_short_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    through_sdk: list[str] = []
+    original = _fastspan._FastTracer._sdk_start
+
+    def recorded(self: _fastspan._FastTracer, name: str, *args: Any) -> trace.Span:
+        through_sdk.append(name)
+        return original(self, name, *args)
+
+    monkeypatch.setattr(_fastspan._FastTracer, "_sdk_start", recorded)
     provider = _fastspan.FastTracerProvider()
     tracer = provider.get_tracer("tests.fastspan")
-    with tracer.start_as_current_span("root") as root, tracer.start_as_current_span("child") as child:
-        pass
-    # The root is started by the SDK, then given the shorter setters; the child by ours.
+    with tracer.start_as_current_span("root", attributes={"a": 1}) as root:
+        with tracer.start_as_current_span("child") as child:
+            pass
+        with tracer.start_as_current_span("linked", links=[trace.Link(child.get_span_context())]):
+            pass
     assert type(root) is _fastspan._FastSpan and type(child) is _fastspan._FastSpan
+    assert through_sdk == ["linked"]  # links are the SDK's business; roots and children are ours
+
+
+class Deciding(Sampler):
+    """A root sampler that records without sampling, adds attributes and a trace state, or drops."""
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+
+    def should_sample(
+        self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any
+    ) -> SamplingResult:
+        attributes = dict(args[1] or {}) if len(args) > 1 else {}
+        attributes["sampler.says"] = ["yes", name] if self.decision is not Decision.DROP else None
+        return SamplingResult(self.decision, attributes, TraceState([("deciding", name)]))
+
+    def get_description(self) -> str:
+        return "Deciding"
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        ParentBased(ALWAYS_OFF),
+        ParentBased(TraceIdRatioBased(0.5)),
+        Deciding(Decision.RECORD_ONLY),
+        Deciding(Decision.RECORD_AND_SAMPLE),
+        Deciding(Decision.DROP),
+    ],
+    ids=["always off", "ratio", "record only", "sampled with attributes", "dropped"],
+)
+def test_a_root_is_decided_and_built_as_the_sdk_does(sampler: Sampler) -> None:
+    def scenario(tracer: trace.Tracer) -> list[Any]:
+        returned = []
+        for n in range(8):
+            attributes = {"n": n, "long": "abcdefghij"} if n % 2 else {"n": n, "": "bad key"}
+            with (
+                tracer.start_as_current_span(f"root{n}", attributes=attributes) as root,
+                tracer.start_as_current_span("child") as child,
+            ):
+                pass
+            returned.append(
+                (root.get_span_context(), type(root).__name__, root.is_recording(), child.is_recording())
+            )
+        return returned
+
+    sdk, fast, sdk_returned, fast_returned = _both(
+        scenario, sampler=sampler, limits=SpanLimits(max_attribute_length=4)
+    )
+    assert fast == sdk
+    assert [r[0] for r in fast_returned] == [r[0] for r in sdk_returned]
+    assert [r[2:] for r in fast_returned] == [r[2:] for r in sdk_returned]
 
 
 def test_values_the_sdk_must_clean_are_cleaned_as_it_does(caplog: pytest.LogCaptureFixture) -> None:
@@ -212,6 +284,37 @@ def test_other_samplers_and_links_go_through_the_sdk_with_the_same_result(sample
     sdk, fast, sdk_returned, fast_returned = _both(scenario, sampler=sampler)
     assert fast == sdk
     assert fast_returned == sdk_returned
+
+
+def test_events_and_links_keep_the_sdk_limits_and_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    """The event and link lists are made on the first one (most spans have none), with the same limits."""
+
+    def scenario(tracer: trace.Tracer) -> list[Any]:
+        with tracer.start_as_current_span("root") as root:
+            with tracer.start_as_current_span("no events") as quiet:
+                pass
+            with tracer.start_as_current_span("events") as busy:
+                for n in range(3):  # one past the limit: the oldest dropped and counted
+                    busy.add_event(f"e{n}", {"n": n}, timestamp=n)
+                busy.add_link(root.get_span_context(), {"why": "later"})
+                busy.add_link(quiet.get_span_context())
+                busy.add_link(root.get_span_context())
+                try:
+                    raise ValueError("boom")
+                except ValueError as exc:
+                    busy.record_exception(exc, timestamp=9)
+        with caplog.at_level(logging.WARNING, logger="opentelemetry.sdk.trace"):
+            quiet.add_event("after the end", timestamp=10)
+            quiet.add_link(root.get_span_context())
+        return []
+
+    sdk, fast, _, _ = _both(scenario, limits=SpanLimits(max_events=2, max_links=2))
+    assert fast == sdk
+    busy = next(s for s in fast if s[0] == "events")
+    assert busy[-5:-3] == (2, 1)  # dropped events and links, in both
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings.count("Tried calling _add_event on an ended span.") == 2
+    assert warnings.count("Tried calling _add_link on an ended span.") == 2
 
 
 def test_setting_attributes_on_an_ended_span_warns_and_changes_nothing(
