@@ -15,13 +15,16 @@ shorter path for the common case and the SDK's own for everything else:
   a root span without links asks the sampler as the SDK does and is built the same
   way; links, a child under another sampler or a disabled tracer go through the SDK;
 * attribute values that are already clean (``str`` within the length limit,
-  ``bool``, ``int``, ``float``) are stored as they are; anything else is cleaned by
-  the SDK's own function, and a mapping with a key that is not a non-empty ``str``
-  goes through the SDK's path whole (its warnings and dropped counts).
+  ``bool``, ``int``, ``float``) are stored as they are, and lists or tuples of them
+  as a tuple; anything else is cleaned by the SDK's own function, and a mapping
+  with a key that is not a non-empty ``str`` goes through the SDK's path whole (its
+  warnings and dropped counts);
+* a span's event and link lists are made with its first event or link.
 
 The spans are the SDK's ``Span`` (a subclass adding nothing but the shorter
-methods): processors and exporters get the same ``ReadableSpan`` with the same
-names, attributes, events, ids and flags. The path relies on a few SDK internals
+methods; its event and link lists are empty tuples until then): processors and
+exporters get the same ``ReadableSpan`` with the same names, attributes, events,
+ids and flags. The path relies on a few SDK internals
 (``BoundedAttributes._dict``, the tracer's limits and scope); :func:`available`
 checks them once, and without them the provider is the SDK's, unchanged.
 """
