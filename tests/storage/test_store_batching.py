@@ -228,7 +228,8 @@ async def test_statement_spans_are_opt_in_and_carry_placeholders_only(
     for span in statements:
         assert span.parent is not None
         assert by_id[span.parent.span_id].attributes.get("db.query.summary")  # under its operation
-        assert "555" not in str(span.attributes)
+        # No bound value: the contact id is not in any attribute (the database's random name may hold "555").
+        assert not any("555-0101" in str(value) for value in (span.attributes or {}).values())
 
 
 async def test_nothing_is_traced_outside_a_trace_or_when_unsampled(database_url: str) -> None:
