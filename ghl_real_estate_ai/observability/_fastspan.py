@@ -350,7 +350,12 @@ class _FastTracer(Tracer):
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
         parent = _get_current_span(context).get_span_context()
-        if links or type(parent) is not SpanContext or not self._tracer_config.is_enabled:
+        if (
+            links
+            or type(parent) is not SpanContext
+            or not self._tracer_config.is_enabled
+            or (parent.is_valid and not self._fast_children)
+        ):
             return self._sdk_start(
                 name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
             )
@@ -365,7 +370,7 @@ class _FastTracer(Tracer):
             trace_state = result.trace_state
             random_id = self.id_generator.is_trace_id_random()
             span_parent: SpanContext | None = None
-        elif self._fast_children:  # a child follows its parent's flags (ParentBased, default delegates)
+        else:  # a child follows its parent's flags (ParentBased, default delegates)
             parent_flags = parent.trace_flags
             trace_id = parent.trace_id
             recording = sampled = parent_flags.sampled
@@ -373,10 +378,6 @@ class _FastTracer(Tracer):
             trace_state = parent.trace_state
             random_id = parent_flags.random_trace_id
             span_parent = parent
-        else:
-            return self._sdk_start(
-                name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
-            )
         items: Mapping[str, Any] | None = None
         if recording and attributes:
             items = _clean_mapping(attributes, limits.max_span_attribute_length)
