@@ -20,7 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, StatusCode
@@ -409,13 +409,24 @@ def _bytes_per_retained_span() -> float:
     return per_span
 
 
+def _live_spans() -> int:
+    """Spans (started or finished) that something still references, after a garbage collection."""
+    gc.collect()
+    return sum(1 for item in gc.get_objects() if isinstance(item, ReadableSpan))
+
+
 def test_memory_stays_bounded_while_the_collector_is_down() -> None:
     """Spans at a closed port keep at most one queue and one batch of spans alive, however many.
 
-    Memory is measured as what stays allocated after a garbage collection, and the
-    bound is derived from the queue: growth between 2 000 and 12 000 spans must stay
-    under what the queue and the batch in flight can hold (the queue is full from
-    the 65th span on, so a leak of even 1 % of the spans would exceed it).
+    Two measurements, neither of them timed:
+
+    * the spans still referenced after 12 000 were made, counted one by one: the
+      queue and the batch in flight hold at most ``QUEUE + BATCH``, so a leak of
+      even 1 % of the spans fails;
+    * what stays allocated (tracemalloc, after a garbage collection) between 2 000
+      and 12 000 spans, against four times what a queue and a batch of these spans
+      take: room for whatever the exporter's thread happens to hold at the moment
+      of a snapshot, while anything kept per span (80 bytes or more) still fails.
     """
     assert setup_observability(
         settings(
@@ -438,11 +449,13 @@ def test_memory_stays_bounded_while_the_collector_is_down() -> None:
         grown = _retained_bytes() - steady
     finally:
         tracemalloc.stop()
-    bound = (QUEUE + BATCH) * per_span
+    live = _live_spans()
+    assert live <= QUEUE + BATCH, f"{live} spans are still referenced: more than a queue and a batch"
+    bound = 4 * (QUEUE + BATCH) * per_span
     assert per_span > 500, f"a retained span measured {per_span:.0f} bytes: the measurement is broken"
     assert grown < bound, (
-        f"memory grew by {grown} bytes over 10 000 spans: more than a queue and a batch "
-        f"({QUEUE + BATCH} spans of {per_span:.0f} bytes = {bound:.0f})"
+        f"memory grew by {grown} bytes over 10 000 spans: more than four times a queue and a batch "
+        f"({QUEUE + BATCH} spans of {per_span:.0f} bytes, x4 = {bound:.0f})"
     )
     # Every span is accounted for: dropped at the full queue or failed at the closed port.
     after = export_stats()
