@@ -28,14 +28,21 @@ to pay, each replaced only where the result is the same:
   the span's name (matching the app's routes) and attributes, and after the span
   the metrics' attributes, status codes and a ``send`` wrapper, for every request.
   With the set-up's own sampler (``ParentBased`` with the default delegates over a
-  ``TraceIdRatioBased`` or always-off root) neither name nor attributes change the
-  decision, so the middleware's subclass asks that sampler first, on the trace id
-  the root span will get (:class:`~._fastspan.ReservableIds`), or follows an
-  unsampled caller's ``traceparent``. A dropped request gets the same non-recording
-  span, the same current context (baggage included) and the same ``traceresponse``
-  header, and nothing else; a sampled one, or any other configuration (hooks,
-  receive/send spans, live metric instruments, a sampler of the user's), takes the
-  middleware's own path.
+  ``TraceIdRatioBased``, always-on or always-off root) neither name nor attributes
+  change the decision, so the middleware's subclass asks that sampler first, on the
+  trace id the root span will get (:class:`~._fastspan.ReservableIds`), or follows
+  the caller's ``traceparent``. A dropped request gets the same non-recording span,
+  the same current context (baggage included) and the same ``traceresponse``
+  header, and nothing else. Any other configuration (hooks, receive/send spans,
+  live metric instruments, a sampler of the user's) takes the middleware's own path.
+* **The server span of a sampled request.** The middleware sets the span's dozen
+  attributes twice (at the start, then again one by one: the same attributes in the
+  same order), reads the Host header three times, and builds the attributes of
+  metrics that, with no meter provider set, record nowhere. In the default
+  configuration (the above, plus no captured headers and the default semantic
+  conventions) :func:`_serve_sampled` does what the middleware does once: the same
+  SERVER span (name, parent, attributes in order, status, exception events), the
+  same current context and ``traceresponse`` header, the span ended at the same point.
 
 All rely on names inside the contrib packages; :func:`install` checks them and
 leaves the instrumentation unchanged when one is missing. :func:`uninstall`
@@ -48,17 +55,34 @@ import logging
 from collections.abc import Awaitable, Callable
 from operator import attrgetter
 from typing import Any
+from urllib.parse import unquote
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 from opentelemetry.instrumentation.propagators import get_global_response_propagator
 from opentelemetry.metrics import NoOpHistogram
 from opentelemetry.propagate import extract
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Decision, TraceIdRatioBased
-from opentelemetry.trace import SpanKind
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, TraceIdRatioBased
+from opentelemetry.semconv._incubating.attributes.http_attributes import (
+    HTTP_FLAVOR,
+    HTTP_HOST,
+    HTTP_METHOD,
+    HTTP_SCHEME,
+    HTTP_SERVER_NAME,
+    HTTP_TARGET,
+    HTTP_URL,
+    HTTP_USER_AGENT,
+)
+from opentelemetry.semconv._incubating.attributes.net_attributes import (
+    NET_HOST_PORT,
+    NET_PEER_IP,
+    NET_PEER_PORT,
+)
+from opentelemetry.semconv._incubating.attributes.user_agent_attributes import USER_AGENT_SYNTHETIC_TYPE
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ghl_real_estate_ai.observability import _provider
-from ghl_real_estate_ai.observability._fastspan import ReservableIds
+from ghl_real_estate_ai.observability._fastspan import ReservableIds, attributes_of
 
 __all__ = ["install", "installed", "uninstall"]
 
@@ -88,6 +112,8 @@ def installed() -> tuple[str, ...]:
             names.append("httpx-url")
         elif name == "OpenTelemetryMiddleware":
             names.append("server-unsampled")
+            if _DEFAULT_MODE is not None:
+                names.append("server-sampled")
     return tuple(names)
 
 
@@ -144,7 +170,7 @@ def _install_asgi_getter() -> None:
     module.asgi_getter = getter_class()
 
 
-# --- the server span of an unsampled request ------------------------------------------
+# --- the server span ----------------------------------------------------------------------
 
 
 def _inert(instrument: object) -> bool:
@@ -177,16 +203,41 @@ def _metrics_inert(middleware: Any) -> bool:
     return proxies is not False and not any(map(_backing, proxies))
 
 
-def _unsampled_server_span(
+# (server host, port, URL, the Host header's values) as the middleware works them out.
+_Where = tuple[str, Any, str, list[str] | None]
+
+
+def _where(scope: dict[str, Any]) -> _Where:
+    """``get_host_port_url_tuple(scope)`` of the ASGI instrumentation, and the Host header it read.
+
+    The middleware reads the Host header again for the span's attributes; one read serves both.
+    """
+    server = scope.get("server") or ["0.0.0.0", 80]
+    port = server[1]
+    suffix = ":" + str(port) if str(port) != "80" else ""
+    host_header: list[str] | None = _server_module.asgi_getter.get(scope, "host")
+    if host_header:
+        url_host = host_header[0]
+        if isinstance(url_host, bytes):
+            url_host = _server_module._decode_header_item(url_host)
+    else:
+        url_host = server[0] + suffix
+    url = scope.get("scheme", "http") + "://" + url_host + scope.get("path", "")
+    return server[0] + suffix, port, url, host_header
+
+
+def _server_decision(
     middleware: Any, scope: dict[str, Any]
-) -> tuple[trace_api.Span, context_api.Context] | None:
-    """The server span and context of a request that will not be sampled, or None to take the full path.
+) -> tuple[Any, context_api.Context, bool, _Where | None] | None:
+    """The SDK tracer, the request's extracted context, whether it is sampled (and where it
+    goes, when worked out), or None to take the middleware's own path.
 
     Only for the set-up's own configuration: our provider behind the switch, a
     ``ParentBased`` sampler with the default delegates whose root sampler decides by
-    trace id alone (``TraceIdRatioBased`` or always off), no hook, no receive/send
-    spans and no live metric instrument. The decision is the sampler's own, taken on
-    the trace id the span will get (reserved from the provider's id generator).
+    trace id alone (``TraceIdRatioBased``, always on or always off), no hook, no
+    receive/send spans and no live metric instrument. The decision is the sampler's
+    own, taken on the trace id the span will get (reserved from the provider's id
+    generator).
     """
     if (
         scope.get("type") != "http"
@@ -206,25 +257,178 @@ def _unsampled_server_span(
     if (
         not isinstance(ids, ReservableIds)
         or getattr(tracer, "_fast_children", False) is not True
-        or not (type(root_sampler) is TraceIdRatioBased or root_sampler is ALWAYS_OFF)
+        or not (
+            type(root_sampler) is TraceIdRatioBased or root_sampler is ALWAYS_OFF or root_sampler is ALWAYS_ON
+        )
         or not _server_module.is_http_instrumentation_enabled()
     ):
         return None
+    where = None
     excluded = middleware.excluded_urls
-    if excluded and excluded.url_disabled(_server_module.get_host_port_url_tuple(scope)[2]):
-        return None
+    if excluded:
+        where = _where(scope)
+        if excluded.url_disabled(where[2]):
+            return None
     ctx = extract(scope, getter=_server_module.asgi_getter)
     parent = _get_current_span(ctx).get_span_context()
     if parent.is_valid:
-        if parent.trace_flags.sampled:
-            return None
+        sampled = bool(parent.trace_flags.sampled)
+    elif root_sampler is ALWAYS_ON:
+        sampled = True
     else:
+        # The root span started next on this thread gets the reserved id, so the same decision.
         result = tracer.sampler.should_sample(ctx, ids.reserve_trace_id(), "HTTP", SpanKind.SERVER)
-        if result.decision is not Decision.DROP:
-            return None  # the full path's root span gets the reserved id, so the same decision
-    # The span name and attributes only matter to a span that records.
-    span = tracer.start_span("HTTP", context=ctx, kind=SpanKind.SERVER)
-    return span, ctx
+        sampled = result.decision is not Decision.DROP
+    return tracer, ctx, sampled, where
+
+
+def _sampled_path_allowed(middleware: Any) -> bool:
+    """No hook, no captured header and the semantic conventions the shorter path writes."""
+    return (
+        _DEFAULT_MODE is not None
+        and middleware._sem_conv_opt_in_mode is _DEFAULT_MODE
+        and middleware.http_capture_headers_server_request is None
+        and middleware.http_capture_headers_server_response is None
+        and getattr(middleware, "server_response_hook", None) is None
+    )
+
+
+def _request_attributes(scope: dict[str, Any], where: _Where) -> dict[str, Any]:
+    """``collect_request_attributes(scope)`` of the ASGI instrumentation, in its default
+    (old) semantic conventions: the same keys in the same order with the same values.
+
+    Every value it keeps is truthy (its setters skip the others), so its final
+    ``None`` filter has nothing to remove.
+    """
+    server_host, port, http_url, host_header = where
+    query_string = scope.get("query_string")
+    if query_string and http_url:
+        if isinstance(query_string, bytes):
+            query_string = query_string.decode("utf8")
+        http_url += "?" + unquote(query_string)
+    result: dict[str, Any] = {}
+    scheme = scope.get("scheme")
+    if scheme:
+        result[HTTP_SCHEME] = scheme
+    if server_host:
+        result[HTTP_HOST] = server_host
+    number = _as_int(port) if port else None
+    if number is not None:
+        result[NET_HOST_PORT] = number
+    flavor = scope.get("http_version")
+    if flavor:
+        result[HTTP_FLAVOR] = flavor
+    path = scope.get("path")
+    if path:
+        result[HTTP_TARGET] = path
+    if http_url:
+        url = _http_util.redact_url(http_url)
+        if url:
+            result[HTTP_URL] = url
+    method = scope.get("method", "")
+    if method:
+        method = _http_util.sanitize_method(method).strip()
+        if method:
+            result[HTTP_METHOD] = method
+    if host_header:
+        result[HTTP_SERVER_NAME] = ",".join(host_header)
+    user_agent = _server_module.asgi_getter.get(scope, "user-agent")
+    if user_agent:
+        agent = _http_util.normalize_user_agent(user_agent[0])
+        if agent:
+            result[HTTP_USER_AGENT] = agent
+        synthetic = _http_util.detect_synthetic_user_agent(agent)
+        if synthetic:
+            result[USER_AGENT_SYNTHETIC_TYPE] = synthetic
+    if "client" in scope and scope["client"] is not None:
+        client = scope["client"]
+        if client[0]:
+            result[NET_PEER_IP] = client[0]
+        number = _as_int(client[1]) if client[1] else None
+        if number is not None:
+            result[NET_PEER_PORT] = number
+    return result
+
+
+def _as_int(value: Any) -> int | None:
+    """``int(value)``, or None where the instrumentation's ``set_int_attribute`` leaves the value out."""
+    try:
+        return int(value)
+    except (ValueError, TypeError):
+        return None
+
+
+async def _serve_sampled(
+    middleware: Any,
+    tracer: Any,
+    ctx: context_api.Context,
+    where: _Where | None,
+    scope: dict[str, Any],
+    receive: Any,
+    send: Any,
+) -> None:
+    """The middleware's ``__call__`` for a sampled HTTP request in the default configuration.
+
+    Mirrors it step by step: the span's name and extra attributes from the middleware's
+    ``default_span_details``, the request's attributes, the extracted context attached
+    and the SERVER span started under it with those attributes, the span made current
+    (an exception escaping the app while the span records is recorded and sets ERROR,
+    as ``trace.use_span`` does), status code and ``traceresponse`` on the way out, the
+    span ended after the last body message or after the app returns. Left out: the
+    second setting of every attribute (it leaves the same attributes in the same order,
+    and is still done when a processor or a limit changed them at the start) and the
+    metrics' attributes, durations and sizes (no instrument records).
+    """
+    span_name, additional = middleware.default_span_details(scope)
+    attributes = _request_attributes(scope, where or _where(scope))
+    attributes.update(additional)
+    token = _attach(ctx)
+    span = tracer.start_span(name=span_name, context=ctx, kind=SpanKind.SERVER, attributes=attributes)
+    try:
+        if span.is_recording() and list(attributes_of(span).items()) != list(attributes.items()):
+            for key, value in attributes.items():  # the middleware sets them again: same result then
+                span.set_attribute(key, value)
+        try:
+            span_token = _attach(_set_span_in_context(span))
+            try:
+                await middleware.app(scope, receive, _sampled_send(middleware, span, send))
+            finally:
+                _detach(span_token)
+        except Exception as exc:  # as trace.use_span records it
+            if span.is_recording():
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+    finally:
+        _detach(token)
+        if span.is_recording():
+            span.end()
+
+
+def _sampled_send(middleware: Any, span: trace_api.Span, send: Any) -> Any:
+    """The middleware's ``otel_send`` without send spans: status, response propagator, end."""
+    mode = middleware._sem_conv_opt_in_mode
+    set_status_code = _server_module.set_status_code
+    setter = _server_module.asgi_setter
+
+    async def otel_send(message: dict[str, Any]) -> None:
+        kind = message["type"]
+        status_code = None
+        if kind == "http.response.start":
+            status_code = message["status"]
+        elif kind == "websocket.send":
+            status_code = 200
+        if status_code:
+            set_status_code(span, status_code, None, mode)
+        propagator = get_global_response_propagator()  # type: ignore[no-untyped-call]
+        if propagator:
+            server_context = _set_span_in_context(span, context_api.Context())
+            propagator.inject(message, context=server_context, setter=setter)
+        await send(message)
+        if kind == "http.response.body" and not message.get("more_body", False):
+            span.end()
+
+    return otel_send
 
 
 _SERVER_INSTRUMENTS = (
@@ -236,24 +440,54 @@ _SERVER_INSTRUMENTS = (
     "server_request_body_size_histogram",
     "active_requests_counter",
 )
+# What the middleware's __init__ sets that the shorter paths read.
+_MIDDLEWARE_FIELDS = (
+    "tracer",
+    "app",
+    "excluded_urls",
+    "default_span_details",
+    "server_request_hook",
+    "client_request_hook",
+    "client_response_hook",
+    "_sem_conv_opt_in_mode",
+    "http_capture_headers_server_request",
+    "http_capture_headers_server_response",
+    "exclude_receive_span",
+    "exclude_send_span",
+    *_SERVER_INSTRUMENTS,
+)
+_HTTP_UTIL_NAMES = ("redact_url", "sanitize_method", "normalize_user_agent", "detect_synthetic_user_agent")
 _server_module: Any = None
+_http_util: Any = None
+_DEFAULT_MODE: Any = None  # the instrumentation's default semantic conventions, when the sampled path is on
 
 
 def _lean_middleware_class(module: Any) -> type | None:
     base = getattr(module, "OpenTelemetryMiddleware", None)
-    needed = ("get_host_port_url_tuple", "asgi_getter", "asgi_setter", "is_http_instrumentation_enabled")
+    needed = ("asgi_getter", "asgi_setter", "is_http_instrumentation_enabled", "_decode_header_item")
     if base is None or not all(hasattr(module, name) for name in needed):
+        return None
+    init = getattr(base.__init__, "__code__", None)
+    if init is None or not all(name in init.co_names for name in _MIDDLEWARE_FIELDS):
         return None
 
     class _LeanServerMiddleware(base):  # type: ignore[misc, valid-type]
-        """The ASGI instrumentation's middleware, with a short path for an unsampled request."""
+        """The ASGI instrumentation's middleware, with short paths for the default configuration."""
 
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            started = _unsampled_server_span(self, scope)
-            if started is None:
+            decided = _server_decision(self, scope)
+            if decided is None:
                 await super().__call__(scope, receive, send)
                 return
-            span, ctx = started
+            tracer, ctx, sampled, where = decided
+            if sampled:
+                if _sampled_path_allowed(self):
+                    await _serve_sampled(self, tracer, ctx, where, scope, receive, send)
+                else:
+                    await super().__call__(scope, receive, send)
+                return
+            # The span name and attributes only matter to a span that records.
+            span = tracer.start_span("HTTP", context=ctx, kind=SpanKind.SERVER)
             token = _attach(ctx)
             try:
                 with trace_api.use_span(span, end_on_exit=False):
@@ -282,8 +516,24 @@ def _traceresponse_send(span: trace_api.Span, send: Any) -> Any:
     return otel_send
 
 
+def _default_mode_for_sampled_path(module: Any) -> Any:
+    """The default semantic-conventions mode, when every name the sampled path uses is there."""
+    try:
+        from opentelemetry.instrumentation import _semconv
+        from opentelemetry.util import http as http_util
+    except ImportError:
+        return None
+    if not callable(getattr(module, "set_status_code", None)) or not all(
+        callable(getattr(http_util, name, None)) for name in _HTTP_UTIL_NAMES
+    ):
+        return None
+    global _http_util
+    _http_util = http_util
+    return getattr(getattr(_semconv, "_StabilityMode", None), "DEFAULT", None)
+
+
 def _install_server_middleware() -> None:
-    global _server_module
+    global _server_module, _DEFAULT_MODE
     try:
         from opentelemetry.instrumentation import asgi as module
         from opentelemetry.instrumentation import fastapi as fastapi_module
@@ -297,6 +547,7 @@ def _install_server_middleware() -> None:
     if lean is None:
         return
     _server_module = module
+    _DEFAULT_MODE = _default_mode_for_sampled_path(module)
     _replaced.append((fastapi_module, "OpenTelemetryMiddleware", module.OpenTelemetryMiddleware))
     fastapi_module.OpenTelemetryMiddleware = lean  # type: ignore[attr-defined, assignment]
 

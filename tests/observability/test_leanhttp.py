@@ -5,28 +5,41 @@
   propagation headers (a new span id of the same trace, not sampled) and records nothing;
 * a request the sampler drops gets the same non-recording server span (the sampler's
   decision on the trace id the span gets), the same ``traceresponse`` header and no
-  attribute building; a sampled one gets the instrumentation's SERVER span;
-* a sampled call, a request hook or a configured exclusion take the instrumentation's own path;
+  attribute building; a sampled one gets the instrumentation's SERVER span, its
+  attributes set once and no metric attributes built;
+* parity: the same requests (success, 4xx, 5xx, errors in the app and in outgoing
+  calls, a caller's trace, query strings, a body) served through the instrumentations'
+  own code and through the shorter paths, with counted ids, export the same spans
+  (every field but times, attributes in order) and get the same answers;
+* a request hook, captured headers, a meter provider, other semantic conventions or a
+  configured exclusion take the instrumentation's own path;
 * shutdown puts the instrumentations' own functions back.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import JSONResponse, StreamingResponse
 from opentelemetry import baggage, trace
 from opentelemetry.instrumentation import asgi as asgi_instrumentation
 from opentelemetry.instrumentation import fastapi as fastapi_instrumentation
 from opentelemetry.instrumentation import httpx as httpx_instrumentation
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.metrics import NoOpHistogram
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler, TraceIdRatioBased
 from opentelemetry.trace import SpanKind
 
-from ghl_real_estate_ai.observability import _leanhttp
+from ghl_real_estate_ai.observability import _leanhttp, _provider
+from ghl_real_estate_ai.observability._fastspan import ReservableIds, _FastSpan
 from ghl_real_estate_ai.observability.otel_config import (
     fastapi_native_telemetry_off,
     flush_observability,
@@ -98,7 +111,13 @@ def test_setup_installs_the_shorter_paths_and_shutdown_removes_them() -> None:
     own_extract = httpx_instrumentation._extract_parameters
     own_middleware = fastapi_instrumentation.OpenTelemetryMiddleware
     setup_observability(settings(), exporter_type="none")
-    assert set(_leanhttp.installed()) == {"asgi-getter", "httpx-unsampled", "httpx-url", "server-unsampled"}
+    assert set(_leanhttp.installed()) == {
+        "asgi-getter",
+        "httpx-unsampled",
+        "httpx-url",
+        "server-unsampled",
+        "server-sampled",
+    }
     assert type(asgi_instrumentation.asgi_getter) is not asgi_instrumentation.ASGIGetter
     assert HTTPXClientInstrumentor._handle_async_request_wrapper is _leanhttp._lean_async_request
     shutdown_observability()
@@ -242,14 +261,17 @@ def _server_app() -> FastAPI:
 
 
 def _count_request_attributes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the request attributes built, by the instrumentation's function or the shorter path's."""
     calls: list[int] = []
-    real = asgi_instrumentation.collect_request_attributes
+    builders = ((asgi_instrumentation, "collect_request_attributes"), (_leanhttp, "_request_attributes"))
+    for owner, name in builders:
+        real = getattr(owner, name)
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return real(*args, **kwargs)
+        def counting(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            calls.append(1)
+            return _real(*args, **kwargs)
 
-    monkeypatch.setattr(asgi_instrumentation, "collect_request_attributes", counting)
+        monkeypatch.setattr(owner, name, counting)
     return calls
 
 
@@ -361,3 +383,374 @@ async def test_a_meter_provider_set_later_gets_the_middleware_s_metrics_again() 
         finally:
             proxy._real_instrument = None
         assert _leanhttp._metrics_inert(middleware)
+
+
+# --- parity: the shorter paths export what the instrumentations export ---------------------------
+
+# The instrumentations' own frames (and the shorter paths' in their place) in a stack trace.
+_INSTRUMENTATION_FRAMES = re.compile(
+    r'  File "[^"]*(opentelemetry/instrumentation/(asgi|httpx)/__init__|observability/_leanhttp'
+    r'|opentelemetry/trace/__init__|contextlib)\.py", line \d+, in [^\n]*\n(    [^\n]*\n)*?(?=  File|\w)'
+)
+
+
+class _CountedIds(IdGenerator):
+    """Ids counted from one: two runs of the same requests get the same ids."""
+
+    def __init__(self) -> None:
+        self.trace_ids = 0
+        self.span_ids = 0
+
+    def generate_span_id(self) -> int:
+        self.span_ids += 1
+        return 0x1000 + self.span_ids
+
+    def generate_trace_id(self) -> int:
+        self.trace_ids += 1
+        return 0xABC00000000000000000000000000000 + self.trace_ids
+
+
+def _count_ids() -> None:
+    """From now on the provider hands out counted ids (a root's reserved one included)."""
+    ids = _provider.current_delegate().id_generator  # type: ignore[attr-defined]
+    assert isinstance(ids, ReservableIds)
+    counted = _CountedIds()
+    ids.inner = counted
+    ids.generate_span_id = counted.generate_span_id  # type: ignore[method-assign]
+    ids.is_trace_id_random = counted.is_trace_id_random  # type: ignore[method-assign]
+    ids._reserved.trace_id = None
+
+
+def _stack_without_instrumentation(stack: object) -> object:
+    """A recorded stack trace without the frames of the code that recorded it (they differ by path)."""
+    return _INSTRUMENTATION_FRAMES.sub("", stack) if isinstance(stack, str) else stack
+
+
+def _exported(span: ReadableSpan) -> tuple[Any, ...]:
+    """Every field an exporter reads, but times."""
+    context, parent = span.context, span.parent
+    assert context is not None
+    return (
+        span.name,
+        span.kind,
+        (context.trace_id, context.span_id, int(context.trace_flags), context.trace_state.to_header()),
+        parent and (parent.trace_id, parent.span_id, parent.is_remote, int(parent.trace_flags)),
+        list((span.attributes or {}).items()),
+        span.dropped_attributes,
+        [
+            (
+                event.name,
+                [(k, _stack_without_instrumentation(v)) for k, v in (event.attributes or {}).items()],
+            )
+            for event in span.events
+        ],
+        span.dropped_events,
+        (span.status.status_code, span.status.description),
+        [(link.context, list((link.attributes or {}).items())) for link in span.links],
+        span.instrumentation_scope,
+        dict(span.resource.attributes),
+    )
+
+
+def _upstream(request: httpx.Request) -> httpx.Response:
+    """The far side of the app's outgoing calls: it refuses /down and fails /fail."""
+    if request.url.path == "/down":
+        raise httpx.ConnectError("connection refused", request=request)
+    if request.url.path == "/fail":
+        return httpx.Response(503, json={"error": "unavailable"})
+    return httpx.Response(200, json={"traceparent": request.headers.get("traceparent")})
+
+
+def _parity_app(outbound: httpx.AsyncClient) -> FastAPI:
+    app = FastAPI(**fastapi_native_telemetry_off())
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: str) -> dict[str, Any]:
+        response = await outbound.get(f"/contacts/{item_id}", params={"sig": "s3cret", "q": "a b"})
+        return {"item": item_id, "upstream": response.json()}
+
+    @app.post("/items", status_code=201)
+    async def create(payload: dict[str, Any]) -> dict[str, Any]:
+        return payload
+
+    @app.get("/missing/{item_id}")
+    async def missing(item_id: str) -> None:
+        raise HTTPException(404, f"no item {item_id}")
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("the app failed")
+
+    @app.get("/unreachable")
+    async def unreachable() -> None:
+        await outbound.get("/down")
+
+    @app.get("/upstream-error")
+    async def upstream_error() -> JSONResponse:
+        response = await outbound.post("/fail", json={"a": 1})
+        return JSONResponse({"upstream": response.status_code}, status_code=502)
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"first"
+            raise RuntimeError("failed mid-stream")
+
+        return StreamingResponse(chunks())
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    instrument_app(app)
+    return app
+
+
+_CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"
+PARITY_REQUESTS: list[tuple[str, str, dict[str, str], Any]] = [
+    ("GET", "/items/i1?q=a%20b&sig=abc", {"user-agent": "Googlebot/2.1"}, None),
+    ("GET", "/items/i2", {"host": "svc.example:8443", "user-agent": "curl/8"}, None),
+    ("POST", "/items", {}, {"name": "house", "rooms": 3}),
+    ("POST", "/items", {"content-type": "application/json"}, b"{not json"),
+    ("GET", "/missing/m1", {}, None),
+    ("GET", "/nowhere?x=1", {}, None),
+    ("PUT", "/boom", {}, None),
+    ("GET", "/boom", {}, None),
+    ("GET", "/unreachable", {}, None),
+    ("GET", "/upstream-error", {}, None),
+    ("GET", "/stream", {}, None),
+    ("GET", "/items/i3", {"traceparent": f"{_CALLER}-01", "tracestate": "k=v", "baggage": "t=1"}, None),
+    ("GET", "/items/i4", {"traceparent": f"{_CALLER}-00"}, None),
+    ("GET", "/health", {}, None),
+]
+
+
+async def _serve_parity_requests(exporter: InMemorySpanExporter, lean: bool) -> tuple[list[Any], list[Any]]:
+    """Serve PARITY_REQUESTS on a fresh app, through the shorter paths or the instrumentations' own."""
+    _leanhttp.install() if lean else _leanhttp.uninstall()
+    _count_ids()
+    exporter.clear()
+    upstream = httpx.AsyncClient(transport=httpx.MockTransport(_upstream), base_url="http://ghl.test")
+    HTTPXClientInstrumentor.instrument_client(upstream)
+    app = _parity_app(upstream)
+    _leanhttp.install() if lean else _leanhttp.uninstall()  # instrument_app installs them
+    answers = []
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with upstream, httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        for method, url, headers, body in PARITY_REQUESTS:
+            if isinstance(body, bytes):
+                response = await client.request(method, url, headers=headers, content=body)
+            else:
+                response = await client.request(method, url, headers=headers, json=body)
+            answers.append((url, response.status_code, response.headers.multi_items(), response.content))
+        middleware = app.middleware_stack.app  # type: ignore[union-attr]
+        assert (type(middleware) is asgi_instrumentation.OpenTelemetryMiddleware) is not lean
+    flush_observability()
+    return [_exported(span) for span in exporter.get_finished_spans()], answers
+
+
+def _count_server_metric_attributes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the server middleware's own path: it builds the active-requests metric's attributes."""
+    calls: list[int] = []
+    real = asgi_instrumentation._parse_active_request_count_attrs
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(asgi_instrumentation, "_parse_active_request_count_attrs", counting)
+    return calls
+
+
+@pytest.mark.parametrize("sample_rate", [1.0, 0.999])
+async def test_the_shorter_paths_export_the_same_spans_and_answers_as_the_instrumentations(
+    monkeypatch: pytest.MonkeyPatch, sample_rate: float
+) -> None:
+    """Success, 4xx, 5xx, errors in the app and in outgoing calls, a caller's trace, query
+    strings and a request body: the same spans (every exported field but times, attributes
+    in order) and the same answers, headers included. The root sampler is always-on at
+    100 % and a ratio below (every counted trace id is under its bound)."""
+    exporter = InMemorySpanExporter()
+    setup_observability(settings(), exporter_type="none", sample_rate=sample_rate, span_exporters=[exporter])
+    own_path = _count_server_metric_attributes(monkeypatch)
+    own_spans, own_answers = await _serve_parity_requests(exporter, lean=False)
+    assert len(own_path) == len(PARITY_REQUESTS) - 1  # all but the excluded health check
+    own_path.clear()
+    lean_spans, lean_answers = await _serve_parity_requests(exporter, lean=True)
+    assert own_path == []  # the shorter paths were taken
+    assert lean_answers == own_answers
+    assert len(own_spans) > len(PARITY_REQUESTS)
+    for own, lean in zip(own_spans, lean_spans, strict=True):
+        assert lean == own
+
+
+async def test_a_sampled_request_in_the_default_set_up_skips_the_middleware_s_second_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sampled request's SERVER span has its attributes set once, and no metric attributes
+    are built while no meter provider is set (the middleware's own path does both)."""
+    exporter = InMemorySpanExporter()
+    setup_observability(settings(), exporter_type="none", span_exporters=[exporter])
+    metric_attributes = _count_server_metric_attributes(monkeypatch)
+    set_again: list[str] = []
+    real_set = _FastSpan.set_attribute
+
+    def counting_set(self: _FastSpan, key: str, value: Any) -> None:
+        set_again.append(key)
+        real_set(self, key, value)
+
+    monkeypatch.setattr(_FastSpan, "set_attribute", counting_set)
+    app = _server_app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
+        response = await client.post("/hooks/a", headers={"user-agent": "curl/8"})
+    flush_observability()
+    assert response.json()["recording"] is True
+    (server,) = exporter.get_finished_spans()
+    assert server.name == "POST /hooks/{name}"
+    assert metric_attributes == []
+    assert set_again == ["http.status_code"]  # set from http.response.start, nothing else again
+    assert list(server.attributes or {}) == [
+        "http.scheme",
+        "http.host",
+        "http.flavor",
+        "http.target",
+        "http.url",
+        "http.method",
+        "http.server_name",
+        "http.user_agent",
+        "net.peer.ip",
+        "net.peer.port",
+        "http.route",
+        "http.status_code",
+    ]
+
+
+async def _one_sampled_request(app: FastAPI) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
+        return await client.post("/hooks/a", headers={"x-tenant": "t1"})
+
+
+async def test_a_server_request_hook_takes_the_middleware_s_own_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    setup_observability(settings(), exporter_type="none")
+    own_path = _count_server_metric_attributes(monkeypatch)
+    seen: list[bool] = []
+    app = FastAPI(**fastapi_native_telemetry_off())
+
+    @app.post("/hooks/{name}")
+    async def hook(name: str) -> dict[str, str]:
+        return {"name": name}
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=_provider.install(),
+        exclude_spans=["receive", "send"],
+        server_request_hook=lambda span, scope: seen.append(span.is_recording()),
+    )
+    await _one_sampled_request(app)
+    assert seen == [True]
+    assert own_path == [1]
+
+
+async def test_captured_request_headers_take_the_middleware_s_own_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", "x-tenant")
+    exporter = InMemorySpanExporter()
+    setup_observability(settings(), exporter_type="none", span_exporters=[exporter])
+    own_path = _count_server_metric_attributes(monkeypatch)
+    await _one_sampled_request(_server_app())
+    flush_observability()
+    (server,) = exporter.get_finished_spans()
+    assert (server.attributes or {})["http.request.header.x_tenant"] == ("t1",)
+    assert own_path == [1]
+
+
+async def test_a_set_meter_provider_takes_the_middleware_s_own_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a meter provider behind the instruments, every request records its metrics."""
+    setup_observability(settings(), exporter_type="none")
+    own_path = _count_server_metric_attributes(monkeypatch)
+    app = _server_app()
+    await _one_sampled_request(app)
+    assert own_path == []
+    middleware = app.middleware_stack.app  # type: ignore[union-attr]
+    proxy = middleware.duration_histogram_old
+    monkeypatch.setattr(proxy, "_real_instrument", NoOpHistogram("backed"))  # as a meter provider sets it
+    await _one_sampled_request(app)
+    assert own_path == [1]
+
+
+async def test_other_semantic_conventions_take_the_middleware_s_own_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shorter path writes the default (old) HTTP conventions; any other mode is the middleware's."""
+    from opentelemetry.instrumentation._semconv import _StabilityMode
+
+    exporter = InMemorySpanExporter()
+    setup_observability(settings(), exporter_type="none", span_exporters=[exporter])
+    own_path = _count_server_metric_attributes(monkeypatch)
+    app = _server_app()
+    await _one_sampled_request(app)
+    middleware = app.middleware_stack.app  # type: ignore[union-attr]
+    middleware._sem_conv_opt_in_mode = _StabilityMode.HTTP_DUP
+    await _one_sampled_request(app)
+    flush_observability()
+    assert own_path == [1]
+    default, both = exporter.get_finished_spans()
+    assert "http.request.method" not in (default.attributes or {})
+    assert (both.attributes or {})["http.request.method"] == "POST"
+
+
+# Scopes as servers give them, odd ones included (no server, a socket path, several Host
+# headers, a credential in the Host, bytes or text query strings, unknown methods).
+SCOPES: list[dict[str, Any]] = [
+    {
+        "type": "http",
+        "scheme": "https",
+        "server": ("10.0.0.1", 443),
+        "client": ("1.2.3.4", 5678),
+        "http_version": "2",
+        "method": "get",
+        "path": "/a b",
+        "query_string": b"x=%20y&Signature=abc",
+        "headers": [(b"host", b"h.example"), (b"user-agent", b"Mozilla/5.0 (compatible; Googlebot/2.1)")],
+    },
+    {"type": "http", "server": None, "client": None, "method": "FOO", "path": "", "query_string": b""},
+    {
+        "type": "http",
+        "scheme": "http",
+        "server": ("/tmp/app.sock", None),
+        "method": "POST",
+        "path": "/p",
+        "query_string": "a=1",
+        "headers": [(b"user-agent", b"")],
+    },
+    {
+        "type": "http",
+        "server": ("h", 80),
+        "client": ("", 0),
+        "method": " PATCH ",
+        "path": "/x",
+        "headers": [(b"host", b"a"), (b"host", b"b"), (b"user-agent", b"pytest-runner")],
+    },
+    {
+        "type": "http",
+        "server": ("h", "8080"),
+        "client": ("::1", "x"),
+        "http_version": "1.1",
+        "method": "GET",
+        "path": "/",
+        "headers": [(b"host", b"user:pw@h:8080"), (b"user-agent", "caf\xe9 bot".encode("latin-1"))],
+    },
+]
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_a_request_s_attributes_are_the_instrumentation_s(scope: dict[str, Any]) -> None:
+    setup_observability(settings(), exporter_type="none")
+    assert "server-sampled" in _leanhttp.installed()
+    where = _leanhttp._where(scope)
+    assert where[:3] == asgi_instrumentation.get_host_port_url_tuple(scope)
+    mine = _leanhttp._request_attributes(scope, where)
+    assert list(mine.items()) == list(asgi_instrumentation.collect_request_attributes(scope).items())
