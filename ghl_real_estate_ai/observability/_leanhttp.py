@@ -21,8 +21,13 @@ to pay, each replaced only where the result is the same:
   the default delegates), no hook or URL exclusion is configured and the
   instrumentation's histograms record nowhere, :func:`_lean_async_request` does
   what is left to see: the same non-recording child span (a new span id, made
-  current around the call) and the same propagation headers. Anything else, and
-  every sampled call, goes through the instrumentation's own wrapper.
+  current around the call) and the same propagation headers. Anything else goes
+  through the instrumentation's own wrapper.
+* **An httpx call under a sampled parent.** In the same configuration, plus the
+  default semantic conventions and no captured header, :func:`_sampled_async_request`
+  builds the instrumentation's CLIENT span (name, ``http.method``, ``http.url``,
+  status code and status, exception events) without the metrics' attributes and
+  durations, and sets the status code once where the instrumentation sets it twice.
 
 * **The server span of a request the sampler drops.** The ASGI middleware works out
   the span's name (matching the app's routes) and attributes, and after the span
@@ -69,6 +74,7 @@ from opentelemetry.semconv._incubating.attributes.http_attributes import (
     HTTP_METHOD,
     HTTP_SCHEME,
     HTTP_SERVER_NAME,
+    HTTP_STATUS_CODE,
     HTTP_TARGET,
     HTTP_URL,
     HTTP_USER_AGENT,
@@ -108,11 +114,13 @@ def installed() -> tuple[str, ...]:
             names.append("asgi-getter")
         elif name == "_handle_async_request_wrapper":
             names.append("httpx-unsampled")
+            if _client_mode is not None:
+                names.append("httpx-sampled")
         elif name == "_extract_parameters":
             names.append("httpx-url")
         elif name == "OpenTelemetryMiddleware":
             names.append("server-unsampled")
-            if _DEFAULT_MODE is not None:
+            if _server_mode is not None:
                 names.append("server-sampled")
     return tuple(names)
 
@@ -285,8 +293,8 @@ def _server_decision(
 def _sampled_path_allowed(middleware: Any) -> bool:
     """No hook, no captured header and the semantic conventions the shorter path writes."""
     return (
-        _DEFAULT_MODE is not None
-        and middleware._sem_conv_opt_in_mode is _DEFAULT_MODE
+        _server_mode is not None
+        and middleware._sem_conv_opt_in_mode is _server_mode
         and middleware.http_capture_headers_server_request is None
         and middleware.http_capture_headers_server_response is None
         and getattr(middleware, "server_response_hook", None) is None
@@ -459,7 +467,7 @@ _MIDDLEWARE_FIELDS = (
 _HTTP_UTIL_NAMES = ("redact_url", "sanitize_method", "normalize_user_agent", "detect_synthetic_user_agent")
 _server_module: Any = None
 _http_util: Any = None
-_DEFAULT_MODE: Any = None  # the instrumentation's default semantic conventions, when the sampled path is on
+_server_mode: Any = None  # the instrumentation's default semantic conventions, when the sampled path is on
 
 
 def _lean_middleware_class(module: Any) -> type | None:
@@ -516,14 +524,15 @@ def _traceresponse_send(span: trace_api.Span, send: Any) -> Any:
     return otel_send
 
 
-def _default_mode_for_sampled_path(module: Any) -> Any:
-    """The default semantic-conventions mode, when every name the sampled path uses is there."""
+def _default_mode(module: Any, needed: tuple[str, ...]) -> Any:
+    """The instrumentations' default semantic-conventions mode, when it, the ``util.http``
+    functions the sampled paths call and ``needed`` names of ``module`` are all there."""
     try:
         from opentelemetry.instrumentation import _semconv
         from opentelemetry.util import http as http_util
     except ImportError:
         return None
-    if not callable(getattr(module, "set_status_code", None)) or not all(
+    if not all(callable(getattr(module, name, None)) for name in needed) or not all(
         callable(getattr(http_util, name, None)) for name in _HTTP_UTIL_NAMES
     ):
         return None
@@ -533,7 +542,7 @@ def _default_mode_for_sampled_path(module: Any) -> Any:
 
 
 def _install_server_middleware() -> None:
-    global _server_module, _DEFAULT_MODE
+    global _server_module, _server_mode
     try:
         from opentelemetry.instrumentation import asgi as module
         from opentelemetry.instrumentation import fastapi as fastapi_module
@@ -547,7 +556,7 @@ def _install_server_middleware() -> None:
     if lean is None:
         return
     _server_module = module
-    _DEFAULT_MODE = _default_mode_for_sampled_path(module)
+    _server_mode = _default_mode(module, ("set_status_code",))
     _replaced.append((fastapi_module, "OpenTelemetryMiddleware", module.OpenTelemetryMiddleware))
     fastapi_module.OpenTelemetryMiddleware = lean  # type: ignore[attr-defined, assignment]
 
@@ -589,18 +598,21 @@ async def _lean_async_request(
     kwargs: dict[str, Any],
     **options: Any,
 ) -> Any:
-    """The httpx instrumentation's async wrapper, shorter under an unsampled parent (module docstring)."""
+    """The httpx instrumentation's async wrapper, shorter under a parent span (module docstring)."""
     original = _original_async_request
     assert original is not None
     parent = _get_current_span().get_span_context()
     tracer = options.get("tracer")
     if (
         not parent.is_valid
-        or parent.trace_flags.sampled
         or not _lean_allowed(tracer, options, args)
         or not tracer.children_follow_parent()  # type: ignore[union-attr]
         or not _httpx_instrumentation.is_http_instrumentation_enabled()
     ):
+        return await original(wrapped, instance, args, kwargs, **options)
+    if parent.trace_flags.sampled:
+        if _client_sampled_allowed(options):
+            return await _sampled_async_request(wrapped, args, kwargs, tracer, options)
         return await original(wrapped, instance, args, kwargs, **options)
     # The same non-recording child the instrumentation would start (the name is not kept).
     span = tracer.start_span("HTTP", kind=SpanKind.CLIENT)  # type: ignore[union-attr]
@@ -611,6 +623,106 @@ async def _lean_async_request(
         return await wrapped(*args, **kwargs)
     finally:
         _detach(token)
+
+
+def _client_sampled_allowed(options: dict[str, Any]) -> bool:
+    """The default semantic conventions and no captured header (hooks, exclusions and
+    live histograms are ruled out for both paths)."""
+    return (
+        _client_mode is not None
+        and options.get("sem_conv_opt_in_mode") is _client_mode
+        and not options.get("captured_request_headers")
+        and not options.get("captured_response_headers")
+    )
+
+
+async def _sampled_async_request(
+    wrapped: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    tracer: Any,
+    options: dict[str, Any],
+) -> Any:
+    """The instrumentation's async wrapper for a call under a sampled parent, default configuration.
+
+    Mirrors it step by step: the span named by the sanitised method (``HTTP`` for
+    others) with ``http.method`` and the redacted ``http.url``, started as the current
+    CLIENT span; the propagation headers injected; the response's status code set as
+    attribute and status; an exception re-raised from the call, recorded and setting
+    ERROR on its way out (``use_span``), the span ended last. Left out: the metrics'
+    attributes and durations (no histogram records), the request and response infos
+    (no hook) and the status set a second time (``set_status`` keeps the same status).
+    """
+    module = options["module"]
+    request = args[0]
+    method: str = request.method
+    name = _http_util.sanitize_method(method.strip())
+    attributes: dict[str, Any] = {}
+    normalized = _http_util.sanitize_method(method).strip()
+    if normalized:
+        attributes[HTTP_METHOD] = normalized
+    url = _http_util.redact_url(str(request.url))
+    if url:
+        attributes[HTTP_URL] = url
+    if name == "_OTHER":
+        name = "HTTP"
+    span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+    try:
+        token = _attach(_set_span_in_context(span))
+        try:
+            _httpx_instrumentation._inject_propagation_headers(request.headers, args, kwargs, module)
+            exception = None
+            try:
+                response = await wrapped(*args, **kwargs)
+            except Exception as exc:
+                exception = exc
+                response = getattr(exc, "response", None)
+            if isinstance(response, (module.Response, tuple)):
+                _client_response_status(span, response, options)
+            if exception:
+                raise exception.with_traceback(exception.__traceback__)
+        finally:
+            _detach(token)
+    except Exception as exc:  # as trace.use_span records it
+        if span.is_recording():
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        span.end()
+    return response
+
+
+def _client_response_status(span: trace_api.Span, response: Any, options: dict[str, Any]) -> None:
+    """What the instrumentation sets on the span from a response, in the default semantic conventions.
+
+    It sets ``http.status_code`` and the status twice over (through the metrics'
+    attributes, then the span's): once is the same. Anything but an ``int`` status
+    code goes through its own functions.
+    """
+    code = getattr(response, "status_code", None)
+    if type(code) is int and code >= 0:
+        if span.is_recording():
+            span.set_attribute(HTTP_STATUS_CODE, code)
+            status = _httpx_instrumentation.http_status_to_status_code(code)
+            if status is not StatusCode.UNSET:
+                span.set_status(Status(status))
+        return
+    instrumentation = _httpx_instrumentation
+    mode = options["sem_conv_opt_in_mode"]
+    status_code, headers, _, _, http_version = instrumentation._extract_response(response)
+    instrumentation._apply_response_client_attributes_to_metrics(span, {}, status_code, http_version, mode)
+    if span.is_recording():
+        instrumentation._apply_response_client_attributes_to_span(
+            span,
+            status_code,
+            http_version,
+            mode,
+            options["module"],
+            headers,
+            options.get("captured_response_headers"),
+            options.get("sensitive_headers"),
+        )
 
 
 def _lean_extract_parameters_for(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -625,8 +737,17 @@ def _lean_extract_parameters_for(original: Callable[..., Any]) -> Callable[..., 
     return extract
 
 
+_CLIENT_NEEDS = (
+    "http_status_to_status_code",
+    "_extract_response",
+    "_apply_response_client_attributes_to_metrics",
+    "_apply_response_client_attributes_to_span",
+)
+_client_mode: Any = None  # the instrumentation's default semantic conventions, when the sampled path is on
+
+
 def _install_httpx() -> None:
-    global _original_async_request, _httpx_instrumentation
+    global _original_async_request, _httpx_instrumentation, _client_mode
     try:
         from opentelemetry.instrumentation import httpx as module
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -647,6 +768,7 @@ def _install_httpx() -> None:
         _replaced.append((module, "_extract_parameters", extract))
         module._extract_parameters = _lean_extract_parameters_for(extract)
     _original_async_request = current
+    _client_mode = _default_mode(module, _CLIENT_NEEDS)
     name = "_handle_async_request_wrapper"
     _replaced.append((HTTPXClientInstrumentor, name, vars(HTTPXClientInstrumentor).get(name, _INHERITED)))
     HTTPXClientInstrumentor._handle_async_request_wrapper = staticmethod(_lean_async_request)  # type: ignore[method-assign]

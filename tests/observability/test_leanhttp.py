@@ -114,6 +114,7 @@ def test_setup_installs_the_shorter_paths_and_shutdown_removes_them() -> None:
     assert set(_leanhttp.installed()) == {
         "asgi-getter",
         "httpx-unsampled",
+        "httpx-sampled",
         "httpx-url",
         "server-unsampled",
         "server-sampled",
@@ -193,9 +194,11 @@ async def test_an_unsampled_parent_sends_the_same_headers_and_builds_nothing(
     assert seen_span_id == span_id
 
 
-async def test_a_sampled_parent_gets_the_instrumentation_s_client_span(
+async def test_a_sampled_parent_gets_the_client_span_without_the_metrics_attributes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The instrumentation's CLIENT span (name, attributes in order, status code), its
+    traceparent sent; none of the attributes its histograms would get are built."""
     exporter = InMemorySpanExporter()
     setup_observability(settings(), exporter_type="none", span_exporters=[exporter])
     built = _count_attribute_building(monkeypatch)
@@ -204,14 +207,61 @@ async def test_a_sampled_parent_gets_the_instrumentation_s_client_span(
             response = await client.post("/echo/c1", json={"tags": ["hot"]})
     flush_observability()
     (client_span,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
-    assert built == [1]
+    assert built == []
     assert client_span.name == "POST"
-    assert dict(client_span.attributes or {}) == {
-        "http.method": "POST",
-        "http.url": "http://ghl.test/echo/c1",
-        "http.status_code": 200,
-    }
+    assert list((client_span.attributes or {}).items()) == [
+        ("http.method", "POST"),
+        ("http.url", "http://ghl.test/echo/c1"),
+        ("http.status_code", 200),
+    ]
     assert response.text.split()[0].split("-")[2] == f"{client_span.context.span_id:016x}"
+
+
+async def _one_traced_call(client: httpx.AsyncClient) -> None:
+    async with client:
+        with trace.get_tracer("tests").start_as_current_span("webhook"):
+            await client.get("/contacts/c1", headers={"x-tenant": "t1"})
+
+
+async def test_a_client_request_hook_takes_the_instrumentation_s_own_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    setup_observability(settings(), exporter_type="none")
+    built = _count_attribute_building(monkeypatch)
+    seen: list[bool] = []
+
+    async def hook(span: trace.Span, request: Any) -> None:
+        seen.append(span.is_recording())
+
+    await _one_traced_call(_client(request_hook=hook))
+    assert (seen, built) == ([True], [1])
+
+
+async def test_captured_client_headers_take_the_instrumentation_s_own_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST", "x-tenant")
+    exporter = InMemorySpanExporter()
+    setup_observability(settings(), exporter_type="none", span_exporters=[exporter])
+    built = _count_attribute_building(monkeypatch)
+    await _one_traced_call(_client())
+    flush_observability()
+    (client_span,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert (client_span.attributes or {})["http.request.header.x_tenant"] == ("t1",)
+    assert built == [1]
+
+
+async def test_a_client_meter_provider_takes_the_instrumentation_s_own_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a meter provider behind the histograms, every call records its duration."""
+    setup_observability(settings(), exporter_type="none")
+    built = _count_attribute_building(monkeypatch)
+    client = _client()
+    options = client._transport.handle_async_request._self_wrapper.keywords  # type: ignore[attr-defined]
+    monkeypatch.setattr(options["duration_histogram_old"], "_real_instrument", NoOpHistogram("backed"))
+    await _one_traced_call(client)
+    assert built == [1]
 
 
 async def test_a_request_hook_still_sees_every_unsampled_call(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -390,7 +440,8 @@ async def test_a_meter_provider_set_later_gets_the_middleware_s_metrics_again() 
 # The instrumentations' own frames (and the shorter paths' in their place) in a stack trace.
 _INSTRUMENTATION_FRAMES = re.compile(
     r'  File "[^"]*(opentelemetry/instrumentation/(asgi|httpx)/__init__|observability/_leanhttp'
-    r'|opentelemetry/trace/__init__|contextlib)\.py", line \d+, in [^\n]*\n(    [^\n]*\n)*?(?=  File|\w)'
+    r'|opentelemetry/(sdk/)?trace/__init__|contextlib)\.py", line \d+, in [^\n]*\n'
+    r"(    [^\n]*\n)*?(?=  File|\w)"
 )
 
 
@@ -573,11 +624,14 @@ async def test_the_shorter_paths_export_the_same_spans_and_answers_as_the_instru
     exporter = InMemorySpanExporter()
     setup_observability(settings(), exporter_type="none", sample_rate=sample_rate, span_exporters=[exporter])
     own_path = _count_server_metric_attributes(monkeypatch)
+    own_client_path = _count_attribute_building(monkeypatch)
     own_spans, own_answers = await _serve_parity_requests(exporter, lean=False)
     assert len(own_path) == len(PARITY_REQUESTS) - 1  # all but the excluded health check
+    assert len(own_client_path) == 6
     own_path.clear()
+    own_client_path.clear()
     lean_spans, lean_answers = await _serve_parity_requests(exporter, lean=True)
-    assert own_path == []  # the shorter paths were taken
+    assert (own_path, own_client_path) == ([], [])  # the shorter paths were taken
     assert lean_answers == own_answers
     assert len(own_spans) > len(PARITY_REQUESTS)
     for own, lean in zip(own_spans, lean_spans, strict=True):
