@@ -20,7 +20,9 @@ Layout: a ``spans`` table (ids, name, kind, times, status, service, attributes,
 events and links as JSON; indexed by trace id, start time and service+name), a
 ``resources`` table (one row per distinct resource rather than a copy per span)
 and a ``span_attributes`` table holding every attribute as ``key``/``value``
-text, indexed so a ``--tag key=value`` search is an index lookup.
+text with its span's row id, ordered by key, value and span so a ``--tag
+key=value`` search is one range of it (schema version 2; a version 1 file,
+whose rows were ordered by trace id, is converted when first opened).
 
 Retention: at most ``max_spans`` spans younger than ``max_age_hours``. Pruning
 runs in batches of short transactions, and only every ``max_spans / 10``
@@ -77,14 +79,29 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS resources (
+_SCHEMA_VERSION = 2
+# The attribute index is one table ordered by (key, value, span_ref): a new span's rows land
+# at the end of each key=value run, not at random places as with the trace id that version 1
+# ordered them by, so an export batch rewrites far fewer pages (and the rows are shorter).
+_ATTRIBUTES_TABLE = (
+    """CREATE TABLE IF NOT EXISTS span_attributes (
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    span_ref INTEGER NOT NULL,
+    PRIMARY KEY (key, value, span_ref)
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS span_attributes_by_span ON span_attributes (span_ref)",
+    """CREATE TRIGGER IF NOT EXISTS spans_drop_attributes AFTER DELETE ON spans BEGIN
+    DELETE FROM span_attributes WHERE span_ref = old.id;
+END""",
+)
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS resources (
     id INTEGER PRIMARY KEY,
     digest TEXT NOT NULL UNIQUE,
     attributes_json TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS spans (
+)""",
+    """CREATE TABLE IF NOT EXISTS spans (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     trace_id TEXT NOT NULL,
     span_id TEXT NOT NULL,
@@ -102,22 +119,23 @@ CREATE TABLE IF NOT EXISTS spans (
     attributes_json TEXT NOT NULL,
     events_json TEXT,
     links_json TEXT
-);
-CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
-CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
-CREATE INDEX IF NOT EXISTS spans_by_service_name ON spans (service_name, name);
-CREATE TABLE IF NOT EXISTS span_attributes (
-    span_ref INTEGER NOT NULL,
-    trace_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS span_attributes_by_key_value ON span_attributes (key, value, trace_id);
-CREATE INDEX IF NOT EXISTS span_attributes_by_span ON span_attributes (span_ref);
-CREATE TRIGGER IF NOT EXISTS spans_drop_attributes AFTER DELETE ON spans BEGIN
-    DELETE FROM span_attributes WHERE span_ref = old.id;
-END;
-"""
+)""",
+    "CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id)",
+    "CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns)",
+    "CREATE INDEX IF NOT EXISTS spans_by_service_name ON spans (service_name, name)",
+)
+# Version 1 -> 2: the attribute rows move to the new table (without their trace id, which
+# the spans table has), in one transaction.
+_MIGRATE_1_TO_2 = (
+    "DROP TRIGGER IF EXISTS spans_drop_attributes",
+    "ALTER TABLE span_attributes RENAME TO span_attributes_v1",
+    "DROP INDEX IF EXISTS span_attributes_by_key_value",
+    "DROP INDEX IF EXISTS span_attributes_by_span",  # its name is taken again below
+    *_ATTRIBUTES_TABLE,
+    "INSERT OR IGNORE INTO span_attributes (key, value, span_ref)"
+    " SELECT key, value, span_ref FROM span_attributes_v1 ORDER BY key, value, span_ref",
+    "DROP TABLE span_attributes_v1",
+)
 
 # Values longer than this stay in the span's JSON but are not indexed: nobody
 # searches by a whole stack trace, and the index stays small.
@@ -137,9 +155,28 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
     if conn.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
-        conn.executescript(_SCHEMA)
-        conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        _upgrade(conn)
     return conn
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Create the schema, or bring a version 1 store to version 2, keeping every row."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have done it
+        if version == 1:
+            for statement in _MIGRATE_1_TO_2:
+                conn.execute(statement)
+        elif version == 0:
+            for statement in (*_SCHEMA, *_ATTRIBUTES_TABLE):
+                conn.execute(statement)
+        if version < _SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _json_value(value: Any) -> AttributeValue:
@@ -261,7 +298,7 @@ class LocalSpanExporter(SpanExporter):
         conn.execute("BEGIN IMMEDIATE")
         try:
             span_rows: list[tuple[object, ...]] = []
-            index_rows: list[tuple[int, str, str, str]] = []
+            index_rows: list[tuple[str, str, int]] = []
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spans'").fetchone()
             last = conn.execute("SELECT max(id) FROM spans").fetchone()[0] or 0
             ref = max(int(row[0]) if row else 0, int(last))
@@ -315,13 +352,13 @@ class LocalSpanExporter(SpanExporter):
                 for key, value in attributes.items():
                     text = value if type(value) is str else attribute_text(value)
                     if len(text) <= _MAX_INDEXED_VALUE:
-                        index_rows.append((ref, trace_id, key, text))
+                        index_rows.append((key, text, ref))
                 if kind != "INTERNAL":
-                    index_rows.append((ref, trace_id, "span.kind", kind.lower()))
+                    index_rows.append(("span.kind", kind.lower(), ref))
                 if status != "UNSET":
-                    index_rows.append((ref, trace_id, "otel.status_code", status))
+                    index_rows.append(("otel.status_code", status, ref))
                 if status == "ERROR":
-                    index_rows.append((ref, trace_id, "error", attribute_text(True)))
+                    index_rows.append(("error", attribute_text(True), ref))
             conn.executemany(
                 "INSERT INTO spans (id, trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,"
                 " duration_ns, status_code, status_message, service_name, scope_name, resource_id,"
@@ -330,7 +367,8 @@ class LocalSpanExporter(SpanExporter):
                 span_rows,
             )
             conn.executemany(
-                "INSERT INTO span_attributes (span_ref, trace_id, key, value) VALUES (?, ?, ?, ?)",
+                # OR IGNORE: a derived tag (span.kind...) equal to an attribute of the same name.
+                "INSERT OR IGNORE INTO span_attributes (key, value, span_ref) VALUES (?, ?, ?)",
                 index_rows,
             )
             conn.execute("COMMIT")
@@ -533,7 +571,10 @@ class LocalTraceReader(TraceQuery):
                     params.append(max_ns)
             candidates.append("SELECT trace_id FROM spans WHERE " + " AND ".join(clauses))
         for key, value in (tags or {}).items():
-            candidates.append("SELECT trace_id FROM span_attributes WHERE key = ? AND value = ?")
+            candidates.append(
+                "SELECT s.trace_id FROM span_attributes AS a JOIN spans AS s ON s.id = a.span_ref"
+                " WHERE a.key = ? AND a.value = ?"
+            )
             params.extend((key, attribute_text(value)))
         if since is not None or until is not None:
             clauses = []
@@ -580,9 +621,9 @@ class LocalTraceReader(TraceQuery):
         # The journey attributes of the root spans (issue 12), through the key index.
         journeys: dict[str, dict[str, str]] = {}
         journey_rows = self._rows(
-            "SELECT trace_id, key, value FROM span_attributes WHERE key IN (?, ?, ?, ?)"
-            f" AND trace_id IN ({marks})",
-            [*JOURNEY_KEYS, *trace_ids],
+            "SELECT s.trace_id, a.key, a.value FROM spans AS s JOIN span_attributes AS a ON a.span_ref = s.id"
+            f" WHERE s.trace_id IN ({marks}) AND a.key IN (?, ?, ?, ?)",
+            [*trace_ids, *JOURNEY_KEYS],
         )
         for trace_id, key, value in journey_rows:
             journeys.setdefault(trace_id, {})[str(key).split(".", 1)[1]] = str(value)

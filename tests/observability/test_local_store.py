@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -144,6 +146,99 @@ def test_find_by_tag_matches_any_span_of_the_trace(store: Path) -> None:
     summary = by_contact[0]
     assert summary.root_name == "POST /api/v1/webhooks/ghl" and summary.span_count == 10
     assert summary.duration_ms == pytest.approx(350) and summary.services == ("enterprisehub",)
+
+
+def test_the_attribute_index_is_ordered_by_key_value_and_span(store: Path) -> None:
+    """Rows of a new span go to the end of each key=value run, not to random places by trace id.
+
+    That order is what keeps an export's cost flat as the store fills (``bench/export_path.py
+    --fill``): the version 1 index, ordered by trace id, rewrote pages all over the file.
+    """
+    _populate(store)
+    conn = sqlite3.connect(store)
+    try:
+        columns = [(row[1], row[5]) for row in conn.execute("PRAGMA table_info(span_attributes)")]
+        clustered = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'span_attributes'").fetchone()[0]
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(span_attributes)")}
+    finally:
+        conn.close()
+    assert columns == [("key", 1), ("value", 2), ("span_ref", 3)]  # the primary key, in this order
+    assert "WITHOUT ROWID" in clustered
+    assert "span_attributes_by_span" in indexes  # what retention deletes by
+
+
+_VERSION_1 = (
+    "CREATE TABLE resources (id INTEGER PRIMARY KEY, digest TEXT NOT NULL UNIQUE,"
+    " attributes_json TEXT NOT NULL)",
+    "CREATE TABLE spans (id INTEGER PRIMARY KEY AUTOINCREMENT, trace_id TEXT NOT NULL,"
+    " span_id TEXT NOT NULL, parent_span_id TEXT, name TEXT NOT NULL, kind TEXT NOT NULL,"
+    " start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, duration_ns INTEGER NOT NULL,"
+    " status_code TEXT NOT NULL, status_message TEXT, service_name TEXT NOT NULL, scope_name TEXT,"
+    " resource_id INTEGER, attributes_json TEXT NOT NULL, events_json TEXT, links_json TEXT)",
+    "CREATE INDEX spans_by_trace ON spans (trace_id)",
+    "CREATE INDEX spans_by_start ON spans (start_ns)",
+    "CREATE INDEX spans_by_service_name ON spans (service_name, name)",
+    "CREATE TABLE span_attributes (span_ref INTEGER NOT NULL, trace_id TEXT NOT NULL,"
+    " key TEXT NOT NULL, value TEXT NOT NULL)",
+    "CREATE INDEX span_attributes_by_key_value ON span_attributes (key, value, trace_id)",
+    "CREATE INDEX span_attributes_by_span ON span_attributes (span_ref)",
+    "CREATE TRIGGER spans_drop_attributes AFTER DELETE ON spans BEGIN"
+    " DELETE FROM span_attributes WHERE span_ref = old.id; END",
+    "PRAGMA user_version = 1",
+)
+
+
+def test_a_version_1_store_is_converted_when_opened_and_keeps_every_row(store: Path) -> None:
+    """A traces.db written before the index changed is searchable, prunable and writable after."""
+    store.parent.mkdir(parents=True)
+    conn = sqlite3.connect(store)
+    for statement in _VERSION_1:
+        conn.execute(statement)
+    now = time.time_ns()
+    for ref, (trace_id, contact, age_ns) in enumerate(
+        [("a" * 32, "c-old", 2 * 3600 * 10**9), ("b" * 32, "c-kept", 0)], start=1
+    ):
+        conn.execute(
+            "INSERT INTO spans VALUES (?, ?, ?, NULL, 'lead_bot.analyze_intent', 'INTERNAL', ?, ?, 1,"
+            " 'OK', NULL, 'jorge', NULL, NULL, ?, NULL, NULL)",
+            (
+                ref,
+                trace_id,
+                f"{ref:016x}",
+                now - age_ns,
+                now - age_ns + 1,
+                f'{{"workflow.contact_id":"{contact}"}}',
+            ),
+        )
+        conn.executemany(
+            "INSERT INTO span_attributes VALUES (?, ?, ?, ?)",
+            [(ref, trace_id, "workflow.contact_id", contact), (ref, trace_id, "otel.status_code", "OK")],
+        )
+    conn.commit()
+    conn.close()
+
+    reader = LocalTraceReader(store)
+    assert [s.trace_id for s in reader.find_traces(tags={"workflow.contact_id": "c-kept"})] == ["b" * 32]
+    assert len(reader.find_traces(tags={"otel.status_code": "OK"})) == 2
+    conn = sqlite3.connect(store)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM span_attributes").fetchone()[0] == 4
+        assert {row[1] for row in conn.execute("PRAGMA index_list(span_attributes)")} >= {
+            "span_attributes_by_span"
+        }
+    finally:
+        conn.close()
+    # Retention still takes a span's index rows with it, and new spans are written and found.
+    exporter = LocalSpanExporter(store, max_age_hours=1.0)
+    exporter.prune()  # (opening the store for writing already applies retention)
+    assert reader.get_trace("a" * 32) == []
+    assert reader.find_traces(tags={"workflow.contact_id": "c-old"}) == []
+    provider = make_provider(exporter)
+    fresh = emit(provider, Node("fresh", 0, 1, {"k": "v"}))
+    provider.shutdown()
+    assert [s.trace_id for s in reader.find_traces(tags={"k": "v"})] == [fresh]
+    assert len(reader.find_traces(tags={"otel.status_code": "OK"})) == 1
 
 
 def test_find_by_service_operation_duration_time_and_limit(store: Path) -> None:
