@@ -388,8 +388,11 @@ def _retained_bytes() -> int:
     return sum(stat.size for stat in tracemalloc.take_snapshot().statistics("filename"))
 
 
+SPAN_NAME, FILLER = "lead_bot.analyze_intent", "x" * 64
+
+
 def _span_with_attributes(index: int) -> None:
-    with tracer.start_as_current_span("lead_bot.analyze_intent", attributes={"i": index, "s": "x" * 64}):
+    with tracer.start_as_current_span(SPAN_NAME, attributes={"i": index, "s": "x" * 64}):
         pass
 
 
@@ -410,9 +413,15 @@ def _bytes_per_retained_span() -> float:
 
 
 def _live_spans() -> int:
-    """Spans (started or finished) that something still references, after a garbage collection."""
+    """This test's spans (started or finished) that something still references, after a garbage collection."""
     gc.collect()
-    return sum(1 for item in gc.get_objects() if isinstance(item, ReadableSpan))
+    return sum(
+        1
+        for item in gc.get_objects()
+        if isinstance(item, ReadableSpan)
+        and item.name == SPAN_NAME
+        and (item.attributes or {}).get("s") == FILLER
+    )
 
 
 def test_memory_stays_bounded_while_the_collector_is_down() -> None:
@@ -421,8 +430,9 @@ def test_memory_stays_bounded_while_the_collector_is_down() -> None:
     Two measurements, neither of them timed:
 
     * the spans still referenced after 12 000 were made, counted one by one: the
-      queue and the batch in flight hold at most ``QUEUE + BATCH``, so a leak of
-      even 1 % of the spans fails;
+      queue and the batch in flight hold at most ``QUEUE + BATCH``; one more batch
+      of room is left for an export that failed and whose traceback (kept by a log
+      record) still holds its batch, so a leak of 1 % of the spans still fails;
     * what stays allocated (tracemalloc, after a garbage collection) between 2 000
       and 12 000 spans, against four times what a queue and a batch of these spans
       take: room for whatever the exporter's thread happens to hold at the moment
@@ -450,7 +460,7 @@ def test_memory_stays_bounded_while_the_collector_is_down() -> None:
     finally:
         tracemalloc.stop()
     live = _live_spans()
-    assert live <= QUEUE + BATCH, f"{live} spans are still referenced: more than a queue and a batch"
+    assert live <= QUEUE + 2 * BATCH, f"{live} spans are still referenced: more than a queue and two batches"
     bound = 4 * (QUEUE + BATCH) * per_span
     assert per_span > 500, f"a retained span measured {per_span:.0f} bytes: the measurement is broken"
     assert grown < bound, (
