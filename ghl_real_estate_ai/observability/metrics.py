@@ -41,7 +41,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from opentelemetry.metrics import Counter, Histogram
 from opentelemetry.sdk.metrics.export import (
     Gauge,
     HistogramDataPoint,
@@ -54,6 +53,7 @@ from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 
 from ghl_real_estate_ai.observability import _provider
 from ghl_real_estate_ai.observability import attributes as attr
+from ghl_real_estate_ai.observability._fastmetrics import Adder, Recorder, fast_counter, fast_histogram
 
 __all__ = [
     "LATENCY_BUCKETS_MS",
@@ -82,12 +82,12 @@ _METER_NAME = "ghl_real_estate_ai.observability"
 
 @dataclass(frozen=True, slots=True)
 class _Instruments:
-    node_duration: Histogram
-    errors: Counter
-    handoff_count: Counter
-    handoff_duration: Histogram
-    traces: Counter
-    webhooks: Counter
+    node_duration: Recorder
+    errors: Adder
+    handoff_count: Adder
+    handoff_duration: Recorder
+    traces: Adder
+    webhooks: Adder
     seen_bots: set[str]
     error_series: set[str]
     webhooks_started: list[bool]
@@ -103,30 +103,45 @@ def _build() -> _Instruments | None:
     if provider is None:
         return None
     meter = provider.get_meter(_METER_NAME)
+    # Wrapped for the shorter path of _fastmetrics (issue 14): they record on every call.
     return _Instruments(
-        node_duration=meter.create_histogram(
-            attr.METRIC_NODE_DURATION,
-            unit="ms",
-            description="Duration of every workflow node call",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
+        node_duration=fast_histogram(
+            meter.create_histogram(
+                attr.METRIC_NODE_DURATION,
+                unit="ms",
+                description="Duration of every workflow node call",
+                explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
+            )
         ),
-        errors=meter.create_counter(
-            attr.METRIC_WORKFLOW_ERRORS, unit="1", description="Workflow node calls that raised"
+        errors=fast_counter(
+            meter.create_counter(
+                attr.METRIC_WORKFLOW_ERRORS, unit="1", description="Workflow node calls that raised"
+            )
         ),
-        handoff_count=meter.create_counter(
-            attr.METRIC_HANDOFF_COUNT, unit="1", description="Cross-bot handoffs by route and outcome"
+        handoff_count=fast_counter(
+            meter.create_counter(
+                attr.METRIC_HANDOFF_COUNT, unit="1", description="Cross-bot handoffs by route and outcome"
+            )
         ),
-        handoff_duration=meter.create_histogram(
-            attr.METRIC_HANDOFF_DURATION,
-            unit="ms",
-            description="Duration of handoff blocks by route",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
+        handoff_duration=fast_histogram(
+            meter.create_histogram(
+                attr.METRIC_HANDOFF_DURATION,
+                unit="ms",
+                description="Duration of handoff blocks by route",
+                explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
+            )
         ),
-        traces=meter.create_counter(
-            attr.METRIC_TRACES, unit="1", description="Webhook traces that ran a bot, by first bot and error"
+        traces=fast_counter(
+            meter.create_counter(
+                attr.METRIC_TRACES,
+                unit="1",
+                description="Webhook traces that ran a bot, by first bot and error",
+            )
         ),
-        webhooks=meter.create_counter(
-            attr.METRIC_WEBHOOKS, unit="1", description="Webhook requests by outcome and status code"
+        webhooks=fast_counter(
+            meter.create_counter(
+                attr.METRIC_WEBHOOKS, unit="1", description="Webhook requests by outcome and status code"
+            )
         ),
         seen_bots=set(),
         error_series=set(),
@@ -285,7 +300,7 @@ MetricPoints = dict[str, list[tuple[dict[str, Any], float | HistogramTotals]]]
 """``{metric name: [(attributes, value), ...]}`` as :func:`metric_points` returns it."""
 
 
-_outbox_counter: tuple[int, Counter | None] = (-1, None)
+_outbox_counter: tuple[int, Adder | None] = (-1, None)
 
 
 def record_outbox(outcome: str) -> None:
@@ -298,8 +313,10 @@ def record_outbox(outcome: str) -> None:
         counter = (
             None
             if provider is None
-            else provider.get_meter(_METER_NAME).create_counter(
-                "jorge.outbox.outcomes", unit="1", description="Outbound GHL actions by final outcome"
+            else fast_counter(
+                provider.get_meter(_METER_NAME).create_counter(
+                    "jorge.outbox.outcomes", unit="1", description="Outbound GHL actions by final outcome"
+                )
             )
         )
         _outbox_counter = (_provider.generation(), counter)
