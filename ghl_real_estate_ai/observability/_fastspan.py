@@ -220,8 +220,8 @@ def put_clean(attributes: BoundedAttributes, items: Mapping[str, Any]) -> None:
                 attributes._setitem_locked(key, value)
             return
         if stored and not stored.keys().isdisjoint(items):
-            for key in items:
-                stored.pop(key, None)
+            for key in stored.keys() & items.keys():
+                del stored[key]
         stored.update(items)
 
 

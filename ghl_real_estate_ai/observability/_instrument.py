@@ -75,9 +75,13 @@ def _resolve() -> tuple[Tracer | None, bool]:
     return tracer, metrics_on
 
 
+# A tuple, not ``str | bool | int | float``: the union would be built again on every call.
+_PLAIN: Final = (str, bool, int, float)
+
+
 def attribute_value(value: Any) -> str | bool | int | float:
     """Turn a state value into something OpenTelemetry accepts as an attribute."""
-    if isinstance(value, str | bool | int | float):
+    if isinstance(value, _PLAIN):
         return value
     if isinstance(value, Enum):
         return attribute_value(value.value)
@@ -209,27 +213,23 @@ def find_state(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Mapping[str,
     return None
 
 
-def _state_attributes(spec: NodeSpec, state: Mapping[str, Any]) -> dict[str, Any] | None:
-    found: dict[str, Any] | None = None
+def _state_attributes(spec: NodeSpec, state: Mapping[str, Any]) -> dict[str, Any]:
+    """The node span's start attributes: the static ones, then the contact, step and temperature."""
+    attributes = spec.static_attributes.copy()
     for key in attr.STATE_CONTACT_KEYS:
         contact = state.get(key)
         if contact is not None and contact != "":
-            value = attribute_value(contact)
-            found = {attr.WORKFLOW_CONTACT_ID: value}
+            value = attributes[attr.WORKFLOW_CONTACT_ID] = attribute_value(contact)
             if isinstance(value, str):
                 spec.check_contact(value)
             break
     step = state.get("current_step")
     if step is not None:
-        if found is None:
-            found = {}
-        found[attr.WORKFLOW_CURRENT_STEP] = attribute_value(step)
+        attributes[attr.WORKFLOW_CURRENT_STEP] = attribute_value(step)
     temperature = state.get("temperature")
     if temperature is not None:
-        if found is None:
-            found = {}
-        found[attr.WORKFLOW_TEMPERATURE] = attribute_value(temperature)
-    return found
+        attributes[attr.WORKFLOW_TEMPERATURE] = attribute_value(temperature)
+    return attributes
 
 
 def unsampled_parent() -> bool:
@@ -255,11 +255,7 @@ def begin(
     if tracer is None or unsampled_parent():
         return None
     state = find_state(args, kwargs)
-    attributes = spec.static_attributes
-    if state is not None:
-        dynamic = _state_attributes(spec, state)
-        if dynamic is not None:
-            attributes = {**attributes, **dynamic}
+    attributes = spec.static_attributes if state is None else _state_attributes(spec, state)
     return tracer.start_span(spec.span_name, attributes=attributes)
 
 

@@ -74,6 +74,26 @@ def format_journey(journey: Mapping[str, str]) -> str:
     return " ".join(part for part in parts if part)
 
 
+def _repeats(attributes: Mapping[str, Any], current: Mapping[str, Any], root: _Root) -> bool:
+    """Whether an ending span without events only repeats the bot and temperature its root shows.
+
+    Most node spans do: :meth:`ConversationSpanProcessor._journey_updates` would then
+    change neither the root's attributes nor its rank, so it is not run for them.
+    """
+    temperature = attributes.get(attr.WORKFLOW_TEMPERATURE)
+    return (
+        root.rank >= 0
+        and current.get(attr.JOURNEY_FINAL_BOT) == attributes.get(attr.WORKFLOW_BOT_TYPE)
+        and attributes.get(attr.WORKFLOW_SUCCESS) is not False
+        and attr.HANDOFF_OUTCOME not in attributes
+        and (
+            current.get(attr.JOURNEY_TEMPERATURE) == temperature
+            or not isinstance(temperature, str)
+            or not temperature
+        )
+    )
+
+
 class _Root:
     __slots__ = ("rank", "span", "span_id")
 
@@ -141,13 +161,15 @@ class ConversationSpanProcessor(SpanProcessor):
             return
         if not root.span.is_recording():
             return
-        updates = self._journey_updates(attributes, (*events_of(span), *events_of(root.span)), root)
-        if updates:
-            # Node after node repeats the same bot and temperature: only what changed is set.
-            current = attributes_of(root.span)
-            changed = {key: value for key, value in updates.items() if current.get(key) != value}
-            if changed:
-                root.span.set_attributes(changed)
+        events = (*events_of(span), *events_of(root.span))
+        current = attributes_of(root.span)
+        if not events and _repeats(attributes, current, root):
+            return
+        updates = self._journey_updates(attributes, events, root)
+        # Node after node repeats the same bot and temperature: only what changed is set.
+        changed = {key: value for key, value in updates.items() if current.get(key) != value}
+        if changed:
+            root.span.set_attributes(changed)
 
     @staticmethod
     def _journey_updates(
