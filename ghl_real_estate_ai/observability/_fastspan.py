@@ -350,17 +350,18 @@ class _FastTracer(Tracer):
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
         parent = _get_current_span(context).get_span_context()
+        valid = parent.is_valid  # a property: read once
         if (
             links
             or type(parent) is not SpanContext
             or not self._tracer_config.is_enabled
-            or (parent.is_valid and not self._fast_children)
+            or (valid and not self._fast_children)
         ):
             return self._sdk_start(
                 name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
             )
         limits = self._span_limits
-        if not parent.is_valid:  # a root: the sampler decides, as in the SDK's start
+        if not valid:  # a root: the sampler decides, as in the SDK's start
             trace_id = self.id_generator.generate_trace_id()
             result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
             decision = result.decision
