@@ -358,6 +358,13 @@ def _request_attributes(scope: dict[str, Any], where: _Where) -> dict[str, Any]:
     return result
 
 
+def _record_escaping(span: trace_api.Span, exc: Exception) -> None:
+    """Record an exception leaving a span's block as ``trace.use_span`` records it."""
+    if span.is_recording():
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
 def _as_int(value: Any) -> int | None:
     """``int(value)``, or None where the instrumentation's ``set_int_attribute`` leaves the value out."""
     try:
@@ -402,10 +409,8 @@ async def _serve_sampled(
                 await middleware.app(scope, receive, _sampled_send(middleware, span, send))
             finally:
                 _detach(span_token)
-        except Exception as exc:  # as trace.use_span records it
-            if span.is_recording():
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:
+            _record_escaping(span, exc)
             raise
     finally:
         _detach(token)
@@ -683,10 +688,8 @@ async def _sampled_async_request(
                 raise exception.with_traceback(exception.__traceback__)
         finally:
             _detach(token)
-    except Exception as exc:  # as trace.use_span records it
-        if span.is_recording():
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    except Exception as exc:
+        _record_escaping(span, exc)
         raise
     finally:
         span.end()
