@@ -100,7 +100,8 @@ async def collect(webhooks: int) -> list[ReadableSpan]:
 
 def _in_batches(exporter: SpanExporter, spans: list[ReadableSpan], size: int = 512) -> None:
     for start in range(0, len(spans), size):
-        exporter.export(spans[start : start + size])
+        if exporter.export(spans[start : start + size]) is not SpanExportResult.SUCCESS:
+            raise SystemExit(f"bench/export_path.py measured nothing valid: {type(exporter).__name__} failed")
 
 
 _CONTACT_KEYS = (
@@ -212,7 +213,7 @@ def main() -> int:
             "local store": best(
                 args.passes,
                 len(spans),
-                lambda: [local.export(spans[i : i + 512]) for i in range(0, len(spans), 512)],
+                lambda: _in_batches(local, spans),
             ),
             "writer pipe": best(
                 args.passes,

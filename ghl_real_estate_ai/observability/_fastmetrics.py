@@ -142,6 +142,12 @@ _Entry = tuple[object, Mapping[str, Any], tuple[_Aggregation[Any], ...]]
 measurements as nothing in the SDK changes them, and the aggregations in the SDK's order)."""
 
 
+def _key(attributes: Mapping[str, Any]) -> tuple[tuple[Any, ...], tuple[type, ...]]:
+    """An attribute set's cache key. The value types are in it: the SDK keys a str subclass
+    (a StrEnum) apart from the equal str."""
+    return tuple(attributes.items()), tuple(map(type, attributes.values()))
+
+
 class _Fast:
     """An SDK synchronous instrument whose known attribute sets skip cleaning and hashing."""
 
@@ -158,10 +164,7 @@ class _Fast:
     ) -> None:
         consumer = self._consumer
         try:
-            # The value types are in the key: the SDK keys a str subclass (a StrEnum) apart from
-            # the equal str.
-            key = (tuple(attributes.items()), tuple(map(type, attributes.values())))  # type: ignore[union-attr]
-            storages, clean, aggregations = self._entries[key]
+            storages, clean, aggregations = self._entries[_key(attributes)]  # type: ignore[arg-type]
         except (AttributeError, KeyError, TypeError):
             self._sdk(amount, attributes, context)
             self._learn(attributes)
@@ -210,8 +213,7 @@ class _Fast:
                 ):
                     return
                 aggregations.append(aggregation)
-        key = (tuple(attributes.items()), tuple(map(type, attributes.values())))
-        self._entries[key] = (storages, clean, tuple(aggregations))
+        self._entries[_key(attributes)] = (storages, clean, tuple(aggregations))
 
 
 class FastCounter(_Fast):
@@ -255,21 +257,16 @@ def fast_counter(counter: Counter) -> Adder:
         A :class:`FastCounter` for an SDK counter fed to the SDK's own measurement consumer
         when :func:`available`; else ``counter``.
     """
-    if isinstance(counter, SdkCounter) and _consumer_of(counter):
-        return FastCounter(counter, counter.add)
-    return counter
+    return _wrap(counter, SdkCounter, FastCounter, "add")  # type: ignore[no-any-return]
 
 
 def fast_histogram(histogram: Histogram) -> Recorder:
-    """``histogram`` with the shorter path, or ``histogram`` itself when it cannot take it.
+    """``histogram`` with the shorter path, or ``histogram`` itself when it cannot take it (as
+    :func:`fast_counter`)."""
+    return _wrap(histogram, SdkHistogram, FastHistogram, "record")  # type: ignore[no-any-return]
 
-    Args:
-        histogram: a histogram from any meter provider.
 
-    Returns:
-        A :class:`FastHistogram` for an SDK histogram fed to the SDK's own measurement consumer
-        when :func:`available`; else ``histogram``.
-    """
-    if isinstance(histogram, SdkHistogram) and _consumer_of(histogram):
-        return FastHistogram(histogram, histogram.record)
-    return histogram
+def _wrap(instrument: Any, sdk_type: type, fast_type: type[_Fast], method: str) -> Any:
+    if isinstance(instrument, sdk_type) and _consumer_of(instrument):
+        return fast_type(instrument, getattr(instrument, method))
+    return instrument

@@ -103,46 +103,28 @@ def _build() -> _Instruments | None:
     if provider is None:
         return None
     meter = provider.get_meter(_METER_NAME)
+
     # Wrapped for the shorter path of _fastmetrics (issue 14): they record on every call.
+    def latency(name: str, description: str) -> Recorder:
+        return fast_histogram(
+            meter.create_histogram(
+                name,
+                unit="ms",
+                description=description,
+                explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
+            )
+        )
+
+    def count(name: str, description: str) -> Adder:
+        return fast_counter(meter.create_counter(name, unit="1", description=description))
+
     return _Instruments(
-        node_duration=fast_histogram(
-            meter.create_histogram(
-                attr.METRIC_NODE_DURATION,
-                unit="ms",
-                description="Duration of every workflow node call",
-                explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
-            )
-        ),
-        errors=fast_counter(
-            meter.create_counter(
-                attr.METRIC_WORKFLOW_ERRORS, unit="1", description="Workflow node calls that raised"
-            )
-        ),
-        handoff_count=fast_counter(
-            meter.create_counter(
-                attr.METRIC_HANDOFF_COUNT, unit="1", description="Cross-bot handoffs by route and outcome"
-            )
-        ),
-        handoff_duration=fast_histogram(
-            meter.create_histogram(
-                attr.METRIC_HANDOFF_DURATION,
-                unit="ms",
-                description="Duration of handoff blocks by route",
-                explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
-            )
-        ),
-        traces=fast_counter(
-            meter.create_counter(
-                attr.METRIC_TRACES,
-                unit="1",
-                description="Webhook traces that ran a bot, by first bot and error",
-            )
-        ),
-        webhooks=fast_counter(
-            meter.create_counter(
-                attr.METRIC_WEBHOOKS, unit="1", description="Webhook requests by outcome and status code"
-            )
-        ),
+        node_duration=latency(attr.METRIC_NODE_DURATION, "Duration of every workflow node call"),
+        errors=count(attr.METRIC_WORKFLOW_ERRORS, "Workflow node calls that raised"),
+        handoff_count=count(attr.METRIC_HANDOFF_COUNT, "Cross-bot handoffs by route and outcome"),
+        handoff_duration=latency(attr.METRIC_HANDOFF_DURATION, "Duration of handoff blocks by route"),
+        traces=count(attr.METRIC_TRACES, "Webhook traces that ran a bot, by first bot and error"),
+        webhooks=count(attr.METRIC_WEBHOOKS, "Webhook requests by outcome and status code"),
         seen_bots=set(),
         error_series=set(),
         webhooks_started=[],
