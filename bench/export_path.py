@@ -8,7 +8,9 @@ processor), then times on that same set of spans, best of several passes:
 
 * ``RedactingSpanExporter.export`` in front of an exporter that does nothing;
 * the SDK's OTLP protobuf encoding (``encode_spans`` + serialisation), which is
-  what ``OTLPSpanExporter`` does before sending;
+  what the SDK's ``OTLPSpanExporter`` does before sending, next to the same
+  bytes written directly (``observability._otlpwire``), which is what the
+  service's gRPC exporter does; the run fails if the two differ;
 * ``LocalSpanExporter.export`` in batches of 512 (the default batch size);
 * the pipe encoding the app does when the local store has its writer process
   (``TRACE_STORE_PROCESS``, the default): redaction and the store's inserts
@@ -45,6 +47,7 @@ from webhook_overhead import WEBHOOK_PATH, payload
 
 from ghl_real_estate_ai.app import create_app
 from ghl_real_estate_ai.integrations.ghl.sandbox import get_sandbox_state
+from ghl_real_estate_ai.observability._otlpwire import encode_request
 from ghl_real_estate_ai.observability._writer import encode_batch
 from ghl_real_estate_ai.observability.local_store import LocalSpanExporter, LocalTraceReader
 from ghl_real_estate_ai.observability.otel_config import (
@@ -203,13 +206,17 @@ def main() -> int:
     spans = asyncio.run(collect(args.webhooks))
     per_webhook = len(spans) / args.webhooks
     print(f"{len(spans):,} spans from {args.webhooks} webhooks ({per_webhook:.1f} per webhook)")
+    if encode_request(spans) != encode_spans(spans).SerializeToString():
+        print("FAIL: the OTLP request written directly differs from the SDK's encoding", file=sys.stderr)
+        return 1
     redacting = RedactingSpanExporter(_Discard(), capture_content=False)
     folder = Path(tempfile.mkdtemp(prefix="jorge-export-path-"))
     local = LocalSpanExporter(folder / "traces.db")
     try:
         rows = {
             "redaction": best(args.passes, len(spans), lambda: redacting.export(spans)),
-            "OTLP encoding": best(args.passes, len(spans), lambda: encode_spans(spans).SerializeToString()),
+            "OTLP, SDK": best(args.passes, len(spans), lambda: encode_spans(spans).SerializeToString()),
+            "OTLP, direct": best(args.passes, len(spans), lambda: encode_request(spans)),
             "local store": best(
                 args.passes,
                 len(spans),

@@ -161,11 +161,11 @@ def _otlp_grpc_config(endpoint: str, cfg: OtlpConfig) -> dict[str, Any]:
 def build_otlp_span_exporter(kind: str, cfg: OtlpConfig) -> tuple[SpanExporter, str]:
     try:
         if kind == "otlp":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+            from ghl_real_estate_ai.observability._otlpwire import grpc_span_exporter
 
             kwargs = _otlp_grpc_config(cfg.endpoint, cfg)
             security = "plaintext" if kwargs["insecure"] else "TLS"
-            return Grpc(**kwargs), f"otlp(grpc {cfg.endpoint}, {security})"
+            return grpc_span_exporter(**kwargs), f"otlp(grpc {cfg.endpoint}, {security})"
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
 
         _check_scheme(cfg.endpoint)

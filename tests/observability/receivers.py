@@ -319,18 +319,18 @@ class OTLPGrpcReceiver(_Receiver):
     it serves TLS only and ``endpoint`` is ``https://localhost:<port>``.
     """
 
-    def __init__(self, tls: tuple[bytes, bytes] | None = None) -> None:
+    def __init__(self, tls: tuple[bytes, bytes] | None = None, port: int = 0) -> None:
         super().__init__()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceServicer(self), self._server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsServicer(self), self._server)
         if tls is None:
-            self.port = self._server.add_insecure_port("127.0.0.1:0")
+            self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
             self.endpoint = f"http://127.0.0.1:{self.port}"
         else:
             certificate, key = tls
             credentials = grpc.ssl_server_credentials([(key, certificate)])
-            self.port = self._server.add_secure_port("127.0.0.1:0", credentials)
+            self.port = self._server.add_secure_port(f"127.0.0.1:{port}", credentials)
             self.endpoint = f"https://localhost:{self.port}"
 
     def start(self) -> Self:
