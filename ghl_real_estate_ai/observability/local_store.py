@@ -39,6 +39,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import sqlite3
 import threading
 import time
@@ -51,6 +52,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ghl_real_estate_ai.observability._fastspan import attributes_of, events_of, links_of
 from ghl_real_estate_ai.observability.attributes import JOURNEY_KEYS
 from ghl_real_estate_ai.observability.query import (
     AttributeValue,
@@ -179,12 +181,17 @@ def _upgrade(conn: sqlite3.Connection) -> None:
         raise
 
 
+# Constant tuples: ``X | Y`` in an isinstance call builds a union object on every call.
+_SEQUENCE_TYPES = (tuple, list)
+_JSON_TYPES = (str, bool, int, float)
+
+
 def _json_value(value: Any) -> AttributeValue:
-    if isinstance(value, tuple | list):
+    if isinstance(value, _SEQUENCE_TYPES):
         return [_json_value(item) for item in value]  # type: ignore[return-value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # JSON has no NaN/inf; keep the text
-    if isinstance(value, str | bool | int | float):
+    if isinstance(value, _JSON_TYPES):
         return value
     return str(value)
 
@@ -202,8 +209,93 @@ def _attributes(attributes: Mapping[str, Any] | None) -> dict[str, AttributeValu
     }
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# json.dumps(value, separators=(",", ":"), ensure_ascii=False), without building an encoder per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _attributes_json(
+    attributes: Mapping[str, Any] | None, ref: int, index_rows: list[tuple[str, str, int]]
+) -> str:
+    """The attributes' JSON text; their index rows (text form, short values only) go to ``index_rows``.
+
+    What ``_dumps(_attributes(attributes))`` and ``attribute_text`` of each converted
+    value give, in one pass: plain strings, booleans, ints and finite floats are
+    written and indexed as they are (converting them changes nothing); any other
+    value takes the conversion.
+    """
+    if not attributes:
+        return "{}"
+    as_is = True
+    append = index_rows.append
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is str:
+            text = value
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif kind is int or (kind is float and math.isfinite(value)):
+            text = str(value)
+        else:
+            as_is = False
+            text = attribute_text(_json_value(value))
+        if len(text) <= _MAX_INDEXED_VALUE:
+            append((key, text, ref))
+    if as_is and type(attributes) is dict:
+        return _dumps(attributes)
+    return _dumps(_attributes(attributes))
+
+
+_READ_FIELDS = operator.itemgetter(
+    "_context", "_parent", "_name", "_kind", "_start_time", "_end_time", "_status", "_resource",
+    "_instrumentation_scope", "_attributes",
+)  # fmt: skip
+
+
+def _fields(span: ReadableSpan) -> tuple[Any, ...]:
+    """A span's context, parent, name, kind, start and end times, status, resource, scope and attributes.
+
+    The SDK's own finished span is read from its fields rather than through a property each.
+    """
+    if type(span) is ReadableSpan:
+        try:
+            return _READ_FIELDS(span.__dict__)  # type: ignore[no-any-return]
+        except KeyError:  # not made by ReadableSpan.__init__: read it the public way
+            pass
+    return (
+        span.context, span.parent, span.name, span.kind, span.start_time, span.end_time, span.status,
+        span.resource, span.instrumentation_scope, attributes_of(span),
+    )  # fmt: skip
+
+
+_SPAN_INSERT = (
+    "INSERT INTO spans (id, trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,"
+    " duration_ns, status_code, status_message, service_name, scope_name, resource_id,"
+    " attributes_json, events_json, links_json) VALUES "
+)
+# OR IGNORE: a derived tag (span.kind...) equal to an attribute of the same name.
+_INDEX_INSERT = "INSERT OR IGNORE INTO span_attributes (key, value, span_ref) VALUES "
+# SQLite runs one statement (one step, one halt) per statement rather than per row, which is
+# most of its cost for rows this short: rows go in statements of up to this many parameters
+# (under SQLite's oldest limit of 999), each row inserted (or ignored) exactly as on its own.
+_MAX_PARAMETERS = 900
+
+
+def _insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """``INSERT ... VALUES`` of ``rows`` (tuples of one width), many rows per statement."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per = _MAX_PARAMETERS // width
+    whole = len(rows) - len(rows) % per
+    if whole:
+        flat = [item for row in rows[:whole] for item in row]
+        step = width * per
+        one = "(" + ", ".join("?" * width) + ")"
+        conn.executemany(
+            head + ", ".join([one] * per), [flat[at : at + step] for at in range(0, whole * width, step)]
+        )
+    if whole < len(rows):
+        conn.executemany(head + "(" + ", ".join("?" * width) + ")", rows[whole:])
 
 
 class LocalSpanExporter(SpanExporter):
@@ -234,7 +326,7 @@ class LocalSpanExporter(SpanExporter):
         self._since_prune = 0
         self._last_prune = 0.0
         self._resource_ids: dict[str, int] = {}
-        self._resource_objects: dict[int, tuple[Resource, int]] = {}
+        self._resource_objects: dict[int, tuple[Resource, int, str]] = {}
         self._failures_logged = 0
 
     def _connection(self) -> sqlite3.Connection:
@@ -264,19 +356,21 @@ class LocalSpanExporter(SpanExporter):
                 return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
-    def _resource_id(self, conn: sqlite3.Connection, span: ReadableSpan) -> int:
+    def _resource_id(self, conn: sqlite3.Connection, span: ReadableSpan) -> tuple[int, str]:
+        """The span's resource row id and service name."""
         # Every span of a provider carries the same Resource object: look it up by
         # identity before serialising and hashing its attributes. The entry keeps
         # the resource alive, so its id cannot be reused by another object.
         resource = span.resource
         known = self._resource_objects.get(id(resource))
         if known is not None and known[0] is resource:
-            return known[1]
+            return known[1], known[2]
         resource_id = self._resource_row(conn, span)
+        service = str(resource.attributes.get("service.name", "unknown_service"))
         if len(self._resource_objects) >= 64:
             self._resource_objects.clear()
-        self._resource_objects[id(resource)] = (resource, resource_id)
-        return resource_id
+        self._resource_objects[id(resource)] = (resource, resource_id, service)
+        return resource_id, service
 
     def _resource_row(self, conn: sqlite3.Connection, span: ReadableSpan) -> int:
         text = _dumps(_attributes(span.resource.attributes))
@@ -292,7 +386,7 @@ class LocalSpanExporter(SpanExporter):
         return int(row[0])
 
     def _insert(self, conn: sqlite3.Connection, spans: Sequence[ReadableSpan]) -> None:
-        # One transaction and two executemany calls per export batch (issue 14): the
+        # One transaction and a few multi-row INSERTs per export batch (issue 14): the
         # rows are built first, and the span ids are given here (we hold the write
         # lock, so nobody else takes the next ids), since executemany reports none.
         conn.execute("BEGIN IMMEDIATE")
@@ -302,75 +396,68 @@ class LocalSpanExporter(SpanExporter):
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spans'").fetchone()
             last = conn.execute("SELECT max(id) FROM spans").fetchone()[0] or 0
             ref = max(int(row[0]) if row else 0, int(last))
+            last_resource: Resource | None = None
+            resource_id, service = 0, ""
             for span in spans:
-                context = span.context
+                context, parent, name, kind_enum, start, end, status, resource, scope, attributes = _fields(
+                    span
+                )
                 if context is None:
                     continue
                 ref += 1
-                trace_id = format(context.trace_id, "032x")
-                start = span.start_time or 0
-                end = span.end_time or start
-                attributes = _attributes(span.attributes)
-                status = span.status.status_code.name
-                kind = span.kind.name
-                resource = span.resource
-                service = str(resource.attributes.get("service.name", "unknown_service"))
+                start = start or 0
+                end = end or start
+                # An enum's .name is a descriptor call; _name_ is the same text, stored on the member.
+                status_code = status.status_code._name_
+                kind = kind_enum._name_
+                if resource is not last_resource:  # a batch's spans nearly always share one resource
+                    resource_id, service = self._resource_id(conn, span)
+                    last_resource = resource
                 events = [
                     {"name": e.name, "timestamp_ns": e.timestamp, "attributes": _attributes(e.attributes)}
-                    for e in span.events
+                    for e in events_of(span)
                 ]
                 links = [
                     {
-                        "trace_id": format(link.context.trace_id, "032x"),
-                        "span_id": format(link.context.span_id, "016x"),
+                        "trace_id": f"{link.context.trace_id:032x}",
+                        "span_id": f"{link.context.span_id:016x}",
                         "attributes": _attributes(link.attributes),
                     }
-                    for link in span.links
+                    for link in links_of(span)
                 ]
                 span_rows.append(
                     (
                         ref,
-                        trace_id,
-                        format(context.span_id, "016x"),
-                        format(span.parent.span_id, "016x") if span.parent is not None else None,
-                        span.name,
+                        f"{context.trace_id:032x}",
+                        f"{context.span_id:016x}",
+                        f"{parent.span_id:016x}" if parent is not None else None,
+                        name,
                         kind,
                         start,
                         end,
                         max(0, end - start),
-                        status,
-                        span.status.description or None,
+                        status_code,
+                        status.description or None,
                         service,
-                        span.instrumentation_scope.name if span.instrumentation_scope else None,
-                        self._resource_id(conn, span),
-                        _dumps(attributes),
+                        scope.name if scope else None,
+                        resource_id,
+                        # The attribute rows go to index_rows; the tags Jaeger derives from
+                        # kind and status are searchable too.
+                        _attributes_json(
+                            attributes if type(attributes) is dict else attributes_of(span), ref, index_rows
+                        ),
                         _dumps(events) if events else None,
                         _dumps(links) if links else None,
                     )
                 )
-                # The tags Jaeger derives from kind and status are searchable too.
-                for key, value in attributes.items():
-                    text = value if type(value) is str else attribute_text(value)
-                    if len(text) <= _MAX_INDEXED_VALUE:
-                        index_rows.append((key, text, ref))
                 if kind != "INTERNAL":
                     index_rows.append(("span.kind", kind.lower(), ref))
-                if status != "UNSET":
-                    index_rows.append(("otel.status_code", status, ref))
-                if status == "ERROR":
-                    index_rows.append(("error", attribute_text(True), ref))
-            conn.executemany(
-                "INSERT INTO spans (id, trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,"
-                " duration_ns, status_code, status_message, service_name, scope_name, resource_id,"
-                " attributes_json, events_json, links_json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                span_rows,
-            )
-            conn.executemany(
-                # OR IGNORE: a derived tag (span.kind...) equal to an attribute of the same name.
-                "INSERT OR IGNORE INTO span_attributes (key, value, span_ref) VALUES (?, ?, ?)",
-                index_rows,
-            )
+                if status_code != "UNSET":
+                    index_rows.append(("otel.status_code", status_code, ref))
+                    if status_code == "ERROR":
+                        index_rows.append(("error", "true", ref))
+            _insert_rows(conn, _SPAN_INSERT, span_rows)
+            _insert_rows(conn, _INDEX_INSERT, index_rows)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
