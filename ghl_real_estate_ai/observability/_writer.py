@@ -404,27 +404,52 @@ def _read_frame(stream: IO[bytes]) -> Any:
 # --- the writer's side ---------------------------------------------------------------
 
 
+# What every span would otherwise build again: flags, a status without description, and
+# the instrumentation scope (which makes its own attribute mapping). All are immutable.
+_FLAGS = tuple(TraceFlags(flags) for flags in range(256))
+_PLAIN_STATUSES = tuple(Status(code) for code in _CODES)
+_MAX_SCOPES = 256
+_scopes: dict[tuple[str, str | None], InstrumentationScope] = {}
+
+
+def _flags(flags: int) -> TraceFlags:
+    return _FLAGS[flags] if 0 <= flags < 256 else TraceFlags(flags)
+
+
 def _context(trace_id: int, span_id: int, flags: int, remote: bool = False) -> SpanContext:
-    return SpanContext(trace_id, span_id, is_remote=remote, trace_flags=TraceFlags(flags))
+    return SpanContext(trace_id, span_id, remote, _flags(flags))
+
+
+def _scope(name: str, version: str | None) -> InstrumentationScope:
+    scope = _scopes.get((name, version))
+    if scope is None:
+        if len(_scopes) >= _MAX_SCOPES:
+            _scopes.clear()
+        scope = _scopes[(name, version)] = InstrumentationScope(name, version)
+    return scope
 
 
 def _span(row: tuple[Any, ...], resources: dict[int, Resource]) -> ReadableSpan:
     (trace_id, span_id, flags, parent_id, parent_remote, name, kind, start, end, code, description,
      attributes, events, links, scope_name, scope_version, resource_key) = row  # fmt: skip
-    scope = InstrumentationScope(scope_name, scope_version) if scope_name is not None else None
+    trace_flags = _flags(flags)
     return ReadableSpan(
         name=name,
-        context=_context(trace_id, span_id, flags),
-        parent=_context(trace_id, parent_id, flags, parent_remote) if parent_id is not None else None,
+        context=SpanContext(trace_id, span_id, False, trace_flags),
+        parent=SpanContext(trace_id, parent_id, parent_remote, trace_flags)
+        if parent_id is not None
+        else None,
         resource=resources.get(resource_key) or Resource.get_empty(),
         attributes=attributes,
-        events=[Event(e_name, e_attributes, e_time) for e_name, e_time, e_attributes in events or ()],
-        links=[Link(_context(t, s, f), a) for t, s, f, a in links or ()],
+        events=[Event(e_name, e_attributes, e_time) for e_name, e_time, e_attributes in events]
+        if events
+        else [],
+        links=[Link(_context(t, s, f), a) for t, s, f, a in links] if links else [],
         kind=_KINDS[kind] if 0 <= kind < len(_KINDS) else SpanKind.INTERNAL,
-        status=Status(_CODES[code], description) if description else Status(_CODES[code]),
+        status=Status(_CODES[code], description) if description else _PLAIN_STATUSES[code],
         start_time=start,
         end_time=end,
-        instrumentation_scope=scope,
+        instrumentation_scope=_scope(scope_name, scope_version) if scope_name is not None else None,
     )
 
 

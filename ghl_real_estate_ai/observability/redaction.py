@@ -182,8 +182,13 @@ def redact_text(value: str) -> str:
     return value
 
 
+# Constant tuples: ``X | Y`` in an isinstance call builds a union object on every call.
+_SEQUENCE_TYPES: Final = (tuple, list)
+_NUMBER_TYPES: Final = (bool, int, float)
+
+
 def _whole(value: Any) -> Any:
-    if isinstance(value, tuple | list):
+    if isinstance(value, _SEQUENCE_TYPES):
         return tuple(REDACTED for _ in value)
     return REDACTED
 
@@ -309,10 +314,10 @@ def _redact_value(key: str, value: Any, capture_content: bool) -> Any:
         return _whole(value)
     if isinstance(value, str):
         return _redact_by_plan(plan, value)
-    if isinstance(value, bool | int | float):
+    if isinstance(value, _NUMBER_TYPES):
         # The common case after strings: nothing in a number can be content.
         return value
-    if isinstance(value, tuple | list) and any(isinstance(item, str) for item in value):
+    if isinstance(value, _SEQUENCE_TYPES) and any(isinstance(item, str) for item in value):
         return tuple(_redact_by_plan(plan, item) if isinstance(item, str) else item for item in value)
     return value
 
@@ -323,7 +328,21 @@ def _redacted_or_none(attributes: Mapping[str, Any] | None, capture_content: boo
         return None
     changed: dict[str, Any] | None = None
     for key, value in attributes.items():
-        cleaned = _redact_value(key, value, capture_content)
+        # _redact_value's two commonest cases inline: a short string under a plain key
+        # (one look-up in the text cache) and a number under any key but a secret or
+        # content one (nothing to redact).
+        plan = _plans.get(key)
+        if plan is None:
+            plan = _plan(key)
+        kind = type(value)
+        if kind is str and plan == _TEXT and not capture_content and len(value) <= _MAX_CACHED_TEXT:
+            cleaned = _texts.get(value)
+            if cleaned is None:
+                cleaned = _redact_by_plan(_TEXT, value)
+        elif plan > _CONTENT and (kind is bool or kind is int or kind is float):
+            continue
+        else:
+            cleaned = _redact_value(key, value, capture_content)
         if cleaned is not value and cleaned != value:
             if changed is None:
                 changed = dict(attributes)
