@@ -441,10 +441,11 @@ def _span(row: tuple[Any, ...], resources: dict[int, Resource]) -> ReadableSpan:
         else None,
         resource=resources.get(resource_key) or Resource.get_empty(),
         attributes=attributes,
-        events=[Event(e_name, e_attributes, e_time) for e_name, e_time, e_attributes in events]
+        # Tuples, as the SDK's span shows them: read as they are (events_of, links_of), not copied.
+        events=tuple([Event(e_name, e_attributes, e_time) for e_name, e_time, e_attributes in events])
         if events
-        else [],
-        links=[Link(_context(t, s, f), a) for t, s, f, a in links] if links else [],
+        else (),
+        links=tuple([Link(_context(t, s, f), a) for t, s, f, a in links]) if links else (),
         kind=_KINDS[kind] if 0 <= kind < len(_KINDS) else SpanKind.INTERNAL,
         status=Status(_CODES[code], description) if description else _PLAIN_STATUSES[code],
         start_time=start,

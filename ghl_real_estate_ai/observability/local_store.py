@@ -35,6 +35,7 @@ processes query while the exporter writes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -213,10 +214,8 @@ def _attributes(attributes: Mapping[str, Any] | None) -> dict[str, AttributeValu
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _attributes_json(
-    attributes: Mapping[str, Any] | None, ref: int, index_rows: list[tuple[str, str, int]]
-) -> str:
-    """The attributes' JSON text; their index rows (text form, short values only) go to ``index_rows``.
+def _attributes_json(attributes: Mapping[str, Any] | None, ref: int, index_values: list[object]) -> str:
+    """The attributes' JSON text; their index rows (text form, short values only) go to ``index_values``.
 
     What ``_dumps(_attributes(attributes))`` and ``attribute_text`` of each converted
     value give, in one pass: plain strings, booleans, ints and finite floats are
@@ -226,7 +225,6 @@ def _attributes_json(
     if not attributes:
         return "{}"
     as_is = True
-    append = index_rows.append
     for key, value in attributes.items():
         kind = type(value)
         if kind is str:
@@ -239,7 +237,7 @@ def _attributes_json(
             as_is = False
             text = attribute_text(_json_value(value))
         if len(text) <= _MAX_INDEXED_VALUE:
-            append((key, text, ref))
+            index_values += (key, text, ref)
     if as_is and type(attributes) is dict:
         return _dumps(attributes)
     return _dumps(_attributes(attributes))
@@ -272,30 +270,34 @@ _SPAN_INSERT = (
     " duration_ns, status_code, status_message, service_name, scope_name, resource_id,"
     " attributes_json, events_json, links_json) VALUES "
 )
+# One row's values. The optional texts (parent span id, status message, events and links
+# JSON) are given as "" for NULL: sqlite3 binds str directly but sends None through its
+# adapter look-up, which costs more than NULLIF. None of them is ever "" otherwise.
+_SPAN_ROW = (
+    "(?, ?, ?, NULLIF(?, ''), ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''))"
+)
 # OR IGNORE: a derived tag (span.kind...) equal to an attribute of the same name.
 _INDEX_INSERT = "INSERT OR IGNORE INTO span_attributes (key, value, span_ref) VALUES "
+_INDEX_ROW = "(?, ?, ?)"
 # SQLite runs one statement (one step, one halt) per statement rather than per row, which is
 # most of its cost for rows this short: rows go in statements of up to this many parameters
 # (under SQLite's oldest limit of 999), each row inserted (or ignored) exactly as on its own.
 _MAX_PARAMETERS = 900
 
 
-def _insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[tuple[object, ...]]) -> None:
-    """``INSERT ... VALUES`` of ``rows`` (tuples of one width), many rows per statement."""
-    if not rows:
-        return
-    width = len(rows[0])
-    per = _MAX_PARAMETERS // width
-    whole = len(rows) - len(rows) % per
-    if whole:
-        flat = [item for row in rows[:whole] for item in row]
-        step = width * per
-        one = "(" + ", ".join("?" * width) + ")"
-        conn.executemany(
-            head + ", ".join([one] * per), [flat[at : at + step] for at in range(0, whole * width, step)]
-        )
-    if whole < len(rows):
-        conn.executemany(head + "(" + ", ".join("?" * width) + ")", rows[whole:])
+@functools.lru_cache(maxsize=64)
+def _values_sql(head: str, row: str, rows: int) -> str:
+    """``head`` followed by ``rows`` times ``row``."""
+    return head + ", ".join([row] * rows)
+
+
+def _insert_rows(conn: sqlite3.Connection, head: str, row: str, values: list[object]) -> None:
+    """``INSERT ... VALUES`` of rows shaped as ``row``, their values one after the other in ``values``."""
+    width = row.count("?")
+    step = _MAX_PARAMETERS // width * width
+    for at in range(0, len(values), step):
+        chunk = values[at : at + step]
+        conn.execute(_values_sql(head, row, len(chunk) // width), chunk)
 
 
 class LocalSpanExporter(SpanExporter):
@@ -391,8 +393,9 @@ class LocalSpanExporter(SpanExporter):
         # lock, so nobody else takes the next ids), since executemany reports none.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            span_rows: list[tuple[object, ...]] = []
-            index_rows: list[tuple[str, str, int]] = []
+            # Rows as one flat list of values per table, as the multi-row INSERTs take them.
+            span_values: list[object] = []
+            index_values: list[object] = []
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spans'").fetchone()
             last = conn.execute("SELECT max(id) FROM spans").fetchone()[0] or 0
             ref = max(int(row[0]) if row else 0, int(last))
@@ -425,39 +428,37 @@ class LocalSpanExporter(SpanExporter):
                     }
                     for link in links_of(span)
                 ]
-                span_rows.append(
-                    (
-                        ref,
-                        f"{context.trace_id:032x}",
-                        f"{context.span_id:016x}",
-                        f"{parent.span_id:016x}" if parent is not None else None,
-                        name,
-                        kind,
-                        start,
-                        end,
-                        max(0, end - start),
-                        status_code,
-                        status.description or None,
-                        service,
-                        scope.name if scope else None,
-                        resource_id,
-                        # The attribute rows go to index_rows; the tags Jaeger derives from
-                        # kind and status are searchable too.
-                        _attributes_json(
-                            attributes if type(attributes) is dict else attributes_of(span), ref, index_rows
-                        ),
-                        _dumps(events) if events else None,
-                        _dumps(links) if links else None,
-                    )
+                span_values += (
+                    ref,
+                    f"{context.trace_id:032x}",
+                    f"{context.span_id:016x}",
+                    f"{parent.span_id:016x}" if parent is not None else "",
+                    name,
+                    kind,
+                    start,
+                    end,
+                    max(0, end - start),
+                    status_code,
+                    status.description or "",
+                    service,
+                    scope.name if scope else None,
+                    resource_id,
+                    # The attribute rows go to index_values; the tags Jaeger derives from
+                    # kind and status are searchable too.
+                    _attributes_json(
+                        attributes if type(attributes) is dict else attributes_of(span), ref, index_values
+                    ),
+                    _dumps(events) if events else "",
+                    _dumps(links) if links else "",
                 )
                 if kind != "INTERNAL":
-                    index_rows.append(("span.kind", kind.lower(), ref))
+                    index_values += ("span.kind", kind.lower(), ref)
                 if status_code != "UNSET":
-                    index_rows.append(("otel.status_code", status_code, ref))
+                    index_values += ("otel.status_code", status_code, ref)
                     if status_code == "ERROR":
-                        index_rows.append(("error", "true", ref))
-            _insert_rows(conn, _SPAN_INSERT, span_rows)
-            _insert_rows(conn, _INDEX_INSERT, index_rows)
+                        index_values += ("error", "true", ref)
+            _insert_rows(conn, _SPAN_INSERT, _SPAN_ROW, span_values)
+            _insert_rows(conn, _INDEX_INSERT, _INDEX_ROW, index_values)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

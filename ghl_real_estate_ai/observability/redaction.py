@@ -413,7 +413,10 @@ def _redact_span_if_needed(span: ReadableSpan, capture_content: bool) -> Readabl
     """
     name = span.name if capture_content else _redact_by_plan(_TEXT, span.name)
     changed = name != span.name
-    attributes = _redacted_or_none(attributes_of(span), capture_content)
+    # A rebuilt span (the trace writer's) holds a plain dict: read it as it is, not through
+    # the read-only proxy its attributes property makes.
+    stored = span.__dict__.get("_attributes") if type(span) is ReadableSpan else None
+    attributes = _redacted_or_none(stored if type(stored) is dict else attributes_of(span), capture_content)
     changed = changed or attributes is not None
     events: list[Event] = []
     for event in events_of(span):

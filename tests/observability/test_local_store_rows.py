@@ -328,10 +328,10 @@ def test_a_failing_batch_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     before = stored(tmp_path / "traces.db")
     real = local_store._insert_rows
 
-    def broken(conn: sqlite3.Connection, head: str, rows: Sequence[tuple[object, ...]]) -> None:
+    def broken(conn: sqlite3.Connection, head: str, row: str, values: list[object]) -> None:
         if head is local_store._INDEX_INSERT:
             raise sqlite3.OperationalError("disk I/O error")
-        real(conn, head, rows)
+        real(conn, head, row, values)
 
     monkeypatch.setattr(local_store, "_insert_rows", broken)
     assert exporter.export(odd_spans()).name == "FAILURE"

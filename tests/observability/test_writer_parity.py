@@ -192,3 +192,30 @@ def test_nan_and_unchanged_values_are_not_reported_as_changes() -> None:
     """A value that redacts to itself (even NaN, unequal to itself) leaves the attributes alone."""
     assert redaction._redacted_or_none({"a": float("nan"), "b": "x", "c": (1, 2)}, False) is None
     assert redaction._redacted_or_none({"a": "jane@example.com"}, False) == {"a": "[REDACTED_EMAIL]"}
+
+
+@pytest.mark.parametrize("capture_content", [False, True])
+def test_a_rebuilt_span_is_redacted_as_a_full_copy_would_be(capture_content: bool) -> None:
+    """The writer's spans hold plain dicts, read as they are: the result is redact_span's."""
+    resources = {1: Resource({"service.name": "svc"})}
+    attributes = {
+        "workflow.node_name": "lead_bot.reply",
+        "message.body": "call me at 555-123-4567",
+        "note": "jane@example.com",
+        "http.request.header.authorization": "Bearer x",
+        "n": 3,
+        "tags": ("a", "jane@example.com"),
+    }
+    row = (9, 19, 1, None, False, "reply to jane@example.com", 0, 1, 2, 0, None, attributes,
+           [("sent to 555-123-4567", 1, {"to": "jane@example.com"})], [(1, 2, 1, {"phone": "x"})],
+           "lib", None, 1)  # fmt: skip
+    span = _writer._span(row, resources)
+    cleaned = redaction._redact_span_if_needed(span, capture_content)
+    full = redaction.redact_span(span, capture_content)
+    assert shape(cleaned)[:15] == shape(full)[:15]
+    assert span.attributes == attributes  # the rebuilt span itself is left as it was
+    plain = _writer._span((*row[:11], {"workflow.node_name": "n", "n": 1}, *row[12:]), resources)
+    assert dict(redaction._redact_span_if_needed(plain, capture_content).attributes) == {
+        "workflow.node_name": "n",
+        "n": 1,
+    }
