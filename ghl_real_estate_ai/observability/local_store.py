@@ -38,6 +38,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import json.encoder as json_encoder
 import logging
 import math
 import operator
@@ -210,8 +211,23 @@ def _attributes(attributes: Mapping[str, Any] | None) -> dict[str, AttributeValu
     }
 
 
-# json.dumps(value, separators=(",", ":"), ensure_ascii=False), without building an encoder per call.
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# json's C encoder (None without the _json module), made once: what _ENCODER.encode builds
+# on every call. Without its check for circular references, which values made of fresh
+# dicts and lists cannot have.
+_make_encoder = getattr(json_encoder, "c_make_encoder", None)
+_C_ENCODE = (
+    _make_encoder(None, _ENCODER.default, json_encoder.encode_basestring, None, ":", ",", False, False, True)
+    if _make_encoder is not None
+    else None
+)
+
+
+def _dumps(value: object) -> str:
+    """``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``."""
+    if _C_ENCODE is None:
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODE(value, 0))
 
 
 def _attributes_json(attributes: Mapping[str, Any] | None, ref: int, index_values: list[object]) -> str:

@@ -223,6 +223,9 @@ _parsed: dict[tuple[int, str], str] = {}
 # Redacted forms of short plain values, for the same reason (only short ones: free text is not kept).
 _MAX_CACHED_TEXT: Final = 64
 _texts: dict[str, str] = {}
+# Short (key, string value) pairs that redaction with content capture off leaves as they are:
+# the ids, names and labels every span of a trace repeats cost one set look-up each.
+_kept: set[tuple[str, str]] = set()
 
 
 def _plan(key: str) -> int:
@@ -322,31 +325,34 @@ def _redact_value(key: str, value: Any, capture_content: bool) -> Any:
     return value
 
 
+def _keep(key: str, value: str) -> None:
+    if len(_kept) >= _MAX_CACHED:
+        _kept.clear()
+    _kept.add((key, value))
+
+
 def _redacted_or_none(attributes: Mapping[str, Any] | None, capture_content: bool) -> dict[str, Any] | None:
     """The redacted attributes, or ``None`` when redaction leaves every value as it is."""
     if not attributes:
         return None
     changed: dict[str, Any] | None = None
     for key, value in attributes.items():
-        # _redact_value's two commonest cases inline: a short string under a plain key
-        # (one look-up in the text cache) and a number under any key but a secret or
-        # content one (nothing to redact).
-        plan = _plans.get(key)
-        if plan is None:
-            plan = _plan(key)
         kind = type(value)
-        if kind is str and plan == _TEXT and not capture_content and len(value) <= _MAX_CACHED_TEXT:
-            cleaned = _texts.get(value)
-            if cleaned is None:
-                cleaned = _redact_by_plan(_TEXT, value)
-        elif plan > _CONTENT and (kind is bool or kind is int or kind is float):
+        if kind is str:
+            if not capture_content and (key, value) in _kept:
+                continue  # seen before and left as it is
+        elif kind is bool or kind is int or kind is float:
+            plan = _plans.get(key)
+            if (plan if plan is not None else _plan(key)) > _CONTENT:
+                continue  # nothing in a number can be content (what _redact_value decides)
+        cleaned = _redact_value(key, value, capture_content)
+        if cleaned is value or cleaned == value:
+            if kind is str and not capture_content and len(value) <= _MAX_CACHED_TEXT:
+                _keep(key, value)
             continue
-        else:
-            cleaned = _redact_value(key, value, capture_content)
-        if cleaned is not value and cleaned != value:
-            if changed is None:
-                changed = dict(attributes)
-            changed[key] = cleaned
+        if changed is None:
+            changed = dict(attributes)
+        changed[key] = cleaned
     return changed
 
 

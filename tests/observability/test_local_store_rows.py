@@ -337,3 +337,23 @@ def test_a_failing_batch_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     assert exporter.export(odd_spans()).name == "FAILURE"
     exporter.shutdown()
     assert stored(tmp_path / "traces.db") == before
+
+
+DUMPED: list[Any] = [
+    {},
+    {"a": "Grüße — 東京 ✓", "b": 'q"\n\\\t\x00', "c": [1, 2.5, True, None, "x"], "d": {"e": []}},
+    [{"name": "e", "timestamp_ns": 10**18, "attributes": {"f": float("nan"), "g": float("-inf")}}],
+    {7: "int key", 2.5: "float key", True: "bool key", None: "none key"},
+    {"big": 10**40, "small": 1e-300, "neg": -0.0},
+]
+
+
+@pytest.mark.parametrize("c_encoder", [True, False], ids=["C encoder", "fallback"])
+def test_dumps_is_json_dumps_with_the_store_options(monkeypatch: pytest.MonkeyPatch, c_encoder: bool) -> None:
+    if not c_encoder:
+        monkeypatch.setattr(local_store, "_C_ENCODE", None)
+    for value in DUMPED:
+        assert local_store._dumps(value) == _ref_dumps(value)
+    with pytest.raises(TypeError):
+        local_store._dumps({("tuple", "key"): 1})
+    assert local_store._dumps({"after": "an error"}) == '{"after":"an error"}'

@@ -171,10 +171,13 @@ def test_redaction_gives_what_it_gave_before(capture_content: bool) -> None:
             redaction._plans.clear()
             redaction._texts.clear()
             redaction._parsed.clear()
+            redaction._kept.clear()
         if round_ == 2:  # caches at their bound: the next entry clears them
             while len(redaction._texts) < redaction._MAX_CACHED:
                 filler = f"filler {len(redaction._texts)}"
                 redaction._texts[filler] = filler
+            while len(redaction._kept) < redaction._MAX_CACHED:
+                redaction._kept.add(("filler", f"filler {len(redaction._kept)}"))
         for key in KEYS:
             for value in [*VALUES, *urls, *sql]:
                 attributes = {"before": "ok", key: value, "after": 1}
@@ -186,6 +189,7 @@ def test_redaction_gives_what_it_gave_before(capture_content: bool) -> None:
                         type(v) for v in want.values()
                     ]
         assert len(redaction._texts) <= redaction._MAX_CACHED
+        assert len(redaction._kept) <= redaction._MAX_CACHED
 
 
 def test_nan_and_unchanged_values_are_not_reported_as_changes() -> None:
@@ -219,3 +223,16 @@ def test_a_rebuilt_span_is_redacted_as_a_full_copy_would_be(capture_content: boo
         "workflow.node_name": "n",
         "n": 1,
     }
+
+
+def test_what_capture_on_keeps_is_still_redacted_with_capture_off() -> None:
+    """The kept-values cache never carries a decision from one setting to the other."""
+    redaction._kept.clear()
+    attributes = {"message.body": "call 555-123-4567", "note": "jane@example.com", "x": "plain"}
+    assert redaction._redacted_or_none(attributes, True) is None
+    assert redaction._redacted_or_none(attributes, False) == {
+        "message.body": "[REDACTED]",
+        "note": "[REDACTED_EMAIL]",
+        "x": "plain",
+    }
+    assert redaction._redacted_or_none(attributes, True) is None
