@@ -243,9 +243,11 @@ def _attributes_json(attributes: Mapping[str, Any] | None, ref: int, index_value
     as_is = True
     for key, value in attributes.items():
         kind = type(value)
-        if kind is str:
-            text = value
-        elif kind is bool:
+        if kind is str:  # most values
+            if len(value) <= _MAX_INDEXED_VALUE:
+                index_values += (key, value, ref)
+            continue
+        if kind is bool:
             text = "true" if value else "false"
         elif kind is int or (kind is float and math.isfinite(value)):
             text = str(value)
@@ -416,6 +418,7 @@ class LocalSpanExporter(SpanExporter):
             last = conn.execute("SELECT max(id) FROM spans").fetchone()[0] or 0
             ref = max(int(row[0]) if row else 0, int(last))
             last_resource: Resource | None = None
+            last_trace_id, trace_hex = None, ""  # a batch holds runs of spans of one trace
             resource_id, service = 0, ""
             for span in spans:
                 context, parent, name, kind_enum, start, end, status, resource, scope, attributes = _fields(
@@ -429,6 +432,9 @@ class LocalSpanExporter(SpanExporter):
                 # An enum's .name is a descriptor call; _name_ is the same text, stored on the member.
                 status_code = status.status_code._name_
                 kind = kind_enum._name_
+                if context.trace_id != last_trace_id:
+                    last_trace_id = context.trace_id
+                    trace_hex = f"{last_trace_id:032x}"
                 if resource is not last_resource:  # a batch's spans nearly always share one resource
                     resource_id, service = self._resource_id(conn, span)
                     last_resource = resource
@@ -446,7 +452,7 @@ class LocalSpanExporter(SpanExporter):
                 ]
                 span_values += (
                     ref,
-                    f"{context.trace_id:032x}",
+                    trace_hex,
                     f"{context.span_id:016x}",
                     f"{parent.span_id:016x}" if parent is not None else "",
                     name,
