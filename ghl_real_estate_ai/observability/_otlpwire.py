@@ -24,6 +24,7 @@ the SDK's exporter unchanged.
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 from collections.abc import Mapping, Sequence
@@ -108,15 +109,19 @@ def _key_value(key: str, value: Any) -> bytes:
     return (_field(b"\x0a", key.encode()) if key else b"") + _field(b"\x12", _any_value(value))
 
 
+def _attribute(tag: bytes, key: str, value: Any) -> bytes | None:
+    """One ``KeyValue`` field under ``tag``; ``None`` (and the SDK's log line) for one the SDK refuses."""
+    try:
+        return _field(tag, _key_value(key, value))
+    except Exception as error:
+        _logger.exception("Failed to encode key %s: %s", key, error)
+        return None
+
+
 def _attributes(tag: bytes, attributes: Mapping[str, Any]) -> list[bytes]:
-    """Each attribute as a ``KeyValue`` field under ``tag``; one the SDK refuses is logged and left out."""
-    out = []
-    for key, value in attributes.items():
-        try:
-            out.append(_field(tag, _key_value(key, value)))
-        except Exception as error:
-            _logger.exception("Failed to encode key %s: %s", key, error)
-    return out
+    """Each attribute as a ``KeyValue`` field under ``tag``; one the SDK refuses is left out."""
+    encoded = [_attribute(tag, key, value) for key, value in attributes.items()]
+    return [field for field in encoded if field is not None]
 
 
 class _SpanAttributes:
@@ -143,10 +148,8 @@ class _SpanAttributes:
                 if encoded is not None:
                     out.append(encoded)
                     continue
-            try:
-                encoded = _field(b"\x4a", _key_value(key, value))
-            except Exception as error:
-                _logger.exception("Failed to encode key %s: %s", key, error)
+            encoded = _attribute(b"\x4a", key, value)
+            if encoded is None:
                 continue
             if cacheable:
                 if len(cache) >= self._size:
@@ -333,22 +336,16 @@ def _wire_ready(base: type) -> bool:
     )
 
 
-_WIRE_CLASSES: dict[type, type] = {}
-
-
+@functools.cache
 def _wire_class(base: type) -> type:
-    made = _WIRE_CLASSES.get(base)
-    if made is None:
+    class WireOTLPSpanExporter(base):  # type: ignore[misc]
+        """The SDK's gRPC span exporter; its request is written by :func:`encode_request`."""
 
-        class WireOTLPSpanExporter(base):  # type: ignore[misc]
-            """The SDK's gRPC span exporter; its request is written by :func:`encode_request`."""
+        def _initialize_channel_and_stub(self) -> None:
+            super()._initialize_channel_and_stub()
+            self._client = _PassThroughTraceStub(self._channel)
 
-            def _initialize_channel_and_stub(self) -> None:
-                super()._initialize_channel_and_stub()
-                self._client = _PassThroughTraceStub(self._channel)
+        def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:
+            return encode_request(data)
 
-            def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:
-                return encode_request(data)
-
-        made = _WIRE_CLASSES[base] = WireOTLPSpanExporter
-    return made
+    return WireOTLPSpanExporter
