@@ -42,6 +42,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from http.cookiejar import Cookie, CookieJar
 from typing import Any, Literal
 
 import httpx
@@ -526,6 +527,41 @@ class GHLClient:
         return data
 
 
+class _KeepNothing(CookieJar):
+    """A cookie jar nothing can be put in."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+
+class _NoCookies(httpx.Cookies):
+    """The cookies of :class:`_TokenClient`: always none, and answers are not read for any."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+_NO_COOKIES = _NoCookies(_KeepNothing())
+
+
+class _TokenClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` that neither keeps nor sends cookies.
+
+    GHL's API authenticates every call with its Bearer token and needs no session.
+    A plain client would store whatever ``Set-Cookie`` the API's front end sends
+    and send it back on every later call (one jar shared by every contact's
+    calls), and it parses each answer's headers for cookies to do so.
+    """
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise AttributeError("the GHL client keeps no cookies: GHL's API is authenticated by its token")
+
+
 def _message_time(message: Any) -> datetime | None:
     if not isinstance(message, Mapping) or not isinstance(message.get("dateAdded"), str):
         return None
@@ -581,7 +617,7 @@ def build_ghl_client(settings: Settings, cache: Cache, sandbox_app: FastAPI | No
         )
         # A sandbox 500 must reach the client as a response, like a real server's would.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        http = httpx.AsyncClient(transport=transport, timeout=timeout)
+        http = _TokenClient(transport=transport, timeout=timeout)
         if settings.tracing_on:
             # The global httpx instrumentation patches httpx's own transports only. With tracing
             # off for good it is never loaded, and this client is left alone likewise.
@@ -594,7 +630,7 @@ def build_ghl_client(settings: Settings, cache: Cache, sandbox_app: FastAPI | No
                 f"GHL_BASE_URL={settings.ghl_base_url!r} is set but GHL_API_KEY is not: set GHL_API_KEY "
                 "or unset GHL_BASE_URL to use the built-in sandbox"
             )
-        http = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=50))
+        http = _TokenClient(timeout=timeout, limits=httpx.Limits(max_connections=50))
         base_url = settings.ghl_base_url
         api_key = settings.ghl_api_key
     return GHLClient(

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -320,6 +321,31 @@ async def test_wrong_token_over_tcp_is_a_401_error_without_retries(cache: Cache)
         finally:
             await client.aclose()
     assert len(get_sandbox_state(sandbox).calls) == 1
+
+
+async def test_cookies_an_answer_sets_are_neither_kept_nor_sent_back(cache: Cache) -> None:
+    """GHL's API authenticates by token: a Set-Cookie from its front end is not replayed on later calls."""
+    front = FastAPI()
+    cookie_headers: list[str | None] = []
+
+    @front.post("/conversations/messages")
+    async def send(request: Request) -> JSONResponse:
+        cookie_headers.append(request.headers.get("cookie"))
+        answer = JSONResponse({"conversationId": "conv", "messageId": f"m{len(cookie_headers)}"})
+        answer.set_cookie("__cf_bm", "edge-session", path="/")
+        return answer
+
+    with serve_in_thread(front) as base_url:
+        client = build_ghl_client(Settings(ghl_base_url=base_url, ghl_api_key="k"), cache)
+        try:
+            for n in range(3):
+                assert (await client.send_message(f"c{n}", "SMS", "hi"))["messageId"] == f"m{n + 1}"
+            assert list(client.http.cookies.jar) == []
+            with pytest.raises(AttributeError, match="keeps no cookies"):
+                client.http.cookies = {"session": "x"}
+        finally:
+            await client.aclose()
+    assert cookie_headers == [None, None, None]
 
 
 # --- issue 13: a write is retried only when it provably did not take effect ----------------
