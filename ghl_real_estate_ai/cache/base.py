@@ -37,6 +37,14 @@ class Cache(Protocol):
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         """Add to a counter; ``ttl`` is set when the counter is created."""
 
+    async def incr_and_get(
+        self, key: str, other: str, amount: int = 1, ttl: float | None = None
+    ) -> tuple[int, Any | None]:
+        """``incr(key, amount, ttl)`` and ``get(other)`` together: one round trip on Redis.
+
+        Traced as the ``cache.get`` of ``other``.
+        """
+
     def lock(self, name: str, timeout: float = 30.0, wait: float = 10.0) -> AbstractAsyncContextManager[None]:
         """Mutual exclusion across tasks (and replicas on Redis).
 

@@ -174,6 +174,13 @@ class MemoryCache:
         self._wrote(state)
         return value
 
+    async def incr_and_get(
+        self, key: str, other: str, amount: int = 1, ttl: float | None = None
+    ) -> tuple[int, Any | None]:
+        """``incr(key, amount, ttl)`` and ``get(other)``; traced as the ``cache.get`` of ``other``."""
+        value = await self.incr(key, amount, ttl)
+        return value, await self.get(other)
+
     def lock(self, name: str, timeout: float = 30.0, wait: float = 10.0) -> AbstractAsyncContextManager[None]:
         """Mutual exclusion for ``name`` among the namespace's instances.
 

@@ -55,13 +55,15 @@ return 0
 
 # INCRBY, then an expiry only when the counter has none: the ttl counts from
 # the counter's creation, not from every increment.
-_INCR = """
+_INCR_STEP = """
 local value = redis.call('INCRBY', KEYS[1], ARGV[1])
 if ARGV[2] ~= '' and redis.call('PTTL', KEYS[1]) == -1 then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return value
 """
+_INCR = _INCR_STEP + "return value\n"
+# The same, and the value at KEYS[2] (false, a nil reply, when missing): one round trip.
+_INCR_AND_GET = _INCR_STEP + "return {value, redis.call('GET', KEYS[2])}\n"
 
 
 def redact_url(url: str) -> str:
@@ -84,6 +86,15 @@ def _millis(ttl: float) -> int:
     if ttl <= 0:
         raise ValueError(f"ttl must be positive seconds or None, got {ttl!r}")
     return max(1, round(ttl * 1000))
+
+
+def _decoded(key: str, text: str | bytes | None) -> Any | None:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise CacheError(f"cached {key!r} is not JSON: was it written by another program?") from None
 
 
 def _cause(exc: BaseException) -> str:
@@ -207,12 +218,7 @@ class RedisCache:
             raise self._error(exc, "GET") from None
         finally:
             span.end()
-        if text is None:
-            return None
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise CacheError(f"cached {key!r} is not JSON: was it written by another program?") from None
+        return _decoded(key, text)
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` (JSON-serialisable) for ``ttl`` seconds, or until deleted."""
@@ -248,13 +254,37 @@ class RedisCache:
         try:
             with self._commands():
                 value = await client.eval(_INCR, 1, self.namespace + key, amount, px)
-        except RedisError as exc:
-            if "not an integer" in str(exc):
-                raise CacheError(f"cannot increment {key!r}: it does not hold an integer") from None
-            raise self._error(exc, "INCRBY") from None
-        except OSError as exc:
-            raise self._error(exc, "INCRBY") from None
+        except (RedisError, OSError) as exc:
+            raise self._incr_error(exc, key) from None
         return int(value)
+
+    async def incr_and_get(
+        self, key: str, other: str, amount: int = 1, ttl: float | None = None
+    ) -> tuple[int, Any | None]:
+        """``incr(key, amount, ttl)`` and ``get(other)`` in one round trip (one Lua script).
+
+        Traced as the ``cache.get`` of ``other``.
+        """
+        px = "" if ttl is None else str(_millis(ttl))
+        client = self._require()
+        span = self._operation_span("cache.get")
+        try:
+            with self._commands(span):
+                value, text = await client.eval(
+                    _INCR_AND_GET, 2, self.namespace + key, self.namespace + other, amount, px
+                )
+            if span.is_recording():
+                span.set_attributes({"cache.backend": "redis", "cache.hit": text is not None})
+        except (RedisError, OSError) as exc:
+            raise self._incr_error(exc, key) from None
+        finally:
+            span.end()
+        return int(value), _decoded(other, text)
+
+    def _incr_error(self, exc: BaseException, key: str) -> CacheError:
+        if isinstance(exc, RedisError) and "not an integer" in str(exc):
+            return CacheError(f"cannot increment {key!r}: it does not hold an integer")
+        return self._error(exc, "INCRBY")
 
     def lock(self, name: str, timeout: float = 30.0, wait: float = 10.0) -> AbstractAsyncContextManager[None]:
         """Mutual exclusion for ``name`` across every client of this Redis and namespace.

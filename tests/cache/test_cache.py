@@ -116,6 +116,19 @@ async def test_incr_on_a_non_integer_is_a_cache_error(cache: Cache) -> None:
         await cache.incr("name")
 
 
+async def test_incr_and_get_counts_one_key_and_reads_another(cache: Cache) -> None:
+    assert await cache.incr_and_get("rate:2", "rate:1", ttl=0.3) == (1, None)
+    for _ in range(3):
+        await cache.incr("rate:1", ttl=5)
+    assert await cache.incr_and_get("rate:2", "rate:1", 2, ttl=0.3) == (3, 3)
+    await cache.set("profile", {"name": "Ana"})
+    assert await cache.incr_and_get("rate:2", "profile", ttl=0.3) == (4, {"name": "Ana"})
+    await asyncio.sleep(0.35)
+    assert await cache.incr_and_get("rate:2", "rate:1", ttl=0.3) == (1, 3)  # its ttl ran from creation
+    with pytest.raises(CacheError, match="'profile'"):
+        await cache.incr_and_get("profile", "rate:1")
+
+
 async def test_namespaces_isolate_caches_and_one_namespace_is_shared(open_another: OpenCache) -> None:
     mine, twin = await open_another(), await open_another()
     other = await open_another(f"other-{uuid.uuid4().hex[:8]}:")
@@ -289,6 +302,40 @@ async def test_redis_cache_makes_one_span_per_operation_and_command_spans_only_o
         assert len(commands) == 7, names  # + EVAL (incr), DEL, SET NX and EVAL (lock); no PING at open
         get_ids = {s.context.span_id for s in ours if s.name == "cache.get"}
         assert commands[0].parent is not None and commands[0].parent.span_id in get_ids
+
+
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def test_incr_and_get_is_one_cache_get_span_and_one_redis_command(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+    redis_instrumented: None,
+    request: pytest.FixtureRequest,
+    redis_namespace: str,
+    backend: str,
+) -> None:
+    """The GHL rate limiter's step: the read shows as the cache.get it is, in one round trip on Redis."""
+    provider, exporter = spans
+    url = None if backend == "memory" else request.getfixturevalue("redis_url")
+    cache = open_cache(url, namespace=redis_namespace, tracer_provider=provider, trace_commands=True)
+    await cache.open()
+    try:
+        with provider.get_tracer("test").start_as_current_span("lead_bot.send_day_3_sms"):
+            await cache.incr("window:1", ttl=5)
+            exporter.clear()
+            assert await cache.incr_and_get("window:2", "window:1", ttl=5) == (1, 1)
+    finally:
+        await cache.close()
+    finished = exporter.get_finished_spans()
+    ours = [s for s in finished if s.name.startswith("cache.")]
+    assert [(s.name, dict(s.attributes or {})) for s in ours] == [
+        ("cache.get", {"cache.backend": backend, "cache.hit": True})
+    ]
+    commands = [s for s in finished if s.attributes and s.attributes.get("db.system") == "redis"]
+    if backend == "redis":
+        (command,) = commands
+        assert command.name == "EVALSHA" or command.name == "EVAL"
+        assert command.parent is not None and command.parent.span_id == ours[0].context.span_id
+    else:
+        assert commands == []
 
 
 async def test_memory_state_goes_away_with_the_last_open_instance() -> None:

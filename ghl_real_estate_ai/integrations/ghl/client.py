@@ -124,8 +124,9 @@ class RateLimiter:
     """A sliding-window request budget kept in a :class:`Cache` (shared when it is Redis).
 
     Two fixed-window counters approximate the sliding window: the estimate is
-    ``previous * (1 - elapsed share of current window) + current``. Counters
-    only need ``incr`` with a TTL, which every Cache backend offers atomically.
+    ``previous * (1 - elapsed share of current window) + current``. Counting a
+    request and reading the previous window is one ``incr_and_get`` (an atomic
+    increment with a TTL, and a read, in one round trip on Redis).
     The estimate assumes the previous window's requests were spread evenly, so
     a burst at the very end of one window can let a few more through than a
     strict sliding log would; GHL answers those 429 and the client retries them
@@ -153,8 +154,9 @@ class RateLimiter:
             elapsed = (now % self.window) / self.window
             current_key = f"{self.key}:{index}"
             try:
-                count = await self.cache.incr(current_key, 1, ttl=self.window * 2 + 1)
-                previous = await self.cache.get(f"{self.key}:{index - 1}")
+                count, previous = await self.cache.incr_and_get(
+                    current_key, f"{self.key}:{index - 1}", 1, ttl=self.window * 2 + 1
+                )
             except CacheError as exc:
                 # Fail open: GHL's own 429s (retried) still protect us if the cache is down.
                 logger.warning("GHL rate limiter skipped, the cache failed: %s", exc)
