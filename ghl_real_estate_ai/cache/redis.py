@@ -31,7 +31,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import Span, SpanKind, TracerProvider
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -39,6 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ghl_real_estate_ai.errors import CacheError, LockTimeoutError
 from ghl_real_estate_ai.observability._instrument import unsampled_parent
+from ghl_real_estate_ai.observability._suppress import suppressed
 
 __all__ = ["RedisCache"]
 
@@ -142,7 +142,7 @@ class RedisCache:
         """The Redis instrumentation speaks for our commands only when command spans are asked for
         (then under ``span``, the operation's span, when there is one)."""
         if not self.trace_commands:
-            return suppress_instrumentation()
+            return suppressed()
         return nullcontext() if span is None else trace.use_span(span, end_on_exit=False)
 
     def _operation_span(self, name: str) -> Span:
@@ -176,7 +176,7 @@ class RedisCache:
                 f"REDIS_URL={self.safe_url!r} is not a Redis URL ({exc}): use redis://host:6379/0"
             ) from None
         try:
-            with suppress_instrumentation():  # connecting is housekeeping, never traced
+            with suppressed():  # connecting is housekeeping, never traced
                 await client.ping()
         except (RedisError, OSError) as exc:
             await client.aclose()

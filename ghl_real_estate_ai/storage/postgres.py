@@ -39,10 +39,10 @@ from typing import Any
 
 import asyncpg
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import TracerProvider
 
 from ghl_real_estate_ai.errors import StorageError, StorageUnavailableError
+from ghl_real_estate_ai.observability._suppress import suppressed
 from ghl_real_estate_ai.storage._sql import (
     CLAIM_ALONE,
     Backoff,
@@ -108,7 +108,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # Plumbing of a new pooled connection (type introspection), never worth a span.
-    with suppress_instrumentation():
+    with suppressed():
         for name in ("json", "jsonb"):
             await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -271,18 +271,18 @@ class PostgresStore(SQLStore):
         """The asyncpg instrumentation speaks for our statements only when statement spans are asked for."""
         if self._spans.statements:
             return _untraced_outside_a_trace()
-        return suppress_instrumentation()
+        return suppressed()
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
         """A pooled connection; checking it out and back in is never traced (pool housekeeping)."""
         pool = self._require_pool()
-        with suppress_instrumentation():
+        with suppressed():
             conn = await pool.acquire()
         try:
             yield conn
         finally:
-            with suppress_instrumentation():
+            with suppressed():
                 await pool.release(conn)
 
     def _in_transaction(self) -> bool:
@@ -340,7 +340,7 @@ class PostgresStore(SQLStore):
                 self.stats.round_trips += 2  # BEGIN and COMMIT
                 # Transaction control is never a span, not even a statement span.
                 tr = conn.transaction()
-                with suppress_instrumentation():
+                with suppressed():
                     await tr.start()
                 try:
                     if plan is not None:
@@ -348,10 +348,10 @@ class PostgresStore(SQLStore):
                     else:
                         results = await self._steps_on(conn, steps)
                 except BaseException:
-                    with suppress_instrumentation(), suppress(Exception):
+                    with suppressed(), suppress(Exception):
                         await tr.rollback()
                     raise
-                with suppress_instrumentation():
+                with suppressed():
                     await tr.commit()
                 return results
         except StorageError:
@@ -400,7 +400,7 @@ class PostgresStore(SQLStore):
         await self.flush()
         pool = self._require_pool()
         try:
-            with suppress_instrumentation():
+            with suppressed():
                 conn = await pool.acquire()
         except Exception as exc:
             await self._forget_connections()
@@ -408,7 +408,7 @@ class PostgresStore(SQLStore):
         try:
             tr = conn.transaction()
             try:
-                with suppress_instrumentation():
+                with suppressed():
                     await tr.start()
             except Exception as exc:
                 raise self._translate(exc, "BEGIN") from None
@@ -423,7 +423,7 @@ class PostgresStore(SQLStore):
                     # A failed rollback (dead connection) must not hide the error of the block.
                     with suppress(Exception):
                         if not conn.is_closed():
-                            with suppress_instrumentation():
+                            with suppressed():
                                 await tr.rollback()
                 raise
             else:
@@ -431,7 +431,7 @@ class PostgresStore(SQLStore):
                 async with state.lock:
                     try:
                         self.stats.round_trips += 1
-                        with suppress_instrumentation():
+                        with suppressed():
                             await tr.commit()
                     except Exception as exc:
                         error = self._translate(exc, "COMMIT")
@@ -441,7 +441,7 @@ class PostgresStore(SQLStore):
             finally:
                 self._tx.reset(token)
         finally:
-            with suppress_instrumentation():
+            with suppressed():
                 await pool.release(conn)
 
     # --- contact lock -------------------------------------------------------------
@@ -530,7 +530,7 @@ class PostgresStore(SQLStore):
         if conn is None or conn is not self._lock_conn or conn.is_closed():
             return False
         try:
-            with suppress_instrumentation():
+            with suppressed():
                 await asyncio.wait_for(conn.fetchval("SELECT 1"), self.lock_check_seconds * 2)
         except Exception:
             conn.terminate()
@@ -549,7 +549,7 @@ def _statements_traced(wanted: bool) -> Iterator[None]:
     if wanted:
         yield
         return
-    with suppress_instrumentation():
+    with suppressed():
         yield
 
 
@@ -564,5 +564,5 @@ def _untraced_outside_a_trace() -> Iterator[None]:
     if trace.get_current_span().get_span_context().is_valid:
         yield
         return
-    with suppress_instrumentation():
+    with suppressed():
         yield
