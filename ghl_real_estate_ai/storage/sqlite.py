@@ -152,6 +152,14 @@ def _describe(sql: str) -> str | None:
     return f"{verb} {table}" if table else verb
 
 
+# Values SQLite takes as they are: most parameters, passed without a call to _encode.
+_AS_IS = frozenset((str, int, float, bool, bytes, type(None)))
+
+
+def _encoded(values: Sequence[Any]) -> list[Any]:
+    return [value if type(value) in _AS_IS else _encode(value) for value in values]
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, datetime):
         # Fixed-width ISO text in UTC sorts and compares like the instant it names.
@@ -390,7 +398,7 @@ class SQLiteStore(SQLStore):
         return self._conn
 
     async def _run(self, conn: aiosqlite.Connection, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        params = [_encode(a) for a in args]
+        params = _encoded(args)
         if not self._spans.statements or _describe(sql) is None:
             return await self._execute(conn, sql, params)
         started = now_ns()
@@ -470,7 +478,7 @@ class SQLiteStore(SQLStore):
         on this machine, day by day) happens in a thread, with the connection free for
         the other statements meanwhile (see :meth:`_sync_group`).
         """
-        params = [_encode(a) for a in args]
+        params = _encoded(args)
         self._require_conn()
         waiter: asyncio.Future[list[sqlite3.Row]] = asyncio.get_running_loop().create_future()
         self._durable_queue.append((sql, params, waiter))
@@ -622,7 +630,7 @@ class SQLiteStore(SQLStore):
         ONE statement: a multi-row insert into the ``jorge_writes`` view, whose triggers
         run each write in order (see :meth:`_write_triggers`).
         """
-        encoded = [(step.sql, [[_encode(a) for a in row] for row in step.rows], step.many) for step in steps]
+        encoded = [(step.sql, [_encoded(row) for row in step.rows], step.many) for step in steps]
         timed: list[Timed] | None = [] if self._spans.statements and self._spans.active() else None
         sent = [0]
 
