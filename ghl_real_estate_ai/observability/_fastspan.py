@@ -67,6 +67,7 @@ __all__ = [
     "events_of",
     "has_events",
     "links_of",
+    "own_fields",
     "put_clean",
     "put_session",
 ]
@@ -566,31 +567,54 @@ class FastTracerProvider(TracerProvider):
         return tracer
 
 
+# The classes whose private fields hold what their properties return: the SDK's spans, events
+# and links, and ours. A subclass may override a property (a wrapper that filters attributes,
+# say): its values are read through its properties, as the SDK's own exporters read them.
+_PLAIN_TYPES: Final = frozenset((ReadableSpan, Span, _Span, _FastSpan, Event, Link))
+
+
+def own_fields(span: object) -> dict[str, Any] | None:
+    """A finished span's fields (``_name``, ``_context``, ``_attributes``...) to read directly, or None.
+
+    Only for the SDK's ``ReadableSpan`` as its constructor made it (what processors and
+    exporters get from the SDK and from this provider); None for anything else, whose
+    properties are to be read.
+    """
+    if type(span) is ReadableSpan and _AVAILABLE:
+        fields: dict[str, Any] = span.__dict__
+        if fields.keys() >= READABLE_FIELDS:
+            return fields
+    return None
+
+
 def attributes_of(span: object) -> Mapping[str, Any]:
     """The attributes of a span, event or link to read: the SDK's own dict when there is one, not a proxy."""
-    stored = getattr(span, "_attributes", None)
-    if type(stored) is BoundedAttributes and _AVAILABLE:
-        return stored._dict
+    if type(span) in _PLAIN_TYPES and _AVAILABLE:
+        stored = getattr(span, "_attributes", None)
+        if type(stored) is BoundedAttributes:
+            return stored._dict
     return getattr(span, "attributes", None) or {}
 
 
 def _sequence_of(span: Any, stored_name: str, public_name: str) -> Sequence[Any]:
-    stored = getattr(span, stored_name, None)
-    if type(stored) is tuple:  # none yet (a span of ours) or made by hand
-        return stored
-    if type(stored) is BoundedList and _AVAILABLE:
-        queue = cast(Any, stored)._dq
-        return tuple(queue) if queue else ()
+    if type(span) in _PLAIN_TYPES and _AVAILABLE:
+        stored = getattr(span, stored_name, None)
+        if type(stored) is tuple:  # none yet (a span of ours) or made by hand
+            return stored
+        if type(stored) is BoundedList:
+            queue = cast(Any, stored)._dq
+            return tuple(queue) if queue else ()
     return getattr(span, public_name, None) or ()
 
 
 def has_events(span: object) -> bool:
     """Whether a span has events, without copying them."""
-    stored = getattr(span, "_events", None)
-    if type(stored) is tuple:
-        return bool(stored)
-    if type(stored) is BoundedList and _AVAILABLE:
-        return bool(cast(Any, stored)._dq)
+    if type(span) in _PLAIN_TYPES and _AVAILABLE:
+        stored = getattr(span, "_events", None)
+        if type(stored) is tuple:
+            return bool(stored)
+        if type(stored) is BoundedList:
+            return bool(cast(Any, stored)._dq)
     return bool(getattr(span, "events", None))
 
 
@@ -608,7 +632,8 @@ def put_session(span: trace_api.Span, attributes: Mapping[str, Any]) -> None:
     """Set attributes read from this or a related span of the same provider (so already clean)."""
     stored = getattr(span, "_attributes", None)
     lock = getattr(span, "_lock", None)
-    if type(stored) is BoundedAttributes and _AVAILABLE and lock is not None and stored.maxlen != 0:
+    plain = type(span) in _PLAIN_TYPES and _AVAILABLE
+    if plain and type(stored) is BoundedAttributes and lock is not None and stored.maxlen != 0:
         with lock:
             if getattr(span, "_end_time", 1) is None:
                 put_clean(stored, attributes)

@@ -36,10 +36,10 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind
 
 from ghl_real_estate_ai.observability._fastspan import (
-    READABLE_FIELDS,
     attributes_of,
     events_of,
     links_of,
+    own_fields,
 )
 
 __all__ = ["encode_request", "grpc_span_exporter"]
@@ -198,8 +198,8 @@ class _Encoder:
         self._span_attributes = _SpanAttributes()
 
     def span(self, span: ReadableSpan) -> bytes:
-        fields = getattr(span, "__dict__", None)
-        if fields is not None and fields.keys() >= READABLE_FIELDS:
+        fields = own_fields(span)
+        if fields is not None:
             # The SDK's own span: its fields read directly, not through a property each.
             context, parent, name, kind = (
                 fields["_context"],

@@ -47,8 +47,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from ghl_real_estate_ai.observability._fastspan import READABLE_FIELDS as _READABLE_FIELDS
-from ghl_real_estate_ai.observability._fastspan import attributes_of, events_of, links_of
+from ghl_real_estate_ai.observability._fastspan import attributes_of, events_of, links_of, own_fields
 
 __all__ = ["WriterProcessExporter", "encode_batch"]
 
@@ -75,8 +74,8 @@ def _plain(owner: Any) -> dict[str, Any]:
 
 
 def _row(span: ReadableSpan, resource_key: int) -> tuple[Any, ...]:
-    fields = span.__dict__ if type(span) is ReadableSpan else None
-    if fields is not None and fields.keys() >= _READABLE_FIELDS:
+    fields = own_fields(span)
+    if fields is not None:
         # The SDK's own finished span: its fields read directly, not through a property each.
         context, parent = fields["_context"], fields["_parent"]
         scope, status = fields["_instrumentation_scope"], fields["_status"]

@@ -54,7 +54,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ghl_real_estate_ai.observability._fastspan import attributes_of, events_of, links_of
+from ghl_real_estate_ai.observability._fastspan import attributes_of, events_of, links_of, own_fields
 from ghl_real_estate_ai.observability.attributes import JOURNEY_KEYS
 from ghl_real_estate_ai.observability.query import (
     AttributeValue,
@@ -272,11 +272,9 @@ def _fields(span: ReadableSpan) -> tuple[Any, ...]:
 
     The SDK's own finished span is read from its fields rather than through a property each.
     """
-    if type(span) is ReadableSpan:
-        try:
-            return _READ_FIELDS(span.__dict__)  # type: ignore[no-any-return]
-        except KeyError:  # not made by ReadableSpan.__init__: read it the public way
-            pass
+    fields = own_fields(span)
+    if fields is not None:
+        return _READ_FIELDS(fields)  # type: ignore[no-any-return]
     return (
         span.context, span.parent, span.name, span.kind, span.start_time, span.end_time, span.status,
         span.resource, span.instrumentation_scope, attributes_of(span),
