@@ -27,6 +27,19 @@ hundred webhooks, after which the embedded service's memory stays flat). A body 
 deeper than 64 levels is answered 400; the call log keeps any text safely
 (NUL removed, lone surrogates replaced), so ``GET /_calls`` always answers.
 
+How an API call is served: a gate in front of FastAPI checks it (auth,
+Version, rate limit, faults) and logs it. A valid call, the common case, is
+then answered by the gate itself, which calls the route's function with the
+arguments FastAPI would pass: the gate finds the route by FastAPI's own path
+pattern and validates the query and body with the route's declared
+``Query(...)`` parameters and body model. FastAPI's per-request machinery
+(routing, dependency solving, exception handling) would cost several times
+the route itself, on every GHL call the embedded service makes (issue 14).
+Anything else (an unknown path or method, a body or query value that fails
+validation) goes on to FastAPI, whose routes and error handlers answer it
+exactly as before: GHL-style 404/405 bodies, 422 with a list of problems.
+Each route is declared once, as a FastAPI route, so ``/openapi.json`` lists it.
+
 Inspection and control (not recorded, no auth):
 
 * ``GET /``: what the sandbox holds and serves;
@@ -40,33 +53,39 @@ Inspection and control (not recorded, no auth):
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import random
+import re
 import socket
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ghl_real_estate_ai.integrations.ghl.client import CONTACTS_VERSION, CONVERSATIONS_VERSION
 from ghl_real_estate_ai.observability.otel_config import fastapi_native_telemetry_off
-from ghl_real_estate_ai.payloads import JSONDepthError, check_depth, loads, make_storable
+from ghl_real_estate_ai.payloads import JSONDepthError, check_depth, make_storable
 
 __all__ = [
     "CONTACTS_VERSION",
@@ -210,15 +229,152 @@ def _ghl_error(status: int, message: str | list[str], headers: dict[str, str] | 
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+class _NotJSON:
+    """What :func:`_parse` gives for a body that is empty or not JSON."""
+
+
+_NOT_JSON = _NotJSON()
+
+
+def _parse(raw: bytes) -> Any:
+    """The body's JSON as ``json.loads`` reads it (as FastAPI would), or ``_NOT_JSON``."""
+    if not raw:
+        return _NOT_JSON
+    try:
+        return json.loads(raw)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return _NOT_JSON
+
+
+@dataclass(frozen=True)
+class _QueryParam:
+    """A query parameter of an API route: the argument it fills, its key, validator and default."""
+
+    name: str
+    key: str
+    adapter: TypeAdapter[Any]
+    required: bool
+    default: Any
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """An API route as the gate calls it: the route's own function and declarations.
+
+    Everything comes from the FastAPI route (path pattern, method, status code)
+    and its function's signature (``Query(...)`` parameters, the body model, the
+    return annotation), so a route is declared once and both paths run it.
+    """
+
+    method: str
+    pattern: re.Pattern[str]
+    call: Callable[..., Awaitable[Any]]
+    status_code: int
+    query: tuple[_QueryParam, ...]
+    body: tuple[str, TypeAdapter[Any]] | None
+    answer: TypeAdapter[Any] | None
+
+    @classmethod
+    def of(cls, route: APIRoute) -> _Endpoint:
+        hints = get_type_hints(route.endpoint)
+        query: list[_QueryParam] = []
+        body: tuple[str, TypeAdapter[Any]] | None = None
+        for name, parameter in inspect.signature(route.endpoint).parameters.items():
+            annotation = hints[name]
+            if name in route.param_convertors:
+                # Every path parameter is a plain str, which FastAPI passes on as matched.
+                assert annotation is str, (
+                    f"path parameter {name!r} of {route.path} must be a str for the gate"
+                )
+            elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                body = (name, TypeAdapter(annotation))
+            else:
+                # A FastAPI parameter's type adapter: the annotation with its Query() constraints.
+                info = parameter.default if isinstance(parameter.default, FieldInfo) else None
+                default = parameter.default if info is None else info.default
+                adapter: TypeAdapter[Any] = TypeAdapter(
+                    annotation if info is None else Annotated[annotation, info]
+                )
+                required = info is not None and info.is_required()
+                key = (info.alias if info is not None else None) or name
+                query.append(_QueryParam(name, key, adapter, required, default))
+        returns = hints.get("return")
+        is_response = isinstance(returns, type) and issubclass(returns, Response)
+        (method,) = route.methods or set()  # each API route declares one method
+        return cls(
+            method=method,
+            pattern=route.path_regex,
+            call=route.endpoint,
+            status_code=route.status_code or 200,
+            query=tuple(query),
+            body=body,
+            answer=None if is_response or returns is None else TypeAdapter(returns),
+        )
+
+    async def answer_or_none(
+        self, path_params: dict[str, str], query_string: bytes, body: Any
+    ) -> Response | None:
+        """The route's answer, or None when FastAPI must answer instead.
+
+        None for any request FastAPI would refuse or read differently (a body
+        that is not plain ``application/json``, JSON that does not parse, a
+        value that fails validation): FastAPI's own handling then gives the
+        422/400 answer it always gave, so only valid calls take this path.
+        """
+        arguments: dict[str, Any] = dict(path_params)
+        if self.query:
+            received = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+            for param in self.query:
+                value = received.get(param.key)
+                if value is None:
+                    if param.required:
+                        return None
+                    arguments[param.name] = param.default
+                    continue
+                try:
+                    arguments[param.name] = param.adapter.validate_python(value, from_attributes=True)
+                except ValidationError:
+                    return None
+        if self.body is not None:
+            if body is _NOT_JSON:
+                return None
+            name, adapter = self.body
+            try:
+                arguments[name] = adapter.validate_python(body, from_attributes=True)
+            except ValidationError:
+                return None
+        result = await self.call(**arguments)
+        if isinstance(result, Response):
+            return result
+        assert self.answer is not None
+        # FastAPI's answer for a declared response model: validated, then dumped by pydantic.
+        content = self.answer.dump_json(self.answer.validate_python(result, from_attributes=True))
+        return Response(content, status_code=self.status_code, media_type="application/json")
+
+
+def _api_endpoints(app: FastAPI) -> dict[str, list[_Endpoint]]:
+    """The app's GHL API routes by method, in the order FastAPI matches them."""
+    table: dict[str, list[_Endpoint]] = {}
+    for route in app.routes:
+        if isinstance(route, APIRoute) and _expected_version(route.path) is not None:
+            endpoint = _Endpoint.of(route)
+            table.setdefault(endpoint.method, []).append(endpoint)
+    return table
+
+
 class _GHLGate:
     """ASGI middleware in front of the API routes: auth, Version, rate limit, faults, call log.
 
-    It reads the body once to log it, then replays it to the routes.
+    It reads the body once to log it. A valid call of an API route is answered
+    here by the route's function (see :class:`_Endpoint`); anything else (an
+    unknown path or method, an invalid body or query) is replayed to FastAPI,
+    whose routes and error handlers answer it as they always have.
     """
 
-    def __init__(self, app: ASGIApp, state: SandboxState) -> None:
+    def __init__(self, app: ASGIApp, state: SandboxState, endpoints: dict[str, list[_Endpoint]]) -> None:
         self.app = app
         self.state = state
+        self.endpoints = endpoints
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -242,14 +398,17 @@ class _GHLGate:
             if not message.get("more_body", False):
                 break
         raw = b"".join(chunks)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        fields = dict(scope["headers"])  # ASGI header names are lowercase; the last of a name counts
+        sent_version = fields.get(b"version")
         try:
             check_depth(raw)
             too_deep = None
         except JSONDepthError as exc:
             too_deep = str(exc)
+            parsed: Any = _NOT_JSON
         else:
             raw = _storable_body(raw)
+            parsed = _parse(raw)
         state = self.state
         status_box: list[int] = []
 
@@ -257,26 +416,27 @@ class _GHLGate:
             return {"type": "http.request", "body": raw, "more_body": False}
 
         allowed, remaining, wait = state.take_rate_slot()
-        limit_headers = {
-            "X-RateLimit-Max": str(state.rate_limit),
-            "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Interval-Milliseconds": str(state.rate_interval_ms),
-        }
+        limit_headers = [
+            (b"x-ratelimit-max", str(state.rate_limit).encode()),
+            (b"x-ratelimit-remaining", str(remaining).encode()),
+            (b"x-ratelimit-interval-milliseconds", str(state.rate_interval_ms).encode()),
+        ]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_box.append(message["status"])
-                extra = [(k.lower().encode(), v.encode()) for k, v in limit_headers.items()]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                message = {**message, "headers": [*message.get("headers", []), *limit_headers]}
             await send(message)
 
-        response = self._refusal(headers, path, version, allowed, wait)
+        response: Response | None = self._refusal(fields, path, version, allowed, wait)
         if response is None and too_deep is not None:
             response = _ghl_error(400, too_deep)
         if response is None and state.latency_ms > 0:
             await asyncio.sleep(state.latency_ms / 1000.0)
         if response is None and state.failure_rate > 0 and state.rng.random() < state.failure_rate:
             response = _ghl_error(503, "Service Unavailable (sandbox fault injection)")
+        if response is None:
+            response = await self._answer(scope, path, parsed, fields)
         if response is not None:
             await response(scope, replay, send_with_headers)
         else:
@@ -287,30 +447,48 @@ class _GHLGate:
                 "method": scope["method"],
                 "path": path,
                 "query": scope.get("query_string", b"").decode("latin-1"),
-                "body": _json_or_text(raw),
-                "version": headers.get("version"),
+                "body": _logged(raw, parsed),
+                "version": None if sent_version is None else sent_version.decode("latin-1"),
                 "status": status_box[0] if status_box else None,
                 "time": _now().isoformat(),
             },
         )
 
+    async def _answer(
+        self, scope: Scope, path: str, parsed: Any, fields: dict[bytes, bytes]
+    ) -> Response | None:
+        """A valid API call's answer from its route's function, or None to leave it to FastAPI."""
+        for endpoint in self.endpoints.get(scope["method"], ()):
+            match = endpoint.pattern.match(path)
+            if match is not None:
+                # FastAPI reads the first Content-Type, the dict holds the last: with a repeated
+                # header name, the body is left to FastAPI.
+                json_body = fields.get(b"content-type") == b"application/json" and len(fields) == len(
+                    scope["headers"]
+                )
+                return await endpoint.answer_or_none(
+                    match.groupdict(), scope.get("query_string", b""), parsed if json_body else _NOT_JSON
+                )
+        return None
+
     def _refusal(
         self,
-        headers: dict[str, str],
+        fields: dict[bytes, bytes],
         path: str,
         version: str,
         allowed: bool,
         wait: float,
     ) -> JSONResponse | None:
-        auth = headers.get("authorization", "")
+        auth = fields.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return _ghl_error(401, "Invalid JWT")
         if self.state.api_key is not None and token.strip() != self.state.api_key:
             return _ghl_error(401, "Invalid JWT")
-        sent_version = headers.get("version")
-        if sent_version is None:
+        sent = fields.get(b"version")
+        if sent is None:
             return _ghl_error(400, "Version header was not found")
+        sent_version = sent.decode("latin-1")
         if sent_version != version:
             return _ghl_error(400, f"Version {sent_version!r} is not supported on {path}; use {version!r}")
         if not allowed:
@@ -330,15 +508,16 @@ def _storable_body(raw: bytes) -> bytes:
     return json.dumps(cleaned).encode() if changed else raw
 
 
-def _json_or_text(raw: bytes) -> Any:
+def _logged(raw: bytes, parsed: Any) -> Any:
     """A logged body: its JSON made safe to serve again, or its text (deep or broken JSON)."""
     if not raw:
         return None
-    try:
-        data = loads(raw)
-    except ValueError:
-        data = raw.decode("utf-8", "replace")
-    return make_storable(data)[0]
+    if parsed is _NOT_JSON:
+        return make_storable(raw.decode("utf-8", "replace"))[0]
+    if raw.isascii() and b"\\u" not in raw and b"\x00" not in raw:
+        # ASCII with no NUL byte is read as UTF-8: NUL or a lone surrogate can only be a \u escape.
+        return parsed
+    return make_storable(parsed)[0]
 
 
 # --- request bodies (GHL's camelCase) ---------------------------------------------
@@ -479,7 +658,6 @@ def create_sandbox_app(
         **fastapi_native_telemetry_off(),
     )
     app.state.sandbox = state
-    app.add_middleware(_GHLGate, state=state)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -740,6 +918,7 @@ def create_sandbox_app(
         state.clear()
         return {"status": "cleared"}
 
+    app.add_middleware(_GHLGate, state=state, endpoints=_api_endpoints(app))
     return app
 
 

@@ -313,3 +313,41 @@ async def test_the_default_window_is_filled_by_a_few_hundred_webhooks_and_then_h
             assert (await http.post("/conversations/messages", json=body, headers=CONV)).status_code == 200
     assert len(state.contacts) == 500 and len(state.conversations) <= 500
     assert 1_000 <= len(state.messages) <= 1_100 and 1_000 <= len(state.calls) <= 1_100
+
+
+async def test_valid_api_calls_are_answered_by_the_routes_functions_without_fastapi_routing() -> None:
+    """Issue 14: a valid API call costs its route's function, not FastAPI's per-request machinery;
+    a call FastAPI must refuse still goes to FastAPI (whose API routes are removed here: 404)."""
+    app = create_sandbox_app()
+    api_prefixes = ("/conversations", "/contacts", "/calendars")
+    app.router.routes[:] = [
+        r for r in app.router.routes if not getattr(r, "path", "").startswith(api_prefixes)
+    ]
+    slots = {"startDate": 1740960000000, "endDate": 1740960000000 + 86_400_000}
+    appointment = {
+        "calendarId": "k",
+        "locationId": "l",
+        "contactId": "c1",
+        "startTime": "2025-03-03T17:00:00Z",
+    }
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sb") as http:
+        sent = await http.post(
+            "/conversations/messages", json={"type": "SMS", "contactId": "c1", "message": "x"}, headers=CONV
+        )
+        conversation = sent.json()["conversationId"]
+        answers = [
+            sent,
+            await http.get("/conversations/search", params={"contactId": "c1"}, headers=CONV),
+            await http.get(f"/conversations/{conversation}/messages", params={"limit": 5}, headers=CONV),
+            await http.get("/contacts/c1", headers=CONT),
+            await http.post("/contacts/c1/tags", json={"tags": ["a"]}, headers=CONT),
+            await http.request("DELETE", "/contacts/c1/tags", json={"tags": ["a"]}, headers=CONT),
+            await http.post(
+                "/contacts/c1/tasks", json={"title": "t", "dueDate": "2025-03-01T17:00:00Z"}, headers=CONT
+            ),
+            await http.get("/calendars/k/free-slots", params=slots, headers=CONV),
+            await http.post("/calendars/events/appointments", json=appointment, headers=CONV),
+        ]
+        refused = await http.get("/conversations/search", params={"limit": 0}, headers=CONV)
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 201, 200, 201, 200, 201]
+    assert refused.status_code == 404
