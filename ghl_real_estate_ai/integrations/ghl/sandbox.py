@@ -37,7 +37,8 @@ pattern and validates the query and body with the route's declared
 the route itself, on every GHL call the embedded service makes (issue 14).
 Anything else (an unknown path or method, a body or query value that fails
 validation) goes on to FastAPI, whose routes and error handlers answer it
-exactly as before: GHL-style 404/405 bodies, 422 with a list of problems.
+exactly as before: GHL-style 404/405 bodies (a 405 with an Allow header naming
+every method the path takes), 422 with a list of problems.
 Each route is declared once, as a FastAPI route, so ``/openapi.json`` lists it.
 
 Inspection and control (not recorded, no auth):
@@ -63,7 +64,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -81,6 +82,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ghl_real_estate_ai.integrations.ghl.client import CONTACTS_VERSION, CONVERSATIONS_VERSION
@@ -224,7 +226,9 @@ def get_sandbox_state(app: FastAPI) -> SandboxState:
     return state
 
 
-def _ghl_error(status: int, message: str | list[str], headers: dict[str, str] | None = None) -> JSONResponse:
+def _ghl_error(
+    status: int, message: str | list[str], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     body = {"statusCode": status, "message": message, "error": _STATUS_TEXT.get(status, "Error")}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -661,7 +665,18 @@ def create_sandbox_app(
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return _ghl_error(exc.status_code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # HTTP asks a 405 to name every method the path allows; Starlette names the first
+            # matching route's only (POST for /contacts/{id}/tags, which takes DELETE too).
+            allowed = {
+                method
+                for route in app.routes
+                if isinstance(route, APIRoute) and route.matches(request.scope)[0] is not Match.NONE
+                for method in route.methods or ()
+            }
+            headers["Allow"] = ", ".join(sorted(allowed))
+        return _ghl_error(exc.status_code, str(exc.detail), headers)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

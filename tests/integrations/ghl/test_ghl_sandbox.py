@@ -209,6 +209,20 @@ async def test_unknown_paths_answer_ghl_style_404(http: httpx.AsyncClient) -> No
     assert response.status_code == 404 and response.json()["statusCode"] == 404
 
 
+@pytest.mark.parametrize("prefix", ["", "/sandbox/ghl"])
+async def test_a_wrong_method_is_a_405_that_names_every_method_the_path_allows(prefix: str) -> None:
+    sandbox = create_sandbox_app()
+    app = sandbox
+    if prefix:  # as the service serves it
+        app = FastAPI()
+        app.mount(prefix, sandbox)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as http:
+        tags = await http.patch(f"{prefix}/contacts/c1/tags", json={"tags": ["a"]}, headers=CONT)
+        contact = await http.put(f"{prefix}/contacts/c1", headers=CONT)
+    assert (tags.status_code, tags.headers["allow"], tags.json()["statusCode"]) == (405, "DELETE, POST", 405)
+    assert (contact.status_code, contact.headers["allow"]) == (405, "GET")
+
+
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="failure_rate"):
         create_sandbox_app(failure_rate=1.5)
