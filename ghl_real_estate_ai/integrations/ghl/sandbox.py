@@ -36,8 +36,8 @@ pattern and validates the query and body with the route's declared
 (routing, dependency solving, exception handling) would cost several times
 the route itself, on every GHL call the embedded service makes (issue 14).
 Anything else (an unknown path or method, a body or query value that fails
-validation) goes on to FastAPI, whose routes and error handlers answer it
-exactly as before: GHL-style 404/405 bodies (a 405 with an Allow header naming
+validation) goes on to FastAPI, whose routes and error handlers answer it as
+they always did: GHL-style 404/405 bodies (a 405 with an Allow header naming
 every method the path takes), 422 with a list of problems.
 Each route is declared once, as a FastAPI route, so ``/openapi.json`` lists it.
 
