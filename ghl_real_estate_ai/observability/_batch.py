@@ -26,9 +26,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from ghl_real_estate_ai.observability._suppress import suppressed
 
 __all__ = ["BoundedBatchSpanProcessor", "ExportStats"]
 
@@ -223,7 +224,7 @@ class BoundedBatchSpanProcessor(SpanProcessor):
     def _export(self, batch: list[ReadableSpan]) -> bool:
         try:
             # Suppressed so an exporter's own HTTP calls never become spans that refill the queue.
-            with suppress_instrumentation():
+            with suppressed():
                 result = self.exporter.export(batch)
         except Exception:  # a buggy exporter must not kill the worker
             _logger.exception("span exporter %s raised while exporting %d spans", self.name, len(batch))

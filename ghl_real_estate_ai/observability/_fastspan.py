@@ -570,7 +570,8 @@ class FastTracerProvider(TracerProvider):
 # The classes whose private fields hold what their properties return: the SDK's spans, events
 # and links, and ours. A subclass may override a property (a wrapper that filters attributes,
 # say): its values are read through its properties, as the SDK's own exporters read them.
-_PLAIN_TYPES: Final = frozenset((ReadableSpan, Span, _Span, _FastSpan, Event, Link))
+# None without the internals the shorter path relies on.
+_PLAIN_TYPES: Final = frozenset((ReadableSpan, Span, _Span, _FastSpan, Event, Link) if _AVAILABLE else ())
 
 
 def own_fields(span: object) -> dict[str, Any] | None:
@@ -589,7 +590,7 @@ def own_fields(span: object) -> dict[str, Any] | None:
 
 def attributes_of(span: object) -> Mapping[str, Any]:
     """The attributes of a span, event or link to read: the SDK's own dict when there is one, not a proxy."""
-    if type(span) in _PLAIN_TYPES and _AVAILABLE:
+    if type(span) in _PLAIN_TYPES:
         stored = getattr(span, "_attributes", None)
         if type(stored) is BoundedAttributes:
             return stored._dict
@@ -597,7 +598,7 @@ def attributes_of(span: object) -> Mapping[str, Any]:
 
 
 def _sequence_of(span: Any, stored_name: str, public_name: str) -> Sequence[Any]:
-    if type(span) in _PLAIN_TYPES and _AVAILABLE:
+    if type(span) in _PLAIN_TYPES:
         stored = getattr(span, stored_name, None)
         if type(stored) is tuple:  # none yet (a span of ours) or made by hand
             return stored
@@ -609,7 +610,7 @@ def _sequence_of(span: Any, stored_name: str, public_name: str) -> Sequence[Any]
 
 def has_events(span: object) -> bool:
     """Whether a span has events, without copying them."""
-    if type(span) in _PLAIN_TYPES and _AVAILABLE:
+    if type(span) in _PLAIN_TYPES:
         stored = getattr(span, "_events", None)
         if type(stored) is tuple:
             return bool(stored)
@@ -632,7 +633,7 @@ def put_session(span: trace_api.Span, attributes: Mapping[str, Any]) -> None:
     """Set attributes read from this or a related span of the same provider (so already clean)."""
     stored = getattr(span, "_attributes", None)
     lock = getattr(span, "_lock", None)
-    plain = type(span) in _PLAIN_TYPES and _AVAILABLE
+    plain = type(span) in _PLAIN_TYPES
     if plain and type(stored) is BoundedAttributes and lock is not None and stored.maxlen != 0:
         with lock:
             if getattr(span, "_end_time", 1) is None:
