@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ from ghl_real_estate_ai.bots.state import BotName, BotOutcome, BotTurn, CommonSt
 from ghl_real_estate_ai.bots.templates import render
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
 from ghl_real_estate_ai.integrations.llm.base import SlotFiller
+from ghl_real_estate_ai.records import evolve
 
 __all__ = [
     "QUESTION_SLOTS",
@@ -197,9 +198,9 @@ async def read_with_model(filler: SlotFiller | None, turns: Sequence[Any], inten
         if name in names and value not in (None, [], False):
             updates[name] = tuple(value) if name == "areas" else value
     acts = intent.acts if slots["intent"] in intent.acts else (*intent.acts, slots["intent"])
-    return replace(
+    return evolve(
         intent,
-        facts=replace(intent.facts, **updates),
+        facts=evolve(intent.facts, **updates),
         slots_filled=tuple(slots["filled_now"]),
         acts=acts,
     )

@@ -135,8 +135,13 @@ def _plan(
     return plan
 
 
+# Exact through JSON: text, integers, NULL (and booleans, stored as 0/1 either way); floats if finite.
+_JSON_EXACT = frozenset((str, int, bool, type(None)))
+
+
 def _jsonable(row: Sequence[Any]) -> bool:
-    # Exact through JSON: text, integers, finite floats, NULL (and booleans, stored as 0/1 either way).
+    if _JSON_EXACT.issuperset(map(type, row)):  # the common row, checked in C
+        return True
     return all(
         value is None or isinstance(value, str | int) or (isinstance(value, float) and math.isfinite(value))
         for value in row
@@ -157,6 +162,8 @@ _AS_IS = frozenset((str, int, float, bool, bytes, type(None)))
 
 
 def _encoded(values: Sequence[Any]) -> list[Any]:
+    if _AS_IS.issuperset(map(type, values)):  # the common row, checked in C
+        return list(values)
     return [value if type(value) in _AS_IS else _encode(value) for value in values]
 
 
