@@ -555,6 +555,10 @@ class _TokenClient(httpx.AsyncClient):
     calls), and it parses each answer's headers for cookies to do so.
     """
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._merged: dict[tuple[Any, ...], httpx.Headers] = {}
+
     @property
     def cookies(self) -> httpx.Cookies:
         return _NO_COOKIES
@@ -562,6 +566,73 @@ class _TokenClient(httpx.AsyncClient):
     @cookies.setter
     def cookies(self, cookies: Any) -> None:
         raise AttributeError("the GHL client keeps no cookies: GHL's API is authenticated by its token")
+
+    def build_request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        content: Any = None,
+        data: Any = None,
+        files: Any = None,
+        json: Any = None,
+        params: Any = None,
+        headers: Any = None,
+        cookies: Any = None,
+        timeout: Any = httpx.USE_CLIENT_DEFAULT,
+        extensions: Any = None,
+    ) -> httpx.Request:
+        """httpx's request, without merging the client's headers into the same few header sets again.
+
+        The client calls GHL with an absolute URL and one of a few fixed header sets (a
+        ``Version`` per endpoint, the token): httpx's own build merges and normalises the
+        client's default headers into each request's anew. Here the merged headers of a
+        header set are remembered (at most 64 sets) and copied into the request, and an
+        absolute URL string is handed to the request as it is (httpx's merge with the
+        client's ``base_url`` would give it back unchanged). Any other call (a relative
+        URL, form data or files, cookies, query parameters on the client, a timeout or
+        extensions of its own) goes through httpx's build.
+        """
+        if (
+            type(headers) is not dict
+            or type(url) is not str
+            or not url.startswith(("https://", "http://"))
+            or data is not None
+            or files is not None
+            or cookies
+            or timeout is not httpx.USE_CLIENT_DEFAULT
+            or extensions is not None
+            or self.params
+        ):
+            return super().build_request(
+                method,
+                url,
+                content=content,
+                data=data,
+                files=files,
+                json=json,
+                params=params,
+                headers=headers,
+                cookies=cookies,
+                timeout=timeout,
+                extensions=extensions,
+            )
+        key = (*headers.items(), *self.headers.raw)
+        merged = self._merged.get(key)
+        if merged is None:
+            if len(self._merged) >= 64:
+                self._merged.clear()
+            merged = self._merged[key] = httpx.Headers(self.headers)
+            merged.update(headers)
+        return httpx.Request(
+            method,
+            url,
+            content=content,
+            json=json,
+            params=params,
+            headers=merged,
+            extensions={"timeout": self.timeout.as_dict()},
+        )
 
 
 def _message_time(message: Any) -> datetime | None:

@@ -348,6 +348,68 @@ async def test_cookies_an_answer_sets_are_neither_kept_nor_sent_back(cache: Cach
     assert cookie_headers == [None, None, None]
 
 
+def _sent(request: httpx.Request) -> tuple[object, ...]:
+    headers = request.headers.multi_items()
+    return (request.method, str(request.url), headers, request.read(), request.extensions)
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "options"),
+    [
+        ("POST", "https://ghl.test/conversations/messages", {"json": {"type": "SMS", "message": "héllo"}}),
+        ("GET", "https://ghl.test/calendars/cal/free-slots", {"params": {"startDate": 1, "endDate": 2}}),
+        ("DELETE", "http://ghl.test/contacts/c1/tags", {"json": {"tags": ["a", "b"]}}),
+        ("PUT", "https://ghl.test/contacts/c1", {"content": b"{}"}),
+        # Not the GHL client's own shape: httpx's build, as it is.
+        ("GET", "/relative/path", {}),
+        ("POST", "https://ghl.test/x", {"data": {"a": "1"}}),
+        ("GET", "https://ghl.test/x", {"cookies": {"a": "1"}}),
+        ("GET", "https://ghl.test/x", {"timeout": 1.0}),
+        ("GET", "https://ghl.test/x", {"extensions": {"trace": None}}),
+        ("GET", httpx.URL("https://ghl.test/x"), {}),
+    ],
+)
+async def test_the_client_builds_the_request_httpx_would_build(
+    method: str, url: object, options: dict[str, object]
+) -> None:
+    """The GHL client's cheaper request build sends what httpx's own build sends, call after call."""
+    http = build_ghl_client(Settings(ghl_base_url="https://ghl.test", ghl_api_key="k"), open_cache(None)).http
+    try:
+        http.headers["X-Team"] = "jorge"
+        for version in (CONVERSATIONS_VERSION, CONTACTS_VERSION, CONVERSATIONS_VERSION):
+            headers = {"Version": version, "Accept": "application/json", "Authorization": "Bearer k"}
+            ours = http.build_request(method, url, headers=headers, **options)  # type: ignore[arg-type]
+            theirs = httpx.AsyncClient.build_request(http, method, url, headers=headers, **options)  # type: ignore[arg-type]
+            assert _sent(ours) == _sent(theirs)
+        http.headers["X-Team"] = "changed"  # the client's own headers change: requests follow
+        ours = http.build_request(method, url, headers={"Version": CONTACTS_VERSION}, **options)  # type: ignore[arg-type]
+        assert ours.headers["X-Team"] == "changed"
+    finally:
+        await http.aclose()
+
+
+async def test_the_ghl_client_merges_a_header_set_with_the_clients_once(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repeated header set is not merged and normalised with the client's headers again at each call."""
+    merges: list[object] = []
+    update = httpx.Headers.update
+
+    def counted(self: httpx.Headers, headers: object = None) -> None:
+        merges.append(headers)
+        update(self, headers)  # type: ignore[arg-type]
+
+    client = build_ghl_client(Settings(), cache)
+    try:
+        monkeypatch.setattr(httpx.Headers, "update", counted)
+        for n in range(5):
+            await client.send_message(f"c{n}", "SMS", "hi")
+            await client.add_tags(f"c{n}", ["hot"])
+    finally:
+        await client.aclose()
+    assert len(merges) == 2  # one per header set (two API versions), not one per call
+
+
 # --- issue 13: a write is retried only when it provably did not take effect ----------------
 
 
