@@ -558,6 +558,7 @@ class _TokenClient(httpx.AsyncClient):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._merged: dict[tuple[Any, ...], httpx.Headers] = {}
+        self._urls: dict[str, httpx.URL] = {}  # URLs are immutable: a repeated one is parsed once
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -588,8 +589,9 @@ class _TokenClient(httpx.AsyncClient):
         ``Version`` per endpoint, the token): httpx's own build merges and normalises the
         client's default headers into each request's anew. Here the merged headers of a
         header set are remembered (at most 64 sets) and copied into the request, and an
-        absolute URL string is handed to the request as it is (httpx's merge with the
-        client's ``base_url`` would give it back unchanged). Any other call (a relative
+        absolute URL is parsed once for all the calls to it (at most 256 remembered: most
+        calls go to a few endpoints) and handed to the request as it is (httpx's merge with
+        the client's ``base_url`` would give it back unchanged). Any other call (a relative
         URL, form data or files, cookies, query parameters on the client, a timeout or
         extensions of its own) goes through httpx's build.
         """
@@ -624,9 +626,14 @@ class _TokenClient(httpx.AsyncClient):
                 self._merged.clear()
             merged = self._merged[key] = httpx.Headers(self.headers)
             merged.update(headers)
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= 256:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
         return httpx.Request(
             method,
-            url,
+            parsed,
             content=content,
             json=json,
             params=params,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from ghl_real_estate_ai.errors import ConfigurationError, GHLError, GHLOutcomeUn
 from ghl_real_estate_ai.integrations.ghl.client import (
     CONTACTS_VERSION,
     CONVERSATIONS_VERSION,
+    SANDBOX_BASE_URL,
     GHLClient,
     RateLimiter,
     build_ghl_client,
@@ -388,7 +390,7 @@ async def test_the_client_builds_the_request_httpx_would_build(
         await http.aclose()
 
 
-async def test_the_ghl_client_merges_a_header_set_with_the_clients_once(
+async def test_the_ghl_client_merges_a_header_set_and_parses_a_url_once(
     cache: Cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A repeated header set is not merged and normalised with the client's headers again at each call."""
@@ -408,6 +410,18 @@ async def test_the_ghl_client_merges_a_header_set_with_the_clients_once(
     finally:
         await client.aclose()
     assert len(merges) == 2  # one per header set (two API versions), not one per call
+    # and a URL called again is not parsed again (httpx's URLs are immutable)
+    parsed: list[str] = []
+    parse = httpx._urls.urlparse
+
+    def counted_parse(url: str = "", **kwargs: Any) -> Any:
+        parsed.append(url)
+        return parse(url, **kwargs)
+
+    monkeypatch.setattr(httpx._urls, "urlparse", counted_parse)
+    for _ in range(3):
+        client.http.build_request("POST", SANDBOX_BASE_URL + "/x", headers={"Version": CONVERSATIONS_VERSION})
+    assert parsed == [SANDBOX_BASE_URL + "/x"]
 
 
 # --- issue 13: a write is retried only when it provably did not take effect ----------------
