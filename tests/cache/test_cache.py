@@ -357,3 +357,10 @@ async def test_memory_state_goes_away_with_the_last_open_instance() -> None:
         assert await again.get("k") is None
     finally:
         await again.close()
+
+
+def test_redis_answers_are_read_by_the_c_parser() -> None:
+    """The install brings hiredis, so redis-py reads Redis's answers in C, not with its Python parser."""
+    from redis.asyncio.connection import DefaultParser
+
+    assert DefaultParser.__name__ == "_AsyncHiredisParser"
