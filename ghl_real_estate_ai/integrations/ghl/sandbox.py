@@ -110,12 +110,30 @@ _STATUS_TEXT = {
 }
 
 
+# The Version each API's paths take, by their first segment (GHL's calendars API takes the
+# conversations one, as the client sends it).
+_VERSIONS = {
+    "conversations": CONVERSATIONS_VERSION,
+    "calendars": CONVERSATIONS_VERSION,
+    "contacts": CONTACTS_VERSION,
+}
+
+
 def _expected_version(path: str) -> str | None:
-    if path.startswith(("/conversations", "/calendars")):
-        return CONVERSATIONS_VERSION
-    if path.startswith("/contacts"):
-        return CONTACTS_VERSION
-    return None
+    """The Version an API path needs, or None for any other path.
+
+    By whole first segment: ``/contacts`` and ``/contacts/...`` are the contacts
+    API's, while ``/contactsX/...`` is no API's (a prefix match gave it the
+    contacts rule, and the auth, rate limit and call log of an API call).
+    """
+    if not path.startswith("/"):
+        return None
+    return _VERSIONS.get(path[1:].partition("/")[0])
+
+
+# GHL takes exactly "Bearer <token>": one space, then RFC 6750's b64token (so no whitespace);
+# the scheme's case is free, as HTTP's auth schemes are.
+_BEARER = re.compile(r"(?i:bearer) ([A-Za-z0-9\-._~+/]+=*)")
 
 
 def _now() -> datetime:
@@ -483,11 +501,10 @@ class _GHLGate:
         allowed: bool,
         wait: float,
     ) -> JSONResponse | None:
-        auth = fields.get(b"authorization", b"").decode("latin-1")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        bearer = _BEARER.fullmatch(fields.get(b"authorization", b"").decode("latin-1"))
+        if bearer is None:  # missing or malformed ("Bearer  token ", "Basic ...")
             return _ghl_error(401, "Invalid JWT")
-        if self.state.api_key is not None and token.strip() != self.state.api_key:
+        if self.state.api_key is not None and bearer.group(1) != self.state.api_key:
             return _ghl_error(401, "Invalid JWT")
         sent = fields.get(b"version")
         if sent is None:
@@ -501,8 +518,20 @@ class _GHLGate:
 
 
 def _storable_body(raw: bytes) -> bytes:
-    """The body with NUL and lone surrogates cleaned from its JSON text (what GHL could store)."""
-    if b"\\u" not in raw:
+    """The body with NUL and lone surrogates cleaned from its JSON text (what GHL could store).
+
+    ``json.loads`` reads bytes as UTF-8, -16 or -32 (``json.detect_encoding``), with
+    surrogatepass. In UTF-8, NUL or a lone surrogate can only come from a ``\\u``
+    escape, a NUL byte or a surrogate's 3-byte form (ED A0-BF ..): a UTF-8 body with
+    none of them, the common case, is kept as sent without parsing it. A body in
+    another encoding (whose ``\\u`` has NUL bytes between) is always parsed.
+    """
+    if (
+        b"\\u" not in raw
+        and b"\x00" not in raw
+        and json.detect_encoding(raw).startswith("utf-8")
+        and (raw.isascii() or _UTF8_SURROGATE.search(raw) is None)
+    ):
         return raw
     try:
         data = json.loads(raw)
@@ -510,6 +539,9 @@ def _storable_body(raw: bytes) -> bytes:
         return raw
     cleaned, changed = make_storable(data)
     return json.dumps(cleaned).encode() if changed else raw
+
+
+_UTF8_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
 
 
 def _logged(raw: bytes, parsed: Any) -> Any:
@@ -525,6 +557,19 @@ def _logged(raw: bytes, parsed: Any) -> Any:
 
 
 # --- request bodies (GHL's camelCase) ---------------------------------------------
+
+
+def _in_utc_range(value: datetime, name: str) -> datetime:
+    """The (aware) time, if it has a UTC equivalent: the routes convert it, which would overflow.
+
+    "9999-12-31T23:00:00-05:00" is a valid ISO time past year 9999 in UTC (and
+    "0001-01-01T00:00:00+01:00" one before year 1): refused as a 422, not a 500.
+    """
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{name} must fall within years 1-9999 in UTC") from None
+    return value
 
 
 class _Body(BaseModel):
@@ -555,7 +600,7 @@ class TaskBody(_Body):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("dueDate must carry a timezone offset")
-        return value
+        return _in_utc_range(value, "dueDate")
 
 
 class AppointmentBody(_Body):
@@ -570,9 +615,11 @@ class AppointmentBody(_Body):
     @field_validator("start_time", "end_time")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("times must carry a timezone offset")
-        return value
+        return _in_utc_range(value, "times")
 
 
 class FaultsBody(BaseModel):
@@ -624,7 +671,7 @@ def create_sandbox_app(
         failure_rate: share of API calls answered 503, 0-1 (changeable at ``/_faults``).
         calendar_timezone: IANA zone of the calendars' business hours (9-17, weekdays).
         location_id: the location new contacts belong to.
-        api_key: when set, the only Bearer token accepted; otherwise any non-empty one.
+        api_key: when set, the only Bearer token accepted; otherwise any well-formed one.
         rate_limit: requests allowed per 10 s before 429 (GHL's is 100).
         seed: seed of the failure-injection random generator (reproducible runs).
         max_contacts: contacts kept (the least recently created are forgotten first).
@@ -847,7 +894,18 @@ def create_sandbox_app(
 
     @app.post("/calendars/events/appointments", status_code=201)
     async def book_appointment(body: AppointmentBody) -> JSONResponse:
-        start = body.start_time.astimezone(UTC)
+        start = body.start_time.astimezone(UTC)  # within range: the body model checks
+        try:
+            end = body.end_time or body.start_time + timedelta(minutes=state.slot_minutes)
+            end.astimezone(UTC)
+        except OverflowError:  # a start in the last minutes of year 9999 (in UTC or its own zone)
+            return _ghl_error(
+                422,
+                [
+                    f"startTime: a {state.slot_minutes}-minute appointment from it ends after "
+                    "year 9999; send an earlier startTime or an endTime"
+                ],
+            )
         taken = any(
             a["calendarId"] == body.calendar_id
             and a["appointmentStatus"] != "cancelled"
@@ -857,7 +915,6 @@ def create_sandbox_app(
         if taken:
             return _ghl_error(400, "The slot you have selected is no longer available.")
         state.contact(body.contact_id)
-        end = body.end_time or body.start_time + timedelta(minutes=state.slot_minutes)
         appointment = {
             "id": uuid.uuid4().hex[:20],
             "calendarId": body.calendar_id,

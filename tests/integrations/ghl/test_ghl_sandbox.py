@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -365,3 +365,166 @@ async def test_valid_api_calls_are_answered_by_the_routes_functions_without_fast
         refused = await http.get("/conversations/search", params={"limit": 0}, headers=CONV)
     assert [a.status_code for a in answers] == [200, 200, 200, 200, 201, 200, 201, 200, 201]
     assert refused.status_code == 404
+
+
+# --- hostile input: a precise 4xx, never a 500; headers read exactly; bodies stored clean -----
+
+
+def _calls(app: FastAPI) -> list[tuple[str, int | None]]:
+    return [(c["path"], c["status"]) for c in get_sandbox_state(app).calls]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        # the default end (start + 30 minutes) would pass year 9999
+        (
+            "/calendars/events/appointments",
+            {
+                "calendarId": "k",
+                "locationId": "l",
+                "contactId": "c",
+                "startTime": "9999-12-31T23:59:00+00:00",
+            },
+            "startTime",
+        ),
+        # in UTC, past year 9999 or before year 1
+        (
+            "/calendars/events/appointments",
+            {
+                "calendarId": "k",
+                "locationId": "l",
+                "contactId": "c",
+                "startTime": "9999-12-31T23:00:00-05:00",
+            },
+            "startTime",
+        ),
+        (
+            "/calendars/events/appointments",
+            {
+                "calendarId": "k",
+                "locationId": "l",
+                "contactId": "c",
+                "startTime": "0001-01-01T00:00:00+05:00",
+            },
+            "startTime",
+        ),
+        ("/contacts/c1/tasks", {"title": "T", "dueDate": "9999-12-31T23:00:00-05:00"}, "dueDate"),
+        ("/contacts/c1/tasks", {"title": "T", "dueDate": "0001-01-01T00:00:00+01:00"}, "dueDate"),
+    ],
+)
+async def test_times_beyond_the_calendar_are_a_logged_422_not_a_500(
+    path: str, body: dict[str, str], field: str
+) -> None:
+    app = create_sandbox_app()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    headers = CONV if path.startswith("/calendars") else CONT
+    async with httpx.AsyncClient(transport=transport, base_url="http://sb") as http:
+        response = await http.post(path, json=body, headers=headers)
+    assert response.status_code == 422, response.text
+    answer = response.json()
+    assert answer["statusCode"] == 422 and answer["error"] == "Unprocessable Entity"
+    assert [m.split(":")[0] for m in answer["message"]] == [field]
+    assert _calls(app) == [(path, 422)]  # recorded like every other refused call
+    state = get_sandbox_state(app)
+    assert state.appointments == [] and state.tasks == []
+
+
+async def test_an_appointment_at_the_last_minute_of_9999_is_booked_with_its_own_end_time(
+    http: httpx.AsyncClient,
+) -> None:
+    booked = await http.post(
+        "/calendars/events/appointments",
+        json={
+            "calendarId": "k",
+            "locationId": "l",
+            "contactId": "c",
+            "startTime": "9999-12-31T23:59:00+00:00",
+            "endTime": "9999-12-31T23:59:59+00:00",
+        },
+        headers=CONV,
+    )
+    assert booked.status_code == 201 and booked.json()["endTime"] == "9999-12-31T23:59:59+00:00"
+
+
+@pytest.mark.parametrize(
+    "path", ["/contactsX/c1", "/contacts-old/c1", "/conversationsearch", "/calendarsX/k/free-slots"]
+)
+async def test_a_path_that_only_starts_like_an_api_path_gets_no_version_rule(
+    http: httpx.AsyncClient, sandbox: FastAPI, path: str
+) -> None:
+    response = await http.get(path, headers=AUTH)  # no Version: an API path's would be a 400
+    assert (response.status_code, response.json()["statusCode"]) == (404, 404)
+    assert "x-ratelimit-max" not in response.headers  # not an API call: like any unknown path
+    assert _calls(sandbox) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "version"),
+    [
+        ("/contacts", CONTACTS_VERSION),
+        ("/contacts/c1/nothing-here", CONTACTS_VERSION),
+        ("/conversations", CONVERSATIONS_VERSION),
+        ("/calendars/k/nothing", CONVERSATIONS_VERSION),
+    ],
+)
+async def test_every_path_under_an_api_segment_keeps_its_version_rule(
+    http: httpx.AsyncClient, sandbox: FastAPI, path: str, version: str
+) -> None:
+    unversioned = await http.get(path, headers=AUTH)
+    assert unversioned.status_code == 400 and "Version" in unversioned.json()["message"]
+    versioned = await http.get(path, headers={**AUTH, "Version": version})
+    assert versioned.status_code == 404
+    assert _calls(sandbox) == [(path, 400), (path, 404)]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer  right", "Bearer right ", "Bearer  right ", " Bearer right", "Bearer\tright", "Bearer ri ght"],
+)
+@pytest.mark.parametrize("api_key", ["right", None])
+async def test_a_malformed_authorization_is_a_401_like_a_wrong_token(
+    authorization: str, api_key: str | None
+) -> None:
+    app = create_sandbox_app(api_key=api_key)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sb") as http:
+        refused = await http.get(
+            "/contacts/c1", headers={"Authorization": authorization, "Version": CONTACTS_VERSION}
+        )
+        accepted = await http.get(
+            "/contacts/c1", headers={"Authorization": "Bearer right", "Version": CONTACTS_VERSION}
+        )
+    assert (refused.status_code, refused.json()) == (
+        401,
+        {"statusCode": 401, "message": "Invalid JWT", "error": "Unauthorized"},
+    )
+    assert accepted.status_code == 200
+    assert _calls(app) == [("/contacts/c1", 401), ("/contacts/c1", 200)]
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: text.encode("utf-16"),
+        lambda text: text.encode("utf-16-be"),
+        lambda text: text.encode("utf-32"),
+        lambda text: text.encode("utf-32-le"),
+        # UTF-8 holding a surrogate's 3-byte form, which json.loads reads with surrogatepass
+        lambda text: (
+            text.replace("\\u0000", "").replace("\\ud800", "\ud800").encode("utf-8", "surrogatepass")
+        ),
+    ],
+    ids=["utf-16", "utf-16-be", "utf-32", "utf-32-le", "utf-8-surrogate"],
+)
+async def test_bodies_in_any_json_encoding_reach_the_state_clean(
+    http: httpx.AsyncClient, sandbox: FastAPI, encode: Callable[[str], bytes]
+) -> None:
+    text = '{"tags": ["a\\u0000b", "c\\ud800d"], "title": "x"}'
+    raw = encode(text)
+    assert "\\u" not in raw.decode("latin-1")  # what the old shortcut looked for
+    headers = {**CONT, "Content-Type": "application/json"}
+    added = await http.post("/contacts/c1/tags", content=raw, headers=headers)
+    assert added.status_code == 201
+    assert get_sandbox_state(sandbox).contacts["c1"]["tags"] == ["ab", "c\ufffdd"]
+    assert (await http.get("/_state")).status_code == 200
+    assert (await http.get("/_calls")).status_code == 200

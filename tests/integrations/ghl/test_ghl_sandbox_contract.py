@@ -382,7 +382,7 @@ API_STEPS: list[Step] = [
         "/contacts/c1",
         {"headers": [("Authorization", ""), ("Authorization", "Bearer a"), ("Version", CONTACTS_VERSION)]},
     ),
-    # --- errors inside a route (a 500, not logged)
+    # --- times past the calendar (a logged 422; it was a 500, not logged)
     (
         "POST",
         "/calendars/events/appointments",
