@@ -116,6 +116,18 @@ async def test_the_file_has_wal_and_foreign_keys(sqlite_url: str, tmp_path: Path
         await store.close()
 
 
+async def test_temporary_data_stays_in_memory(sqlite_url: str) -> None:
+    """Statement journals, sorts and the TEMP view of a unit of work's writes make no file under /var/tmp."""
+    store = open_store(sqlite_url)
+    await store.open()
+    try:
+        conn = store._require_conn()  # type: ignore[attr-defined]
+        [row] = await conn.execute_fetchall("PRAGMA temp_store")
+        assert tuple(row) == (2,)  # 2: MEMORY
+    finally:
+        await store.close()
+
+
 # --- tracing ------------------------------------------------------------------------
 
 
