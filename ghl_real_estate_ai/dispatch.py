@@ -33,6 +33,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
@@ -44,7 +45,6 @@ from ghl_real_estate_ai.integrations.ghl.webhook import (
     parse_webhook,
     process_claimed_event,
 )
-from ghl_real_estate_ai.records import evolve
 from ghl_real_estate_ai.storage.base import Store, WebhookEvent
 
 __all__ = ["ORDER_WINDOW", "TRY_LOCK_SECONDS", "drain_contact", "settles_at"]
@@ -168,7 +168,7 @@ async def _drain_locked(
         tried.add(event.id)
         if not await store.claim_webhook_event(event.id):
             continue
-        claimed = evolve(event, status="processing", attempts=event.attempts + 1)
+        claimed = replace(event, status="processing", attempts=event.attempts + 1)
         try:
             message = parse_webhook(event.payload)
         except ValidationError as exc:

@@ -70,6 +70,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -78,7 +79,6 @@ from opentelemetry import trace
 from ghl_real_estate_ai.errors import GHLError, GHLOutcomeUnknownError
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
 from ghl_real_estate_ai.observability.metrics import record_outbox
-from ghl_real_estate_ai.records import evolve
 from ghl_real_estate_ai.storage.base import OutboxItem, Store
 
 __all__ = ["KINDS", "Outbox", "utcnow"]
@@ -317,7 +317,7 @@ class Outbox:
             await self.store.finish_outbox_item(item.id, "dead", reason)
             record_outbox("dead")
             logger.error("outbox %s (%s) is dead: %s", item.idempotency_key, item.kind, reason)
-            return evolve(item, status="dead", last_error=reason)
+            return replace(item, status="dead", last_error=reason)
         if item.kind == "send_message" and item.attempts > 1:
             moved_on = await self._newer_reply(item)
             if moved_on is not None:
@@ -325,7 +325,7 @@ class Outbox:
                 await self.store.finish_outbox_item(item.id, "dropped", reason)
                 record_outbox("dropped")
                 logger.warning("outbox %s dropped: %s", item.idempotency_key, reason)
-                return evolve(item, status="dropped", last_error=reason)
+                return replace(item, status="dropped", last_error=reason)
         try:
             if item.check_first and item.kind == "send_message":
                 found = await self._read_back(item, client)
@@ -334,13 +334,13 @@ class Outbox:
                     await self._sent(item, response, probing)
                     record_outbox("reconciled")
                     logger.info("outbox %s was delivered already (read back from GHL)", item.idempotency_key)
-                    return evolve(item, status="sent", response=response, last_error=None)
+                    return replace(item, status="sent", response=response, last_error=None)
             response = await _CALLS[item.kind](client, item.payload)
         except Exception as exc:
             return await self._record_failure(item, exc, now, probing)
         await self._sent(item, response, probing)
         record_outbox("sent")
-        return evolve(item, status="sent", response=dict(response), last_error=None)
+        return replace(item, status="sent", response=dict(response), last_error=None)
 
     async def _sent(self, item: OutboxItem, response: dict[str, Any], probing: bool) -> None:
         await self.store.mark_outbox_sent(item.id, response)
@@ -389,7 +389,7 @@ class Outbox:
             if probing:  # GHL answered: it is up
                 await self.store.outbox_circuit_closed(self.location_id)
             logger.error("outbox %s (%s) refused for good: %s", item.idempotency_key, item.kind, error)
-            return evolve(item, status="failed", last_error=error)
+            return replace(item, status="failed", last_error=error)
         check = item.check_first or isinstance(exc, GHLOutcomeUnknownError)
         if isinstance(exc, GHLError):
             # GHL is failing for this location: from now on one probe per backoff step.
@@ -414,7 +414,7 @@ class Outbox:
             next_at.isoformat(),
             error,
         )
-        return evolve(item, status="pending", last_error=error, next_attempt_at=next_at, check_first=check)
+        return replace(item, status="pending", last_error=error, next_attempt_at=next_at, check_first=check)
 
     def _backoff(self, failures: int, retry_after: float | None) -> float:
         delay = min(self.max_delay, self.base_delay * 2 ** min(failures - 1, 30))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -33,7 +33,6 @@ from opentelemetry.trace import Span
 
 from ghl_real_estate_ai.bots.intent_decoder import SCORE_ATTRIBUTE_MIN, LeadIntent, PropertyFacts, Turn
 from ghl_real_estate_ai.bots.templates import reply_language
-from ghl_real_estate_ai.records import evolve
 from ghl_real_estate_ai.storage.base import Slot
 from ghl_real_estate_ai.understanding.language import conversation_language, message_language
 
@@ -189,7 +188,7 @@ class Dialogue:
         if side == "buy" and self.get("buy", "financing") in ("cash", "preapproved"):
             # A cash buyer needs no lender: the pre-approval question is answered for good.
             values["preapproved"] = True
-        return evolve(base, **values)
+        return replace(base, **values)
 
 
 def side_in_focus(bot: str, intent: LeadIntent) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -35,7 +35,6 @@ from ghl_real_estate_ai.bots.state import BotName, BotOutcome, BotTurn, CommonSt
 from ghl_real_estate_ai.bots.templates import render
 from ghl_real_estate_ai.integrations.ghl.client import GHLClient
 from ghl_real_estate_ai.integrations.llm.base import SlotFiller
-from ghl_real_estate_ai.records import evolve
 
 __all__ = [
     "QUESTION_SLOTS",
@@ -198,9 +197,9 @@ async def read_with_model(filler: SlotFiller | None, turns: Sequence[Any], inten
         if name in names and value not in (None, [], False):
             updates[name] = tuple(value) if name == "areas" else value
     acts = intent.acts if slots["intent"] in intent.acts else (*intent.acts, slots["intent"])
-    return evolve(
+    return replace(
         intent,
-        facts=evolve(intent.facts, **updates),
+        facts=replace(intent.facts, **updates),
         slots_filled=tuple(slots["filled_now"]),
         acts=acts,
     )

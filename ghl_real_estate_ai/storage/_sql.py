@@ -37,7 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -46,7 +46,6 @@ from urllib.parse import urlsplit, urlunsplit
 from opentelemetry.trace import TracerProvider
 
 from ghl_real_estate_ai.errors import LockLostError, LockTimeoutError
-from ghl_real_estate_ai.records import evolve
 from ghl_real_estate_ai.storage._reliability import Circuit, ReliabilityQueries
 from ghl_real_estate_ai.storage._spans import StoreSpans, describe_statement
 from ghl_real_estate_ai.storage.base import (
@@ -290,7 +289,7 @@ class UnitOfWork:
 
 
 def _copy_contact(contact: Contact) -> Contact:
-    return evolve(contact, tags=list(contact.tags), state=dict(contact.state))
+    return replace(contact, tags=list(contact.tags), state=dict(contact.state))
 
 
 def _contact(row: Mapping[str, Any]) -> Contact:
@@ -1157,7 +1156,7 @@ class SQLStore(ReliabilityQueries, ABC):
         now = _now()
         uow = self._known(contact.contact_id)
         if contact.created_at is None and uow is not None and uow.contact is not None:
-            contact = evolve(contact, created_at=uow.contact.created_at)
+            contact = replace(contact, created_at=uow.contact.created_at)
         created = utc("contact.created_at", contact.created_at) if contact.created_at else now
         args = (
             contact.contact_id,
@@ -1173,7 +1172,7 @@ class SQLStore(ReliabilityQueries, ABC):
         )
         if self._deferring() is not None:
             await self._write(_UPSERT_CONTACT, args, key=("contact", contact.contact_id))
-            saved = evolve(
+            saved = replace(
                 contact,
                 tags=list(contact.tags),
                 state=dict(contact.state),
@@ -1613,7 +1612,7 @@ class SQLStore(ReliabilityQueries, ABC):
                 FollowUp(0, contact_id, step, utc("due_at", due_at), "pending", 0, carrier, now)
                 for step, due_at in steps
             ]
-        insert = evolve(insert, sql=insert.sql + " RETURNING *")
+        insert = replace(insert, sql=insert.sql + " RETURNING *")
         if self._in_transaction():
             await self._sql(cancel.sql, cancel.rows[0])
             rows = await self._sql(insert.sql, insert.rows[0])
@@ -1730,7 +1729,7 @@ class SQLStore(ReliabilityQueries, ABC):
             args.extend((contact_id, slot.side, slot.name, {"v": slot.value}, now))
         uow = self._known(contact_id)
         if uow is not None and uow.slots is not None:
-            given = {(slot.side, slot.name): evolve(slot, updated_at=now) for slot in slots}
+            given = {(slot.side, slot.name): replace(slot, updated_at=now) for slot in slots}
             kept = {(slot.side, slot.name): slot for slot in uow.slots}
             uow.slots = [item for _, item in sorted({**kept, **given}.items())]
         # Nothing to return: deferred inside a unit of work, written with its other writes.

@@ -162,8 +162,6 @@ _AS_IS = frozenset((str, int, float, bool, bytes, type(None)))
 
 
 def _encoded(values: Sequence[Any]) -> list[Any]:
-    if _AS_IS.issuperset(map(type, values)):  # the common row, checked in C
-        return list(values)
     return [value if type(value) in _AS_IS else _encode(value) for value in values]
 
 
