@@ -242,6 +242,9 @@ class Config:
     exporter: str | None = None  # None: tracing off; "bare": the bare route
     sample_rate: float = 1.0
     env: tuple[tuple[str, str], ...] = ()  # more variables for the server
+    # The bench script whose --serve-app mode starts the app: this one, or another checkout's
+    # (bench/compare_revisions.py), whose folder then comes first on the server's sys.path.
+    script: str = __file__
 
 
 @dataclass
@@ -320,7 +323,7 @@ def serve(config: Config, database: str, receiver: Receiver, latency_ms: float) 
         if database == "postgresql":
             env["REDIS_URL"] = REDIS_URL
         env.update(config.env)
-        argv = [sys.executable, __file__, "--serve-app", str(port)]
+        argv = [sys.executable, config.script, "--serve-app", str(port)]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True, cwd=folder)
     server = Server(process, f"http://127.0.0.1:{port}", folder, database_url)
     try:
