@@ -84,6 +84,17 @@ _CHECKPOINT_EVERY = 128
 about 10 of them and writes about 40 pages: about every 500 pages, where SQLite's own
 checkpoint (turned off, see ``_checkpoint``) comes every 1,000."""
 
+_WAL_RESTART_FRAMES = 65_536
+"""Pages in the write-ahead log (256 MiB of 4 KiB pages) past which a checkpoint is made with the
+connection held, so that it copies every page and the next write starts the log over (see
+``_checkpoint_round``). Every start-over has a cost: at 16,384 pages the throughput bench lost
+3-6 % (``bench/compare_revisions.py``), at 65,536 about 2 %, within its noise."""
+
+_WAL_SIZE_LIMIT = 320 * 1024 * 1024
+"""Bytes the write-ahead log file is cut back to when the log starts over (``journal_size_limit``):
+above what it reaches between two start-overs, so that it is not cut and grown again each
+time, but a log that grew further while another process kept it from starting over shrinks."""
+
 
 def _sync_file(path: str) -> None:
     """``fsync`` the file at ``path``: what was written to it is on disk when this returns.
@@ -239,7 +250,10 @@ class SQLiteStore(SQLStore):
         """How many times the write-ahead log was synced for durable writes."""
         self.checkpoints = 0
         """How many times the write-ahead log was checkpointed (see _checkpoint)."""
+        self.full_checkpoints = 0
+        """How many of those copied the whole log, the connection held (see _checkpoint_round)."""
         self._calls_since_checkpoint = 0
+        self._closing = False
         self._checkpointer: asyncio.Task[None] | None = None
         self._checkpoint_conn: sqlite3.Connection | None = None
         self._disk: ThreadPoolExecutor | None = None
@@ -301,6 +315,9 @@ class SQLiteStore(SQLStore):
             # Copying the log into the file (and syncing both) is done by _checkpoint in a
             # thread; SQLite's own would run inside a commit, on the event loop.
             await conn.execute_fetchall("PRAGMA wal_autocheckpoint = 0")
+            # When the log starts over (after a checkpoint that copied all of it), a file larger
+            # than this is cut back to it instead of keeping the largest size it ever reached.
+            await conn.execute_fetchall(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
         await conn.execute_fetchall("PRAGMA foreign_keys = ON")
         # WAL with synchronous=NORMAL: every commit survives a crash of the app; only a
         # power loss or OS crash can undo the last ones, and the commit that must survive
@@ -342,10 +359,12 @@ class SQLiteStore(SQLStore):
 
     async def close(self) -> None:
         """Close the connection (waits for a running transaction and checkpoint); safe to call twice."""
+        self._closing = True  # no checkpoint starts now, nor takes the connection
+        if self._checkpointer is not None:
+            # Before the connection's lock: a checkpoint round may be waiting for it.
+            await asyncio.wait({self._checkpointer})  # a thread: it cannot be cancelled
+            self._checkpointer = None
         async with self._conn_lock:
-            if self._checkpointer is not None:
-                await asyncio.wait({self._checkpointer})  # a thread: it cannot be cancelled
-                self._checkpointer = None
             checkpoint_conn, self._checkpoint_conn = self._checkpoint_conn, None
             if checkpoint_conn is not None:
                 checkpoint_conn.close()
@@ -359,38 +378,67 @@ class SQLiteStore(SQLStore):
     def _count_call(self) -> None:
         """Every ``_CHECKPOINT_EVERY`` calls on the connection, checkpoint the log in a thread."""
         self._calls_since_checkpoint += 1
-        if self._calls_since_checkpoint < _CHECKPOINT_EVERY or self._wal_file is None:
+        if self._calls_since_checkpoint < _CHECKPOINT_EVERY or self._wal_file is None or self._closing:
             return
         if self._checkpointer is not None and not self._checkpointer.done():
             return
         self._calls_since_checkpoint = 0
         # A context of its own: the caller's span and unit of work are not the checkpoint's.
         self._checkpointer = asyncio.get_running_loop().create_task(
-            self._on_disk_thread(self._checkpoint), name="sqlite checkpoint", context=contextvars.Context()
+            self._checkpoint_round(), name="sqlite checkpoint", context=contextvars.Context()
         )
 
-    async def _on_disk_thread(self, work: Callable[..., None], *args: Any) -> None:
+    async def _checkpoint_round(self) -> None:
+        """Checkpoint the log in a thread; past ``_WAL_RESTART_FRAMES`` pages, again with the connection held.
+
+        SQLite starts its log over (writing from its first page again) only at a write
+        that finds every page of the log copied into the file. A checkpoint running in a
+        thread while the app keeps writing never gets there: each write appends pages it
+        has not copied, and under steady load the log grew without end (1 GB after 24 s of
+        the throughput bench, against a 26 MB file). So when the log is long, a second
+        checkpoint runs while this store's connection is held (its statements wait on the
+        loop, which goes on with everything else): it copies the few pages written since
+        the first, and the next write starts the log over (a file grown past
+        ``_WAL_SIZE_LIMIT`` is cut back to it). Another process reading an old snapshot can still keep the log
+        from starting over; the next round tries again.
+        """
+        frames = await self._on_disk_thread(self._checkpoint)
+        if frames is None or frames[0] < _WAL_RESTART_FRAMES or self._closing:
+            return
+        async with self._conn_lock:
+            if self._conn is None or self._closing:
+                return
+            frames = await self._on_disk_thread(self._checkpoint)
+            if frames is not None and frames[0] == frames[1]:
+                self.full_checkpoints += 1
+
+    async def _on_disk_thread(self, work: Callable[..., _T], *args: Any) -> _T:
         """Run ``work(*args)`` on one of the store's own threads (see ``_disk``)."""
         if self._disk is None:
             self._disk = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-disk")
-        await asyncio.get_running_loop().run_in_executor(self._disk, work, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._disk, work, *args)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self) -> tuple[int, int] | None:
         """Copy the write-ahead log into the file, in a thread, on a connection of its own.
 
         ``PASSIVE``: it waits for no reader or writer, and the app's writers keep appending
         to the log meanwhile. With ``synchronous = NORMAL`` SQLite syncs the log before it
         copies it and the file after. Failing is harmless (the log is copied next time).
+
+        Returns:
+            The pages in the log and how many of them are now copied; None when it failed.
         """
         try:
             conn = self._checkpoint_conn
             if conn is None:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self._checkpoint_conn = conn
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            [(_busy, log, copied)] = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self.checkpoints += 1
+            return int(log), int(copied)
         except sqlite3.Error as exc:
             logger.warning("the write-ahead log of %s could not be checkpointed: %s", self.safe_url, exc)
+            return None
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; StorageUnavailableError when the store is closed or the file is gone."""

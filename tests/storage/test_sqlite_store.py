@@ -424,6 +424,36 @@ async def test_the_write_ahead_log_is_checkpointed_in_a_thread_not_in_a_commit(
     assert store._checkpoint_conn is None  # closed with the store
 
 
+async def test_under_steady_writes_the_write_ahead_log_starts_over_and_stays_small(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint in a thread never catches up with a writer that keeps writing, and the log
+    grew without end; past its limit a checkpoint is made with the connection held, the next
+    write starts the log over, and its file is cut back."""
+    from ghl_real_estate_ai.storage import sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "_CHECKPOINT_EVERY", 8)
+    monkeypatch.setattr(sqlite_module, "_WAL_RESTART_FRAMES", 64)
+    monkeypatch.setattr(sqlite_module, "_WAL_SIZE_LIMIT", 512 * 1024)
+    store = open_store(sqlite_url)
+    await store.open()
+    wal = tmp_path / "jorge.db-wal"
+    largest = 0
+    try:
+        assert isinstance(store, SQLiteStore)
+        for n in range(600):  # about 2,400 pages: 10 MB of log if it never started over
+            await store.upsert_contact(Contact(f"c-{n}", tags=[f"tag-{n}"], state={"n": n}))
+            await asyncio.sleep(0)  # as a server's loop does between requests: checkpoints get their turn
+            largest = max(largest, wal.stat().st_size)
+        if store._checkpointer is not None:
+            await asyncio.wait_for(store._checkpointer, 30)
+        assert store.full_checkpoints >= 1
+        assert await store._sql("SELECT COUNT(*) AS n FROM contacts") == [{"n": 600}]
+    finally:
+        await store.close()
+    assert largest < 3 * 1024 * 1024, f"the log reached {largest} bytes"
+
+
 async def test_a_durable_write_that_fails_fails_alone_in_its_group(sqlite_url: str) -> None:
     store = open_store(sqlite_url)
     await store.open()
