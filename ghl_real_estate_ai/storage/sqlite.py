@@ -265,6 +265,7 @@ class SQLiteStore(SQLStore):
         """Open the file (creating its folder), set the pragmas and migrate the schema."""
         if self._conn is not None:
             return
+        self._closing = False  # opened again after close(): checkpoints run again
         if self.path != ":memory:":
             try:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)

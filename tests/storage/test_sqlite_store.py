@@ -454,6 +454,29 @@ async def test_under_steady_writes_the_write_ahead_log_starts_over_and_stays_sma
     assert largest < 3 * 1024 * 1024, f"the log reached {largest} bytes"
 
 
+async def test_a_store_opened_again_after_close_checkpoints_again(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ghl_real_estate_ai.storage import sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "_CHECKPOINT_EVERY", 4)
+    store = open_store(sqlite_url)
+    await store.open()
+    await store.close()
+    await store.open()
+    try:
+        assert isinstance(store, SQLiteStore)
+        before = store.checkpoints
+        for n in range(20):
+            await store.upsert_contact(Contact(f"c-{n}"))
+            await asyncio.sleep(0)
+        if store._checkpointer is not None:
+            await asyncio.wait_for(store._checkpointer, 30)
+        assert store.checkpoints > before
+    finally:
+        await store.close()
+
+
 async def test_a_durable_write_that_fails_fails_alone_in_its_group(sqlite_url: str) -> None:
     store = open_store(sqlite_url)
     await store.open()
