@@ -400,8 +400,9 @@ class SQLiteStore(SQLStore):
         checkpoint runs while this store's connection is held (its statements wait on the
         loop, which goes on with everything else): it copies the few pages written since
         the first, and the next write starts the log over (a file grown past
-        ``_WAL_SIZE_LIMIT`` is cut back to it). Another process reading an old snapshot can still keep the log
-        from starting over; the next round tries again.
+        ``_WAL_SIZE_LIMIT`` is cut back to it). Another process reading an old snapshot
+        can still keep the log from starting over; the next round tries again. Durable
+        writes stay durable: a checkpoint syncs the file before the log can start over.
         """
         frames = await self._on_disk_thread(self._checkpoint)
         if frames is None or frames[0] < _WAL_RESTART_FRAMES or self._closing:
