@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import random
 import time
@@ -557,8 +558,9 @@ class _TokenClient(httpx.AsyncClient):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._merged: dict[tuple[Any, ...], httpx.Headers] = {}
-        self._urls: dict[str, httpx.URL] = {}  # URLs are immutable: a repeated one is parsed once
+        # Per client: its default headers take part in every merge. URLs are immutable.
+        self._merged = functools.lru_cache(maxsize=64)(self._merge_header_set)
+        self._url = functools.lru_cache(maxsize=256)(httpx.URL)
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -619,27 +621,24 @@ class _TokenClient(httpx.AsyncClient):
                 timeout=timeout,
                 extensions=extensions,
             )
-        key = (*headers.items(), *self.headers.raw)
-        merged = self._merged.get(key)
-        if merged is None:
-            if len(self._merged) >= 64:
-                self._merged.clear()
-            merged = self._merged[key] = httpx.Headers(self.headers)
-            merged.update(headers)
-        parsed = self._urls.get(url)
-        if parsed is None:
-            if len(self._urls) >= 256:
-                self._urls.clear()
-            parsed = self._urls[url] = httpx.URL(url)
         return httpx.Request(
             method,
-            parsed,
+            self._url(url),
             content=content,
             json=json,
             params=params,
-            headers=merged,
+            # The client's own headers are part of the key: a change to them is a new merge.
+            headers=self._merged(tuple(headers.items()), tuple(self.headers.raw)),
             extensions={"timeout": self.timeout.as_dict()},
         )
+
+    def _merge_header_set(
+        self, items: tuple[tuple[Any, Any], ...], _defaults: tuple[Any, ...]
+    ) -> httpx.Headers:
+        """The client's headers with ``items`` merged in, as httpx's build does (kept by ``_merged``)."""
+        merged = httpx.Headers(self.headers)
+        merged.update(dict(items))
+        return merged
 
 
 def _message_time(message: Any) -> datetime | None:
