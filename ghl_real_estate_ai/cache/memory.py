@@ -26,6 +26,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, TracerProvider
 
+from ghl_real_estate_ai import jsontext
 from ghl_real_estate_ai.errors import CacheError, LockTimeoutError
 from ghl_real_estate_ai.observability._instrument import unsampled_parent
 
@@ -52,7 +53,7 @@ _namespaces: weakref.WeakValueDictionary[str, _Shared] = weakref.WeakValueDictio
 
 def _dumps(key: str, value: Any) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return jsontext.dumps_finite(value)
     except (TypeError, ValueError) as exc:
         raise CacheError(f"cannot cache {key!r}: its value is not JSON-serialisable ({exc})") from None
 

@@ -36,6 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ghl_real_estate_ai import jsontext
 from ghl_real_estate_ai.errors import CacheError, LockTimeoutError
 from ghl_real_estate_ai.observability._instrument import unsampled_parent
 from ghl_real_estate_ai.observability._suppress import suppressed
@@ -223,7 +224,7 @@ class RedisCache:
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` (JSON-serialisable) for ``ttl`` seconds, or until deleted."""
         try:
-            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+            text = jsontext.dumps_finite(value)
         except (TypeError, ValueError) as exc:
             raise CacheError(f"cannot cache {key!r}: its value is not JSON-serialisable ({exc})") from None
         px = None if ttl is None else _millis(ttl)

@@ -41,6 +41,7 @@ import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import TracerProvider
 
+from ghl_real_estate_ai import jsontext
 from ghl_real_estate_ai.errors import StorageError, StorageUnavailableError
 from ghl_real_estate_ai.observability._suppress import suppressed
 from ghl_real_estate_ai.storage._sql import (
@@ -110,7 +111,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     # Plumbing of a new pooled connection (type introspection), never worth a span.
     with suppressed():
         for name in ("json", "jsonb"):
-            await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+            await conn.set_type_codec(name, encoder=jsontext.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 class PostgresStore(SQLStore):

@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 import aiosqlite
 from opentelemetry.trace import TracerProvider
 
+from ghl_real_estate_ai import jsontext
 from ghl_real_estate_ai.errors import StorageError, StorageUnavailableError
 from ghl_real_estate_ai.storage._spans import Timed, now_ns
 from ghl_real_estate_ai.storage._sql import (
@@ -74,9 +75,6 @@ _CLAIM_WITH_LEASE = (
 """The claim that rides with the lease (see ``UnitOfWork.claim``): made only by the lease's owner."""
 _ARG = re.compile(r"\?")
 _QUOTED = re.compile(r"'(?:[^']|'')*'")
-# Built once: json.dumps with any option builds a new encoder per call.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
-_COMPACT_FINITE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 _CHECKPOINT_EVERY = 128
@@ -117,7 +115,7 @@ def _json_arg() -> Callable[[re.Match[str]], str]:
 def _flat(rows: Sequence[tuple[int, list[Any]]]) -> list[Any]:
     out: list[Any] = []
     for kind, args in rows:
-        out.extend((kind, _COMPACT_FINITE.encode(args)))
+        out.extend((kind, jsontext.dumps_finite(args)))
     return out
 
 
@@ -179,9 +177,9 @@ def _encoded(values: Sequence[Any]) -> list[Any]:
 def _encode(value: Any) -> Any:
     if isinstance(value, datetime):
         # Fixed-width ISO text in UTC sorts and compares like the instant it names.
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
+        return jsontext.iso_utc(value)
     if isinstance(value, dict | list):
-        return _COMPACT.encode(value)
+        return jsontext.dumps(value)
     return value
 
 
