@@ -13,6 +13,12 @@ A revision is checked out with ``git worktree add --detach`` in a temporary fold
 the end, and its server is started by that checkout's own ``bench/webhook_overhead.py
 --serve-app``, which puts the checkout first on ``sys.path``: each side runs its own code, on
 this virtualenv's dependencies (a base older than that server mode cannot be compared).
+
+On a host whose speed drifts (a shared VM: the same code measured 0.79-1.27x itself round by
+round), ``--together`` keeps both servers running for the whole comparison and drives them
+in alternating bursts of ``--seconds``, so the two halves of a round are seconds apart
+instead of a server start-up and a warm-up apart, and each round's ratio sees the same host
+on both sides. Both servers' databases grow through the run alike; the idle one uses no CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,29 +47,65 @@ def _git(*args: str) -> str:
     return done.stdout.strip()
 
 
-def compare(
-    base_tree: Path, head_tree: Path, args: argparse.Namespace, receiver: bench.Receiver
-) -> list[tuple[float, float]]:
-    """``(base, head)`` webhooks per second of each round."""
+def _sides(base_tree: Path, head_tree: Path, args: argparse.Namespace) -> dict[str, bench.Config]:
     exporter = _TRACING[args.tracing]
-    sides = {
+    return {
         name: bench.Config(name, exporter, script=str(tree / "bench" / "webhook_overhead.py"))
         for name, tree in (("base", base_tree), ("head", head_tree))
     }
+
+
+def _order(number: int) -> tuple[str, str]:
+    return ("base", "head") if number % 2 == 0 else ("head", "base")
+
+
+def _report(rounds: list[tuple[float, float]], number: int, total: int) -> None:
+    base, head = rounds[-1]
+    print(
+        f"  round {number + 1}/{total}: base {base:.1f}/s, head {head:.1f}/s, head / base {head / base:.3f}",
+        flush=True,
+    )
+
+
+def compare(
+    base_tree: Path, head_tree: Path, args: argparse.Namespace, receiver: bench.Receiver
+) -> list[tuple[float, float]]:
+    """``(base, head)`` webhooks per second of each round, each side's server started anew each round."""
+    sides = _sides(base_tree, head_tree, args)
     rounds: list[tuple[float, float]] = []
     for number in range(args.rounds):
         rates: dict[str, float] = {}
-        for name in ("base", "head") if number % 2 == 0 else ("head", "base"):
+        for name in _order(number):
             with bench.serve(sides[name], args.database, receiver, 0.0) as server:
                 bench.wrk(server.base_url, 2, args.concurrency, server.folder, warm_up=True)
                 run = bench.wrk(server.base_url, args.seconds, args.concurrency, server.folder)
                 rates[name] = run.count / run.seconds
         rounds.append((rates["base"], rates["head"]))
-        print(
-            f"  round {number + 1}/{args.rounds}: base {rates['base']:.1f}/s, head {rates['head']:.1f}/s, "
-            f"head / base {rates['head'] / rates['base']:.3f}",
-            flush=True,
-        )
+        _report(rounds, number, args.rounds)
+    return rounds
+
+
+def compare_together(
+    base_tree: Path, head_tree: Path, args: argparse.Namespace, receiver: bench.Receiver
+) -> list[tuple[float, float]]:
+    """``(base, head)`` webhooks per second of each round, both servers up throughout (``--together``)."""
+    sides = _sides(base_tree, head_tree, args)
+    rounds: list[tuple[float, float]] = []
+    with ExitStack() as stack:
+        servers = {
+            name: stack.enter_context(bench.serve(sides[name], args.database, receiver, 0.0))
+            for name in sides
+        }
+        for server in servers.values():
+            bench.wrk(server.base_url, 2, args.concurrency, server.folder, warm_up=True)
+        for number in range(args.rounds):
+            rates: dict[str, float] = {}
+            for name in _order(number):
+                server = servers[name]
+                run = bench.wrk(server.base_url, args.seconds, args.concurrency, server.folder)
+                rates[name] = run.count / run.seconds
+            rounds.append((rates["base"], rates["head"]))
+            _report(rounds, number, args.rounds)
     return rounds
 
 
@@ -75,6 +118,11 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="webhooks in flight")
     parser.add_argument("--tracing", choices=sorted(_TRACING), default="off", help="tracing of both sides")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="keep both servers up and alternate short bursts (for a host whose speed drifts)",
+    )
     args = parser.parse_args()
     if args.rounds < 1 or args.seconds < 1 or args.concurrency < 1:
         parser.error("--rounds, --seconds and --concurrency must be at least 1")
@@ -89,7 +137,8 @@ def main() -> int:
         )
     print(
         f"base {args.base} ({revisions['base'][:7]}) against {head_name}: tracing {args.tracing}, "
-        f"{args.database}, {args.rounds} rounds of {args.seconds} s, {args.concurrency} in flight",
+        f"{args.database}, {args.rounds} rounds of {args.seconds} s, {args.concurrency} in flight"
+        + (", both servers up throughout" if args.together else ""),
         flush=True,
     )
     folder = Path(tempfile.mkdtemp(prefix="jorge-compare-"))
@@ -99,7 +148,9 @@ def main() -> int:
         for name, revision in revisions.items():
             trees[name] = folder / name
             _git("worktree", "add", "--detach", str(trees[name]), revision)
-        rounds = compare(trees["base"], trees["head"], args, receiver)
+        rounds = (compare_together if args.together else compare)(
+            trees["base"], trees["head"], args, receiver
+        )
     finally:
         receiver.close()
         for name in revisions:

@@ -77,7 +77,43 @@ def test_each_side_is_served_by_its_own_checkouts_script(
     assert started == [base, head, head, base]  # the order rotates round by round
 
 
-def test_two_revisions_are_compared_round_by_round_and_their_checkouts_removed() -> None:
+def test_together_both_servers_stay_up_and_the_bursts_alternate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import compare_revisions, webhook_overhead
+
+    events: list[str] = []
+    rates = {"base": iter([100, 110, 120]), "head": iter([200, 220, 240])}
+
+    @contextmanager
+    def serve(config: webhook_overhead.Config, *_: object) -> Iterator[SimpleNamespace]:
+        side = Path(config.script).parent.parent.name
+        events.append(f"start {side}")
+        yield SimpleNamespace(base_url=side, folder=tmp_path)
+        events.append(f"stop {side}")
+
+    def wrk(base_url: str, seconds: float, *_: object, warm_up: bool = False) -> webhook_overhead.Run:
+        events.append(f"{'warm' if warm_up else 'run'} {base_url}")
+        run = webhook_overhead.Run(seconds=float(seconds))
+        run.count = 0 if warm_up else next(rates[base_url]) * int(seconds)
+        return run
+
+    monkeypatch.setattr(webhook_overhead, "serve", serve)
+    monkeypatch.setattr(webhook_overhead, "wrk", wrk)
+    args = SimpleNamespace(tracing="off", rounds=3, seconds=2, concurrency=1, database="sqlite")
+    rounds = compare_revisions.compare_together(tmp_path / "base", tmp_path / "head", args, None)  # type: ignore[arg-type]
+    assert rounds == [(100.0, 200.0), (110.0, 220.0), (120.0, 240.0)]
+    assert events == [
+        "start base", "start head", "warm base", "warm head",
+        "run base", "run head", "run head", "run base", "run base", "run head",
+        "stop head", "stop base",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("together", [(), ("--together",)], ids=["a-server-per-run", "together"])
+def test_two_revisions_are_compared_round_by_round_and_their_checkouts_removed(
+    together: tuple[str, ...],
+) -> None:
     if shutil.which("wrk") is None:
         require_or_skip("wrk not installed (scripts/system-deps)")
     if shutil.which("git") is None or not (ROOT / ".git").exists():
@@ -94,6 +130,7 @@ def test_two_revisions_are_compared_round_by_round_and_their_checkouts_removed()
                 "HEAD",
             ),
             *("--rounds", "2", "--seconds", "1", "--concurrency", "2"),
+            *together,
         ],
         capture_output=True,
         text=True,
