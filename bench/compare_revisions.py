@@ -17,8 +17,10 @@ this virtualenv's dependencies (a base older than that server mode cannot be com
 On a host whose speed drifts (a shared VM: the same code measured 0.79-1.27x itself round by
 round), ``--together`` keeps both servers running for the whole comparison and drives them
 in alternating bursts of ``--seconds``, so the two halves of a round are seconds apart
-instead of a server start-up and a warm-up apart, and each round's ratio sees the same host
-on both sides. Both servers' databases grow through the run alike; the idle one uses no CPU.
+instead of a server start-up and a warm-up apart. Both servers' databases grow through the
+run alike; the idle one uses no CPU. A host whose speed jitters within seconds stays too
+noisy for a change of a few percent either way (docs/benchmarks.md): time such a change
+with a micro-benchmark on real values.
 """
 
 from __future__ import annotations
