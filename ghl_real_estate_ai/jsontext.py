@@ -47,23 +47,21 @@ _EncodeError = orjson.JSONEncodeError
 
 def dumps(value: Any) -> str:
     """``json.dumps(value, separators=(",", ":"))``, UTF-8 as it is where orjson wrote it."""
-    try:
-        out = _orjson_dumps(value, option=_OPTIONS)
-    except _EncodeError:
-        return _STDLIB.encode(value)
-    if b"null" in out and not _flat_without_floats(value):  # None, or a float orjson wrote as null
-        return _STDLIB.encode(value)
-    return out.decode()
+    return _dumps(value, _STDLIB)
 
 
 def dumps_finite(value: Any) -> str:
     """:func:`dumps` with ``allow_nan=False``: a non-finite float is a ``ValueError``."""
+    return _dumps(value, _STDLIB_FINITE)
+
+
+def _dumps(value: Any, stdlib: json.JSONEncoder) -> str:
     try:
         out = _orjson_dumps(value, option=_OPTIONS)
     except _EncodeError:
-        return _STDLIB_FINITE.encode(value)
-    if b"null" in out and not _flat_without_floats(value):
-        return _STDLIB_FINITE.encode(value)
+        return stdlib.encode(value)
+    if b"null" in out and not _flat_without_floats(value):  # None, or a float orjson wrote as null
+        return stdlib.encode(value)
     return out.decode()
 
 
