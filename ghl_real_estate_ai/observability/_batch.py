@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import TraceFlags
 
 from ghl_real_estate_ai.observability._suppress import suppressed
 
@@ -131,7 +132,7 @@ class BoundedBatchSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue a finished span, or count it as dropped when the queue is full."""
-        if not span.context.trace_flags.sampled:
+        if not span.context[3] & TraceFlags.SAMPLED:  # a SpanContext is a tuple: its trace flags
             return
         with self._lock:
             if self._shutdown:

@@ -35,11 +35,15 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar, Token
+from time import time_ns
 from typing import Any, Final, cast
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
+from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk.trace import (
     Event,
     EventBase,
@@ -55,15 +59,21 @@ from opentelemetry.sdk.trace import (
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation import _SPAN_KEY
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
 from opentelemetry.util import types
 
 __all__ = [
     "READABLE_FIELDS",
     "FastTracerProvider",
     "ReservableIds",
+    "attach_span",
     "attributes_of",
     "available",
+    "current_sampling",
+    "current_span",
+    "detach",
     "events_of",
     "has_events",
     "links_of",
@@ -75,9 +85,16 @@ __all__ = [
 # The SDK's own logger, so a warning about an ended span reads as it always did.
 _sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
 _get_current_span = trace_api.get_current_span
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", None)
+# A new span's flags by (sampled, random trace id), made once instead of per span.
+_FLAGS: Final = {
+    (sampled, random): TraceFlags((TraceFlags.SAMPLED if sampled else 0) | ((_RANDOM or 0) if random else 0))
+    for sampled in (False, True)
+    for random in (False, True)
+}
+_MAX_TRACE_ID: Final = 2**128 - 1
+_MAX_SPAN_ID: Final = 2**64 - 1
+_new_tuple = tuple.__new__
 
 
 # Built here field by field instead of through the SDK's constructors (a span's start and
@@ -85,6 +102,8 @@ _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", None)
 # installed SDK's constructors set, and any difference turns the shorter path off.
 _ATTRIBUTE_FIELDS: Final = frozenset(("_dict", "maxlen", "dropped", "max_value_len", "_lock", "_immutable"))
 _LIST_FIELDS: Final = frozenset(("dropped", "_dq", "_lock"))
+_LIST_APPEND_NAMES: Final = ("_lock", "_dq", "maxlen", "len", "dropped", "append")  # what _append mirrors
+_EVENT_FIELDS: Final = frozenset(("_name", "_timestamp", "_attributes"))
 READABLE_FIELDS: Final = frozenset(
     (
         "_name", "_context", "_kind", "_instrumentation_info", "_instrumentation_scope", "_parent",
@@ -128,6 +147,28 @@ def _bounded_list(maxlen: int | None) -> BoundedList[Any]:
     return bounded
 
 
+def _context_var() -> ContextVar[Context] | None:
+    """The ContextVar the API's runtime context keeps the current context in (None for another runtime)."""
+    runtime = getattr(context_api, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and type(variable) is ContextVar:
+        return variable
+    return None
+
+
+_CONTEXT_VAR: Final = _context_var()
+
+
+def _reads_its_tuple(probe: SpanContext) -> bool:
+    """Whether a SpanContext's properties read the tuple positions this module reads directly."""
+    return (
+        (probe.trace_id, probe.span_id, probe.is_remote, probe.trace_flags, probe.trace_state, probe.is_valid)
+        == tuple(probe)
+        and probe.trace_flags.random_trace_id
+        and not probe.trace_flags.sampled
+    )
+
+
 def _check() -> bool:
     try:
         tracer_fields = ("_span_limits", "_instrumentation_scope", "_tracer_config", "_tracer_metrics")
@@ -139,6 +180,8 @@ def _check() -> bool:
             and set(vars(BoundedList(1))) == _LIST_FIELDS
             and set(vars(reference)) == _SPAN_FIELDS
             and set(vars(ReadableSpan("probe"))) == READABLE_FIELDS
+            and set(vars(Event("probe", None, 1))) == _EVENT_FIELDS
+            and BoundedList.append.__code__.co_names == _LIST_APPEND_NAMES
             and type(reference._attributes) is BoundedAttributes
             and type(reference._events) is BoundedList
             and type(reference._links) is BoundedList
@@ -151,6 +194,14 @@ def _check() -> bool:
             and hasattr(BoundedAttributes, "_setitem_locked")
             and hasattr(SynchronousMultiSpanProcessor, "_on_ending")
             and hasattr(SpanProcessor, "_on_ending")
+            and _CONTEXT_VAR is not None
+            # A SpanContext is the tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid).
+            and tuple(SpanContext(1, 2, True, _FLAGS[True, False], DEFAULT_TRACE_STATE))
+            == (1, 2, True, TraceFlags.SAMPLED, DEFAULT_TRACE_STATE, True)
+            and _reads_its_tuple(
+                _new_tuple(SpanContext, (3, 4, False, _FLAGS[False, True], DEFAULT_TRACE_STATE, True))
+            )
+            and type(DEFAULT_TRACE_STATE) is TraceState
         )
     except Exception:  # any surprise: the SDK's path
         return False
@@ -271,6 +322,33 @@ class _FastSpan(_Span):
                     return
                 found[key] = value
 
+    def get_span_context(self) -> SpanContext:
+        return self._context  # type: ignore[return-value]  # the SDK's casts it: a call per look-up
+
+    def end(self, end_time: int | None = None) -> None:
+        """The SDK's ``end``, calling only the processors that implement ``_on_ending`` and ``on_end``."""
+        with self._lock:
+            if self._start_time is None:
+                raise RuntimeError("Calling end() on a not started span.")
+            if self._end_time is not None:
+                _sdk_logger.warning("Calling end() on an ended span.")
+                return
+            self._end_time = end_time if end_time is not None else time_ns()
+            self._attributes._immutable = True
+        if self._record_end_metrics:
+            self._record_end_metrics()
+        processor = self._span_processor
+        if type(processor) is not _Processors:
+            processor._on_ending(self)
+            processor.on_end(self._readable_span())
+            return
+        for on_ending in processor._endings:
+            on_ending(self)
+        if processor._ends:
+            readable = self._readable_span()
+            for on_end in processor._ends:
+                on_end(readable)
+
     def _add_event(self, event: EventBase) -> None:
         self._append("_events", self._limits.max_events, event, "_add_event")
 
@@ -284,7 +362,10 @@ class _FastSpan(_Span):
                 stored = self.__dict__[field]
                 if type(stored) is tuple:
                     stored = self.__dict__[field] = _bounded_list(maxlen)
-                stored.append(item)
+                queue = stored._dq  # BoundedList.append, under the span's lock like every writer
+                if queue.maxlen is not None and len(queue) == queue.maxlen:
+                    stored.dropped += 1
+                queue.append(item)
                 return
         _sdk_logger.warning("Tried calling %s on an ended span.", caller)
 
@@ -320,7 +401,55 @@ class _FastSpan(_Span):
             return
         bounded = _bounded_attributes(limits.max_event_attributes, limits.max_attribute_length, items)
         bounded._immutable = True
-        self._add_event(Event(name=name, attributes=bounded, timestamp=timestamp))
+        event: Event = _new_object(Event)  # Event(name, bounded, timestamp) without its two constructors
+        event.__dict__ = {
+            "_name": name,
+            "_timestamp": timestamp if timestamp is not None else time_ns(),
+            "_attributes": bounded,
+        }
+        self._append("_events", limits.max_events, event, "_add_event")
+
+
+# The span types current_span() hands back without the API's abstract-class check.
+_SPAN_TYPES: Final = frozenset((_FastSpan, _Span, NonRecordingSpan))
+_current_context = _CONTEXT_VAR.get if _CONTEXT_VAR is not None else context_api.get_current
+
+
+def current_span(context: Context | None = None) -> trace_api.Span:
+    """``trace.get_current_span(context)``, in one step for the span types this provider makes."""
+    span = (_current_context() if context is None else context).get(_SPAN_KEY)
+    if type(span) in _SPAN_TYPES:
+        return span  # type: ignore[return-value]
+    return trace_api.INVALID_SPAN if span is None else _get_current_span(context)
+
+
+def current_sampling() -> bool | None:
+    """Whether the current span is sampled; None when there is no valid current span."""
+    span_context = current_span().get_span_context()
+    if type(span_context) is SpanContext:
+        _, _, _, flags, _, valid = span_context
+        return flags & TraceFlags.SAMPLED != 0 if valid else None
+    return bool(span_context.trace_flags.sampled) if span_context.is_valid else None
+
+
+def attach_span(span: trace_api.Span) -> Token[Context]:
+    """``context.attach(trace.set_span_in_context(span))``: make ``span`` current; give the token back."""
+    if _CONTEXT_VAR is None:
+        return context_api.attach(trace_api.set_span_in_context(span))
+    values = _CONTEXT_VAR.get().copy()
+    values[_SPAN_KEY] = span
+    return _CONTEXT_VAR.set(Context(values))
+
+
+def detach(token: Token[Context]) -> None:
+    """``context.detach(token)``: a token that cannot be reset is logged, as the API does."""
+    if _CONTEXT_VAR is None:
+        context_api.detach(token)
+        return
+    try:
+        _CONTEXT_VAR.reset(token)
+    except Exception:
+        logging.getLogger("opentelemetry.context").exception("Failed to detach context")
 
 
 def _fast_children(sampler: Sampler) -> bool:
@@ -350,14 +479,14 @@ class _FastTracer(Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
-        parent = _get_current_span(context).get_span_context()
-        valid = parent.is_valid  # a property: read once
-        if (
-            links
-            or type(parent) is not SpanContext
-            or not self._tracer_config.is_enabled
-            or (valid and not self._fast_children)
-        ):
+        parent = current_span(context).get_span_context()
+        if links or type(parent) is not SpanContext or not self._tracer_config.is_enabled:
+            return self._sdk_start(
+                name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+            )
+        # A SpanContext is the tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid).
+        trace_id, _, _, parent_flags, trace_state, valid = parent
+        if valid and not self._fast_children:
             return self._sdk_start(
                 name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
             )
@@ -369,29 +498,29 @@ class _FastTracer(Tracer):
             sampled = decision is Decision.RECORD_AND_SAMPLE
             recording = sampled or decision is Decision.RECORD_ONLY
             attributes = result.attributes
-            trace_state = result.trace_state
-            random_id = self.id_generator.is_trace_id_random()
+            trace_state = result.trace_state if result.trace_state is not None else DEFAULT_TRACE_STATE
+            random_id = bool(self.id_generator.is_trace_id_random())
             span_parent: SpanContext | None = None
         else:  # a child follows its parent's flags (ParentBased, default delegates)
-            parent_flags = parent.trace_flags
-            trace_id = parent.trace_id
-            recording = sampled = parent_flags.sampled
+            recording = sampled = parent_flags & TraceFlags.SAMPLED != 0
             decision = Decision.RECORD_AND_SAMPLE if sampled else Decision.DROP
-            trace_state = parent.trace_state
-            random_id = parent_flags.random_trace_id
+            random_id = parent_flags & _RANDOM != 0  # type: ignore[operator]  # _check(): not None
             span_parent = parent
         items: Mapping[str, Any] | None = None
         if recording and attributes:
             items = _clean_mapping(attributes, limits.max_span_attribute_length)
-        flags = _SAMPLED if sampled else _NOT_SAMPLED
-        if random_id:
-            flags = TraceFlags(flags | _RANDOM)  # type: ignore[operator]
-        span_context = SpanContext(
-            trace_id,
-            self.id_generator.generate_span_id(),
-            is_remote=False,
-            trace_flags=flags,
-            trace_state=trace_state,
+        span_id = self.id_generator.generate_span_id()
+        # What SpanContext(...) builds, without its constructor's frame.
+        span_context: SpanContext = _new_tuple(
+            SpanContext,
+            (
+                trace_id,
+                span_id,
+                False,
+                _FLAGS[sampled, random_id],
+                trace_state,
+                0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID,
+            ),
         )
         record_end_metrics = self._tracer_metrics.start_span(span_parent, decision)
         if not recording:
@@ -417,6 +546,7 @@ class _FastTracer(Tracer):
             sdk_span.start(start_time=start_time, parent_context=context)
             return sdk_span
         fill = limits.max_span_attributes != 0
+        processor = self.span_processor
         span: _FastSpan = _new_object(_FastSpan)
         span.__dict__ = {
             "_name": name,
@@ -425,7 +555,7 @@ class _FastTracer(Tracer):
             "_instrumentation_info": self.instrumentation_info,
             "_instrumentation_scope": self._instrumentation_scope,
             "_parent": span_parent,
-            "_start_time": None,
+            "_start_time": start_time if start_time is not None else time_ns(),  # what span.start() sets
             "_end_time": None,
             "_attributes": _bounded_attributes(
                 limits.max_span_attributes, limits.max_span_attribute_length, items if fill else None
@@ -438,14 +568,19 @@ class _FastTracer(Tracer):
             "_trace_config": None,
             "_record_exception": record_exception,
             "_set_status_on_exception": set_status_on_exception,
-            "_span_processor": self.span_processor,
+            "_span_processor": processor,
             "_limits": limits,
             "_lock": _new_lock(),
             "_record_end_metrics": record_end_metrics,
         }
         if items and not fill:
             span._attributes._set_items(dict(items))  # maxlen 0: the SDK counts every one dropped
-        span.start(start_time=start_time, parent_context=context)
+        # The rest of span.start(): the processors' on_start.
+        if type(processor) is _Processors:
+            for on_start in processor._starts:
+                on_start(span, parent_context=context)
+        else:
+            processor.on_start(span, parent_context=context)
         return span
 
     def _sdk_start(

@@ -27,6 +27,7 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from ghl_real_estate_ai.observability import _provider, metrics
 from ghl_real_estate_ai.observability import attributes as attr
+from ghl_real_estate_ai.observability._fastspan import attach_span, current_sampling, detach
 
 _LOGGER = logging.getLogger("ghl_real_estate_ai.observability.workflow_tracing")
 _TRACER_NAME: Final = "ghl_real_estate_ai.observability.workflow_tracing"
@@ -239,8 +240,7 @@ def unsampled_parent() -> bool:
     parent's decision, so starting a child only to get a non-recording span back
     would be wasted work: no span, no attributes, no context switch (issue 14).
     """
-    context = trace_api.get_current_span().get_span_context()
-    return context.is_valid and not context.trace_flags.sampled
+    return current_sampling() is False
 
 
 def begin(
@@ -320,17 +320,17 @@ def _wrap_coroutine(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..., Any
         if tracer is None and not metrics_on:
             return await fn(*args, **kwargs)
         span = begin(spec, tracer, args, kwargs)
-        token = context_api.attach(trace_api.set_span_in_context(span)) if span is not None else None
+        token = attach_span(span) if span is not None else None
         started = perf_counter()
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             if token is not None:
-                context_api.detach(token)
+                detach(token)
             finish_error(spec, span, started, exc)
             raise
         if token is not None:
-            context_api.detach(token)
+            detach(token)
         finish_ok(spec, span, started, result)
         return result
 
@@ -344,17 +344,17 @@ def _wrap_function(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..., Any]
         if tracer is None and not metrics_on:
             return fn(*args, **kwargs)
         span = begin(spec, tracer, args, kwargs)
-        token = context_api.attach(trace_api.set_span_in_context(span)) if span is not None else None
+        token = attach_span(span) if span is not None else None
         started = perf_counter()
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             if token is not None:
-                context_api.detach(token)
+                detach(token)
             finish_error(spec, span, started, exc)
             raise
         if token is not None:
-            context_api.detach(token)
+            detach(token)
         finish_ok(spec, span, started, result)
         return result
 
@@ -386,7 +386,7 @@ def _wrap_async_generator(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..
                     break
                 finally:
                     if token is not None:
-                        context_api.detach(token)
+                        detach(token)
                 if isinstance(item, Mapping):
                     last = item
                 try:
@@ -397,7 +397,7 @@ def _wrap_async_generator(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..
                         await inner.aclose()
                     finally:
                         if token is not None:
-                            context_api.detach(token)
+                            detach(token)
                     raise
                 except BaseException as exc:
                     to_throw = exc
@@ -438,7 +438,7 @@ def _wrap_generator(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..., Any
                     break
                 finally:
                     if token is not None:
-                        context_api.detach(token)
+                        detach(token)
                 if isinstance(item, Mapping):
                     last = item
                 try:
@@ -449,7 +449,7 @@ def _wrap_generator(spec: NodeSpec, fn: Callable[..., Any]) -> Callable[..., Any
                         inner.close()
                     finally:
                         if token is not None:
-                            context_api.detach(token)
+                            detach(token)
                     raise
                 except BaseException as exc:
                     to_throw = exc
@@ -488,7 +488,7 @@ class WorkflowSpan:
         tracer = active_tracer()
         if tracer is not None and not unsampled_parent():
             self._span = tracer.start_span(self._name, attributes=self._attributes)
-            self._token = context_api.attach(trace_api.set_span_in_context(self._span))
+            self._token = attach_span(self._span)
         self._started = perf_counter()
         return self._span
 
@@ -497,7 +497,7 @@ class WorkflowSpan:
     ) -> None:
         if self._token is None:
             return
-        context_api.detach(cast(contextvars.Token[Any], self._token))
+        detach(self._token)  # type: ignore[arg-type]  # set in __enter__
         self._token = None
         span = self._span
         duration_ms = (perf_counter() - self._started) * 1000.0
@@ -575,7 +575,7 @@ class HandoffSpan:
         tracer = active_tracer()
         if tracer is not None and not unsampled_parent():
             self._span = tracer.start_span(self._name, attributes=self._attributes)
-            self._token = context_api.attach(trace_api.set_span_in_context(self._span))
+            self._token = attach_span(self._span)
         self._ctx_token = _current_handoff.set(self)
         self._started = perf_counter()
         return self._span
@@ -594,7 +594,7 @@ class HandoffSpan:
         else:
             outcome = self._outcome or attr.OUTCOME_EXECUTED
         if self._token is not None:
-            context_api.detach(cast(contextvars.Token[Any], self._token))
+            detach(self._token)  # type: ignore[arg-type]  # set in __enter__
             self._token = None
             span = self._span
             span.set_attribute(attr.HANDOFF_OUTCOME, outcome)

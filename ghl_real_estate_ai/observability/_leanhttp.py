@@ -88,16 +88,23 @@ from opentelemetry.semconv._incubating.attributes.user_agent_attributes import U
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ghl_real_estate_ai.observability import _provider
-from ghl_real_estate_ai.observability._fastspan import ReservableIds, attributes_of
+from ghl_real_estate_ai.observability._fastspan import (
+    ReservableIds,
+    attach_span,
+    attributes_of,
+    current_sampling,
+    current_span,
+    detach,
+)
 
 __all__ = ["install", "installed", "uninstall"]
 
 logger = logging.getLogger("ghl_real_estate_ai.observability.otel_config")
 
-_get_current_span = trace_api.get_current_span
+_get_current_span = current_span
 _set_span_in_context = trace_api.set_span_in_context
 _attach = context_api.attach
-_detach = context_api.detach
+_detach = detach
 
 # What install() replaced, to put back: (owner, attribute name, original value).
 _replaced: list[tuple[Any, str, Any]] = []
@@ -330,7 +337,7 @@ def _request_attributes(scope: dict[str, Any], where: _Where) -> dict[str, Any]:
     if path:
         result[HTTP_TARGET] = path
     if http_url:
-        url = _http_util.redact_url(http_url)
+        url = _redact_url(http_url)
         if url:
             result[HTTP_URL] = url
     method = scope.get("method", "")
@@ -404,7 +411,7 @@ async def _serve_sampled(
             for key, value in attributes.items():  # the middleware sets them again: same result then
                 span.set_attribute(key, value)
         try:
-            span_token = _attach(_set_span_in_context(span))
+            span_token = attach_span(span)
             try:
                 await middleware.app(scope, receive, _sampled_send(middleware, span, send))
             finally:
@@ -472,6 +479,7 @@ _MIDDLEWARE_FIELDS = (
 _HTTP_UTIL_NAMES = ("redact_url", "sanitize_method", "normalize_user_agent", "detect_synthetic_user_agent")
 _server_module: Any = None
 _http_util: Any = None
+_library_redact_url: Any = None  # util.http's redact_url as installed, to know it was not replaced since
 _server_mode: Any = None  # the instrumentation's default semantic conventions, when the sampled path is on
 
 
@@ -529,6 +537,17 @@ def _traceresponse_send(span: trace_api.Span, send: Any) -> Any:
     return otel_send
 
 
+def _redact_url(url: str) -> str:
+    """util.http's ``redact_url(url)``, without parsing a URL that has nothing to redact.
+
+    It replaces credentials (only possible with an ``@``) and signature parameters of
+    the query (only possible with a ``?``); a URL with neither comes back as it is.
+    """
+    if "@" in url or "?" in url or _http_util.redact_url is not _library_redact_url:
+        return _http_util.redact_url(url)  # type: ignore[no-any-return]
+    return url
+
+
 def _default_mode(module: Any, needed: tuple[str, ...]) -> Any:
     """The instrumentations' default semantic-conventions mode, when it, the ``util.http``
     functions the sampled paths call and ``needed`` names of ``module`` are all there."""
@@ -541,8 +560,9 @@ def _default_mode(module: Any, needed: tuple[str, ...]) -> Any:
         callable(getattr(http_util, name, None)) for name in _HTTP_UTIL_NAMES
     ):
         return None
-    global _http_util
+    global _http_util, _library_redact_url
     _http_util = http_util
+    _library_redact_url = http_util.redact_url
     return getattr(getattr(_semconv, "_StabilityMode", None), "DEFAULT", None)
 
 
@@ -606,22 +626,22 @@ async def _lean_async_request(
     """The httpx instrumentation's async wrapper, shorter under a parent span (module docstring)."""
     original = _original_async_request
     assert original is not None
-    parent = _get_current_span().get_span_context()
+    sampled = current_sampling()  # None: no parent span
     tracer = options.get("tracer")
     if (
-        not parent.is_valid
+        sampled is None
         or not _lean_allowed(tracer, options, args)
         or not tracer.children_follow_parent()  # type: ignore[union-attr]
         or not _httpx_instrumentation.is_http_instrumentation_enabled()
     ):
         return await original(wrapped, instance, args, kwargs, **options)
-    if parent.trace_flags.sampled:
+    if sampled:
         if _client_sampled_allowed(options):
             return await _sampled_async_request(wrapped, args, kwargs, tracer, options)
         return await original(wrapped, instance, args, kwargs, **options)
     # The same non-recording child the instrumentation would start (the name is not kept).
     span = tracer.start_span("HTTP", kind=SpanKind.CLIENT)  # type: ignore[union-attr]
-    token = _attach(_set_span_in_context(span))
+    token = attach_span(span)
     try:
         module = options["module"]
         _httpx_instrumentation._inject_propagation_headers(args[0].headers, args, kwargs, module)
@@ -666,14 +686,14 @@ async def _sampled_async_request(
     normalized = _http_util.sanitize_method(method).strip()
     if normalized:
         attributes[HTTP_METHOD] = normalized
-    url = _http_util.redact_url(str(request.url))
+    url = _redact_url(str(request.url))
     if url:
         attributes[HTTP_URL] = url
     if name == "_OTHER":
         name = "HTTP"
     span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
     try:
-        token = _attach(_set_span_in_context(span))
+        token = attach_span(span)
         try:
             _httpx_instrumentation._inject_propagation_headers(request.headers, args, kwargs, module)
             exception = None

@@ -32,7 +32,13 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 
 from ghl_real_estate_ai.observability import attributes as attr
-from ghl_real_estate_ai.observability._fastspan import attributes_of, events_of, has_events, put_session
+from ghl_real_estate_ai.observability._fastspan import (
+    attributes_of,
+    current_span,
+    events_of,
+    has_events,
+    put_session,
+)
 
 __all__ = ["ConversationSpanProcessor", "format_journey", "journey_of", "start_session"]
 
@@ -118,9 +124,9 @@ class ConversationSpanProcessor(SpanProcessor):
         self._session: tuple[object, dict[str, Any]] = (None, {})
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        parent = trace_api.get_current_span(parent_context)
-        parent_context_ = parent.get_span_context()
-        if not parent_context_.is_valid or parent_context_.is_remote:
+        parent = current_span(parent_context)
+        _, _, remote, _, _, valid = parent.get_span_context()  # a SpanContext is a tuple
+        if not valid or remote:
             with self._lock:
                 if len(self._roots) >= _MAX_OPEN_ROOTS:
                     self._roots.pop(next(iter(self._roots)))
@@ -144,12 +150,13 @@ class ConversationSpanProcessor(SpanProcessor):
         context = span.context
         if context is None:
             return
-        root = self._roots.get(context.trace_id)
+        trace_id, span_id = context[0], context[1]  # a SpanContext is a tuple: read without its properties
+        root = self._roots.get(trace_id)
         if root is None:
             return
-        if root.span_id == context.span_id:
+        if root.span_id == span_id:
             with self._lock:
-                self._roots.pop(context.trace_id, None)
+                self._roots.pop(trace_id, None)
             return
         attributes = attributes_of(span)
         # Most spans (store, cache, GHL calls) say nothing about the journey: leave at once.

@@ -31,11 +31,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
-from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
+
+from ghl_real_estate_ai.observability._fastspan import attach_span, current_sampling, detach
 
 __all__ = [
     "DB_BATCH_SIZE",
@@ -99,8 +100,7 @@ def _statement_text(sql: str) -> str:
 
 
 def _sampled_parent() -> bool:
-    context = trace.get_current_span().get_span_context()
-    return context.is_valid and context.trace_flags.sampled
+    return current_sampling() is True
 
 
 @lru_cache(maxsize=1024)
@@ -136,7 +136,7 @@ class _Operation:
         self._statements = statements
         self._name = name
         self._span: Span | None = None
-        self._token: object = None
+        self._token: contextvars.Token[Any] | None = None
 
     def __enter__(self) -> Span | None:
         if not _sampled_parent():
@@ -145,7 +145,7 @@ class _Operation:
         span_name, attributes = _operation_shape(spans.system, tuple(self._statements), self._name)
         span = spans.tracer.start_span(span_name, kind=SpanKind.CLIENT, attributes=dict(attributes))
         self._span = span
-        self._token = context_api.attach(trace.set_span_in_context(span))
+        self._token = attach_span(span)
         return span
 
     def __exit__(
@@ -160,7 +160,7 @@ class _Operation:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
         finally:
-            context_api.detach(cast("contextvars.Token[Any]", self._token))
+            detach(self._token)  # type: ignore[arg-type]  # set in __enter__
             span.end()
 
 

@@ -417,3 +417,79 @@ def test_the_processor_list_calls_each_processor_for_the_hooks_it_implements() -
     active = provider._active_span_processor
     assert isinstance(active, _fastspan._Processors)
     assert len(active._starts) == len(active._endings) == len(active._ends) == 1
+
+
+class RandomCountingIds(CountingIds):
+    """Counting ids that say they are random: the W3C random flag goes on every span's context."""
+
+    def is_trace_id_random(self) -> bool:
+        return True
+
+
+def test_the_random_trace_id_flag_and_every_context_field_match_the_sdk() -> None:
+    """The short path builds a span's context without SpanContext's constructor: same tuple, same flags."""
+
+    def scenario(tracer: trace.Tracer) -> list[Any]:
+        with tracer.start_as_current_span("root") as root, tracer.start_as_current_span("child") as child:
+            pass
+        return [tuple(root.get_span_context()), tuple(child.get_span_context())]
+
+    results = []
+    for provider_type in (TracerProvider, _fastspan.FastTracerProvider):
+        provider = provider_type(id_generator=RandomCountingIds())
+        results.append(scenario(provider.get_tracer("tests.fastspan")))
+    sdk, fast = results
+    assert fast == sdk
+    flags = fast[1][3]
+    assert flags.sampled and flags.random_trace_id and fast[1][5] is True
+
+
+class OwnSpan(NonRecordingSpan):
+    """A span type the fast look-up does not know: the API's path answers for it."""
+
+
+def test_the_context_helpers_answer_as_the_api_does(caplog: pytest.LogCaptureFixture) -> None:
+    assert _fastspan.current_span() is trace.get_current_span() is trace.INVALID_SPAN
+    assert _fastspan.current_sampling() is None
+    provider = _fastspan.FastTracerProvider(sampler=ParentBased(ALWAYS_ON))
+    tracer = provider.get_tracer("tests.fastspan")
+    span = tracer.start_span("made current")
+    token = _fastspan.attach_span(span)
+    try:
+        assert _fastspan.current_span() is trace.get_current_span() is span
+        assert _fastspan.current_sampling() is True
+        unsampled = NonRecordingSpan(SpanContext(0xA, 0xB, is_remote=False))
+        inner = _fastspan.attach_span(unsampled)
+        assert _fastspan.current_span() is trace.get_current_span() is unsampled
+        assert _fastspan.current_sampling() is False
+        _fastspan.detach(inner)
+        assert _fastspan.current_span() is span
+        own = OwnSpan(SpanContext(0xC, 0xD, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)))
+        given = trace.set_span_in_context(own)
+        assert _fastspan.current_span(given) is trace.get_current_span(given) is own
+        assert _fastspan.current_span(context_api.Context()) is trace.INVALID_SPAN
+    finally:
+        _fastspan.detach(token)
+    assert _fastspan.current_span() is trace.INVALID_SPAN
+    span.end()
+    with caplog.at_level(logging.ERROR, logger="opentelemetry.context"):
+        _fastspan.detach(token)  # used twice: logged as the API logs it, never raised
+    assert "Failed to detach context" in caplog.text
+
+
+def test_end_keeps_the_sdk_checks_and_works_with_any_processor(caplog: pytest.LogCaptureFixture) -> None:
+    from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor
+
+    ends = EndsOnly()
+    active = SynchronousMultiSpanProcessor()
+    active.add_span_processor(ends)
+    provider = _fastspan.FastTracerProvider(active_span_processor=active)  # not the processor list
+    span = provider.get_tracer("tests.fastspan").start_span("custom processor")
+    assert type(span) is _fastspan._FastSpan
+    span.end()
+    assert ends.calls == [("end", "custom processor")]
+    with caplog.at_level(logging.WARNING, logger="opentelemetry.sdk.trace"):
+        span.end()
+    assert "Calling end() on an ended span." in caplog.text
+    assert ends.calls == [("end", "custom processor")]
+    assert span.get_span_context() is span.context

@@ -26,6 +26,8 @@ import httpx
 import pytest
 from fastapi import BackgroundTasks, FastAPI, HTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry import baggage, trace
 from opentelemetry.instrumentation import asgi as asgi_instrumentation
 from opentelemetry.instrumentation import fastapi as fastapi_instrumentation
@@ -834,3 +836,34 @@ def test_a_request_s_attributes_are_the_instrumentation_s(scope: dict[str, Any])
     assert where[:3] == asgi_instrumentation.get_host_port_url_tuple(scope)
     mine = _leanhttp._request_attributes(scope, where)
     assert list(mine.items()) == list(asgi_instrumentation.collect_request_attributes(scope).items())
+
+
+URLS = [
+    "https://services.leadconnectorhq.com/contacts/c-1/tags",
+    "http://user:secret@h:8080/p",
+    "https://h/p?Signature=abc&x=1",
+    "https://h/p?x=1#frag",
+    "https://h/p;params#frag",
+    "http://[::1/broken",  # unparsable: given back as it is
+    "/relative/path",
+    "",
+]
+
+
+@given(st.one_of(st.sampled_from(URLS), st.text(alphabet="hs:/@?#;[]=&aSig.01", max_size=40)))
+def test_urls_are_redacted_as_util_http_redacts_them(url: str) -> None:
+    """The short cut (no ``@`` and no ``?``: nothing to redact) answers what redact_url answers."""
+    from opentelemetry.util import http as http_util
+
+    if _leanhttp._http_util is None:
+        setup_observability(settings(), exporter_type="none")
+    assert _leanhttp._library_redact_url is http_util.redact_url
+    assert _leanhttp._redact_url(url) == http_util.redact_url(url)
+
+
+def test_a_replaced_redact_url_is_always_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.util import http as http_util
+
+    setup_observability(settings(), exporter_type="none")
+    monkeypatch.setattr(http_util, "redact_url", lambda url: "[redacted by the app]")
+    assert _leanhttp._redact_url("https://h/plain") == "[redacted by the app]"
