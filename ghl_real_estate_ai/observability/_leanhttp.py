@@ -59,7 +59,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from operator import attrgetter
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 from opentelemetry import context as context_api
@@ -241,6 +241,46 @@ def _where(scope: dict[str, Any]) -> _Where:
     return server[0] + suffix, port, url, host_header
 
 
+# The FastAPI instrumentation's default span name and route for a request, by what its route
+# matching reads: the app and its route list (as it stands), the scope's type, method, path,
+# root path and Host header. Bounded: the oldest entry goes first.
+_SPAN_DETAILS_MAX: Final = 512
+_span_details_seen: dict[tuple[Any, ...], tuple[str, dict[str, str]]] = {}
+
+
+def _span_details(
+    details: Callable[[dict[str, Any]], tuple[str, dict[str, str]]], scope: dict[str, Any], where: _Where
+) -> tuple[str, dict[str, str]]:
+    """``details(scope)``, remembered when it is the FastAPI instrumentation's own.
+
+    That function walks the app's routes, matching each against the scope, for every
+    request: the same request line always gets the same answer while the routes stay.
+    """
+    app = scope.get("app")
+    routes = getattr(app, "routes", None)
+    if details is not _library_span_details or type(routes) is not list:
+        return details(scope)
+    host = where[3]
+    key = (
+        app,
+        id(routes),
+        len(routes),
+        scope.get("type"),
+        scope.get("method"),
+        scope.get("path"),
+        scope.get("root_path"),
+        tuple(host) if host else None,
+    )
+    found = _span_details_seen.get(key)
+    if found is None:
+        name, attributes = details(scope)
+        if len(_span_details_seen) >= _SPAN_DETAILS_MAX:
+            del _span_details_seen[next(iter(_span_details_seen))]
+        _span_details_seen[key] = (name, dict(attributes))
+        return name, attributes
+    return found[0], dict(found[1])  # the caller's own attributes dict, as details() gives
+
+
 def _server_decision(
     middleware: Any, scope: dict[str, Any]
 ) -> tuple[Any, context_api.Context, bool, _Where | None] | None:
@@ -401,8 +441,9 @@ async def _serve_sampled(
     and is still done when a processor or a limit changed them at the start) and the
     metrics' attributes, durations and sizes (no instrument records).
     """
-    span_name, additional = middleware.default_span_details(scope)
-    attributes = _request_attributes(scope, where or _where(scope))
+    where = where or _where(scope)
+    span_name, additional = _span_details(middleware.default_span_details, scope, where)
+    attributes = _request_attributes(scope, where)
     attributes.update(additional)
     token = _attach(ctx)
     span = tracer.start_span(name=span_name, context=ctx, kind=SpanKind.SERVER, attributes=attributes)
@@ -480,6 +521,7 @@ _HTTP_UTIL_NAMES = ("redact_url", "sanitize_method", "normalize_user_agent", "de
 _server_module: Any = None
 _http_util: Any = None
 _library_redact_url: Any = None  # util.http's redact_url as installed, to know it was not replaced since
+_library_span_details: Any = None  # the FastAPI instrumentation's default_span_details, as installed
 _server_mode: Any = None  # the instrumentation's default semantic conventions, when the sampled path is on
 
 
@@ -567,7 +609,7 @@ def _default_mode(module: Any, needed: tuple[str, ...]) -> Any:
 
 
 def _install_server_middleware() -> None:
-    global _server_module, _server_mode
+    global _server_module, _server_mode, _library_span_details
     try:
         from opentelemetry.instrumentation import asgi as module
         from opentelemetry.instrumentation import fastapi as fastapi_module
@@ -582,6 +624,7 @@ def _install_server_middleware() -> None:
         return
     _server_module = module
     _server_mode = _default_mode(module, ("set_status_code",))
+    _library_span_details = getattr(fastapi_module, "_get_default_span_details", None)
     _replaced.append((fastapi_module, "OpenTelemetryMiddleware", module.OpenTelemetryMiddleware))
     fastapi_module.OpenTelemetryMiddleware = lean  # type: ignore[attr-defined, assignment]
 

@@ -867,3 +867,99 @@ def test_a_replaced_redact_url_is_always_called(monkeypatch: pytest.MonkeyPatch)
     setup_observability(settings(), exporter_type="none")
     monkeypatch.setattr(http_util, "redact_url", lambda url: "[redacted by the app]")
     assert _leanhttp._redact_url("https://h/plain") == "[redacted by the app]"
+
+
+def _routed_app() -> FastAPI:
+    from starlette.routing import Host, Mount
+
+    app = FastAPI()
+
+    @app.post("/api/v1/webhooks/ghl")
+    async def webhook() -> dict[str, str]:
+        return {}
+
+    @app.get("/traces/{trace_id}")
+    async def one_trace(trace_id: str) -> dict[str, str]:
+        return {}
+
+    inner = FastAPI()
+
+    @inner.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {}
+
+    app.router.routes.append(Mount("/sub", app=inner))
+    admin = FastAPI()
+
+    @admin.get("/only-on-admin")
+    async def admin_only() -> dict[str, str]:
+        return {}
+
+    app.router.routes.append(Host("admin.example", app=admin))
+    return app
+
+
+def _scope(app: FastAPI, method: str, path: str, host: str = "h") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "app": app,
+        "method": method,
+        "path": path,
+        "root_path": "",
+        "scheme": "http",
+        "server": ("h", 80),
+        "headers": [(b"host", host.encode())],
+    }
+
+
+def test_span_details_are_remembered_with_the_instrumentation_s_own_answers() -> None:
+    setup_observability(settings(), exporter_type="none")
+    library = fastapi_instrumentation._get_default_span_details
+    assert _leanhttp._library_span_details is library
+    app = _routed_app()
+    requests = [
+        ("POST", "/api/v1/webhooks/ghl", "h"),
+        ("GET", "/api/v1/webhooks/ghl", "h"),  # another method: a partial match
+        ("GET", "/traces/abc", "h"),
+        ("GET", "/traces/def", "h"),
+        ("GET", "/sub/ping", "h"),
+        ("GET", "/only-on-admin", "h"),
+        ("GET", "/only-on-admin", "admin.example"),  # the Host header changes the answer
+        ("GET", "/nowhere", "h"),
+    ]
+    for _ in range(2):  # the second time from what was remembered
+        for method, path, host in requests:
+            scope = _scope(app, method, path, host)
+            answer = _leanhttp._span_details(library, scope, _leanhttp._where(scope))
+            assert answer == library(scope), (method, path, host)
+    scope = _scope(app, "GET", "/added-later")
+    before = _leanhttp._span_details(library, scope, _leanhttp._where(scope))
+
+    @app.get("/added-later")
+    async def added() -> dict[str, str]:
+        return {}
+
+    after = _leanhttp._span_details(library, scope, _leanhttp._where(scope))
+    assert before != after == library(scope) == ("GET /added-later", {"http.route": "/added-later"})
+    after[1]["changed by the caller"] = "x"
+    assert _leanhttp._span_details(library, scope, _leanhttp._where(scope)) == library(scope)
+
+
+def test_span_details_stay_bounded_and_another_function_is_always_called() -> None:
+    setup_observability(settings(), exporter_type="none")
+    library = fastapi_instrumentation._get_default_span_details
+    app = _routed_app()
+    for n in range(_leanhttp._SPAN_DETAILS_MAX + 50):
+        scope = _scope(app, "GET", f"/traces/{n}")
+        _leanhttp._span_details(library, scope, _leanhttp._where(scope))
+    assert len(_leanhttp._span_details_seen) == _leanhttp._SPAN_DETAILS_MAX
+    calls: list[str] = []
+
+    def own(scope: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        calls.append(scope["path"])
+        return "mine", {}
+
+    scope = _scope(app, "GET", "/traces/1")
+    for _ in range(3):
+        assert _leanhttp._span_details(own, scope, _leanhttp._where(scope)) == ("mine", {})
+    assert calls == ["/traces/1"] * 3
